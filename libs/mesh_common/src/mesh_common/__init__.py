@@ -1,0 +1,1 @@
+"""mesh_common: code every contract-mesh service needs, written once."""

@@ -1,0 +1,35 @@
+"""Thin helpers over confluent-kafka: produce typed events with trace context; dead-letter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from confluent_kafka import Producer
+
+from contract_schema.base import Event
+from contract_schema.codec import Record, encode
+from contract_schema.topics import topic_for
+
+from .dlq import dead_letter_record
+from .tracing import current_traceparent
+
+
+def produce_event(producer: Producer, event: Event, *, source: str, event_id: str | None = None,
+                  time: datetime | None = None, topic: str | None = None) -> Record:
+    """Produce an event on its catalog topic, keyed by its key, with the active trace context."""
+    record = encode(event, source=source, event_id=event_id, time=time, traceparent=current_traceparent())
+    producer.produce(topic or topic_for(type(event)).name, key=record.key, value=record.value,
+                     headers=record.headers)
+    producer.poll(0)
+    return record
+
+
+def produce_dead_letter(producer: Producer, *, topic: str, partition: int, offset: int,
+                        key: bytes | None, value: bytes | None,
+                        headers: Sequence[tuple[str, bytes | None]] | None,
+                        error: BaseException | str, service: str) -> None:
+    dlq_topic, record = dead_letter_record(topic=topic, partition=partition, offset=offset, key=key,
+                                           value=value, headers=headers, error=error, service=service)
+    producer.produce(dlq_topic, key=record.key, value=record.value, headers=record.headers)
+    producer.poll(0)

@@ -1,0 +1,63 @@
+"""OpenTelemetry set-up and W3C trace context carried in Kafka headers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+_configured = False
+
+
+def setup_tracing(service_name: str, exporter: str = "none", endpoint: str | None = None,
+                  span_exporter: SpanExporter | None = None) -> None:
+    """Install a tracer provider once per process. `span_exporter` wins over `exporter`."""
+    global _configured
+    if _configured:
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    chosen: SpanExporter | None = span_exporter
+    if chosen is None and exporter == "console":
+        chosen = ConsoleSpanExporter()
+    elif chosen is None and exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        chosen = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+    if chosen is not None:
+        provider.add_span_processor(BatchSpanProcessor(chosen))
+    trace.set_tracer_provider(provider)
+    _configured = True
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the active span, to put on an outgoing record."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def context_from_headers(headers: Sequence[tuple[str, Any]] | None) -> context.Context:
+    carrier = {k: (v.decode() if isinstance(v, bytes) else str(v))
+               for k, v in (headers or ()) if k in ("traceparent", "tracestate") and v is not None}
+    return propagate.extract(carrier)
+
+
+@contextmanager
+def consume_span(service: str, topic: str, headers: Sequence[tuple[str, Any]] | None,
+                 name: str | None = None) -> Iterator[trace.Span]:
+    """A CONSUMER span continuing the trace the record's producer started."""
+    parent = context_from_headers(headers)
+    with tracer(service).start_as_current_span(
+        name or f"{topic} process", context=parent, kind=trace.SpanKind.CONSUMER,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+    ) as span:
+        yield span
