@@ -1,0 +1,86 @@
+"""The at-least-once consume loop shared by the confluent-kafka services.
+
+poll -> decode (CloudEvents) -> handler -> commit. A record that cannot be decoded, or
+whose handler raises, goes to <topic>.dlq with its original bytes and the reason, and
+the loop keeps going. Offsets are committed only after the handler (and the DLQ write)
+is done, so a crash redelivers: handlers must be idempotent on the event id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+
+from contract_schema.codec import DecodeError, Envelope, decode
+
+from .kafka import produce_dead_letter
+from .ops import DEAD_LETTERED, PROCESSED
+from .settings import KafkaSettings
+from .tracing import consume_span
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope, Message], None]
+
+
+class EventConsumer:
+    def __init__(self, kafka: KafkaSettings, *, service: str, group_id: str, topics: Sequence[str],
+                 handler: Handler, producer: Producer | None = None, poll_timeout: float = 0.2,
+                 **consumer_overrides: object) -> None:
+        self.service = service
+        self.topics = list(topics)
+        self.handler = handler
+        self.poll_timeout = poll_timeout
+        self.consumer = Consumer(kafka.consumer(group_id, **consumer_overrides))
+        self.producer = producer or Producer(kafka.producer())
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Consume until stop() is called. Blocking: run it in a thread beside an HTTP server."""
+        self.consumer.subscribe(self.topics)
+        try:
+            while not self._stop.is_set():
+                self.poll_once()
+        finally:
+            self.producer.flush(10)
+            self.consumer.close()
+
+    def poll_once(self) -> bool:
+        msg = self.consumer.poll(self.poll_timeout)
+        if msg is None:
+            return False
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error on %s: %s", self.topics, err)
+            return False
+        self.process(msg)
+        self.consumer.commit(message=msg, asynchronous=True)
+        return True
+
+    def process(self, msg: Message) -> None:
+        topic = msg.topic() or ""
+        headers = msg.headers() or []
+        try:
+            envelope = decode(msg.value(), headers)
+            with consume_span(self.service, topic, headers):
+                self.handler(envelope, msg)
+            PROCESSED.labels(self.service, topic).inc()
+        except Exception as exc:  # bad input is data, not a crash: dead-letter it and go on
+            if not isinstance(exc, DecodeError):
+                log.exception("handler failed on %s[%s]@%s", topic, msg.partition(), msg.offset())
+            self.dead_letter(msg, exc)
+
+    def dead_letter(self, msg: Message, error: BaseException | str) -> None:
+        topic = msg.topic() or ""
+        produce_dead_letter(self.producer, topic=topic, partition=msg.partition() or 0,
+                            offset=msg.offset() or 0, key=msg.key(), value=msg.value(),
+                            headers=msg.headers(), error=error, service=self.service)
+        self.producer.flush(10)  # the DLQ write must be durable before the offset is committed
+        DEAD_LETTERED.labels(self.service, topic).inc()
