@@ -1,0 +1,51 @@
+"""Registry-specific settings (REGISTRY_* env vars); Kafka, database, HTTP and auth come from mesh_common."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract_schema import topics
+
+SERVICE = "contract-registry"
+
+
+class RegistrySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore")
+
+    migrate_on_start: bool = False  # local runs; production runs `contract-registry migrate` as a Job
+    relay_in_process: bool = True  # run the outbox relay beside the API; `contract-registry relay` runs it alone
+    consume_in_process: bool = True  # consume obligation events / renewal decisions beside the API
+    db_schema: str | None = None  # PostgreSQL schema (search_path); None = the database default
+    topic_prefix: str = ""  # tests and side-by-side deployments prefix every topic name
+    consumer_group: str = "contract-registry"
+    relay_batch_size: int = 500
+    relay_fallback_poll_seconds: float = 5.0  # LISTEN/NOTIFY wakes the relay; this only catches lost notifies
+    source: str = "/contract-registry"  # CloudEvents ce_source
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+    @property
+    def state_topic(self) -> str:
+        return self.topic(topics.CONTRACT_STATE.name)
+
+    @property
+    def events_topic(self) -> str:
+        return self.topic(topics.CONTRACT_EVENTS.name)
+
+    @property
+    def performance_topic(self) -> str:
+        return self.topic(topics.ERP_PERFORMANCE.name)
+
+    @property
+    def obligation_events_topic(self) -> str:
+        return self.topic(topics.OBLIGATION_EVENTS.name)
+
+    @property
+    def renewal_decision_topic(self) -> str:
+        return self.topic(topics.RENEWAL_DECISION.name)
+
+    @property
+    def notify_channel(self) -> str:
+        # NOTIFY is database-wide: one channel per schema so side-by-side registries don't wake each other.
+        return f"registry_outbox_{self.db_schema or 'default'}"
