@@ -1,0 +1,79 @@
+# contract mesh: dev environment, local stack and test entry points.
+# A fresh clone needs only `make test`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.synced
+
+# Every installable project: the libs, and each service that has a pyproject
+# (services are added over time, so look at what exists).
+LIBS := libs/contract_schema libs/mesh_common libs/mesh_testing
+PROJECTS = $(foreach d,$(LIBS) $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml)),$(if $(wildcard $(d)/pyproject.toml),$(d)))
+PYPROJECTS = $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+# Dev tools nobody's package depends on; versions come from constraints.txt.
+DEV_TOOLS := ruff mypy types-PyYAML types-python-dateutil jsonschema
+
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(KAFKA_PORT),9092)
+
+.PHONY: venv kafka-jars postgres-install test lint typecheck pytest up down status schemas bench clean
+
+venv: $(STAMP)
+
+# Re-synced only when a pyproject or the constraints change.
+$(STAMP): constraints.txt $(PYPROJECTS) Makefile
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt uv
+	$(UV) pip install -q --python $(PY) -c constraints.txt $(addprefix -e ,$(PROJECTS)) $(DEV_TOOLS)
+	@touch $@
+
+# Cheap when up to date: the script re-fetches only when pom.xml changed.
+kafka-jars:
+	@bash infra/scripts/kafka.sh jars
+
+postgres-install:
+	@bash infra/scripts/postgres.sh install
+
+test: venv kafka-jars postgres-install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+pytest: venv kafka-jars postgres-install
+	$(VENV)/bin/pytest $(ARGS)
+
+# The local stack. The scripts themselves refuse to start a second copy.
+up: venv kafka-jars
+	@bash infra/scripts/kafka.sh start
+	@bash infra/scripts/postgres.sh start
+	$(PY) -m mesh_common.provision
+	@if [ -x infra/scripts/services.sh ]; then infra/scripts/services.sh start; \
+	 else echo "no infra/scripts/services.sh yet: services are not started by make up"; fi
+
+down:
+	@if [ -x infra/scripts/services.sh ]; then infra/scripts/services.sh stop; fi
+	@bash infra/scripts/kafka.sh stop
+	@bash infra/scripts/postgres.sh stop
+
+status:
+	@bash infra/scripts/kafka.sh status || true
+	@bash infra/scripts/postgres.sh status || true
+
+schemas: venv
+	$(PY) -m contract_schema.export
+
+bench: venv kafka-jars
+	@if [ -f infra/scripts/bench.sh ]; then bash infra/scripts/bench.sh; \
+	 else echo "infra/scripts/bench.sh does not exist yet"; exit 1; fi
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,47 @@
+"""Pytest plugin: session-wide real Kafka and PostgreSQL, started only when asked for.
+
+A run of pure unit tests never requests these fixtures, so it starts nothing.
+Set MESH_TEST_KAFKA_BOOTSTRAP / MESH_TEST_DATABASE_URL to use servers that are
+already running (e.g. the `make up` stack) instead of starting new ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from mesh_testing.servers import KafkaServer, PostgresServer
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """`host:port` of one real Kafka broker shared by the whole session."""
+    if existing := os.environ.get("MESH_TEST_KAFKA_BOOTSTRAP"):
+        yield existing
+        return
+    server = KafkaServer.start()
+    try:
+        yield server.bootstrap
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """libpq URL (postgresql://mesh:mesh@127.0.0.1:PORT/mesh_test) of one real cluster per session."""
+    if existing := os.environ.get("MESH_TEST_DATABASE_URL"):
+        yield existing
+        return
+    server = PostgresServer.start("mesh_test")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_sqlalchemy_url(postgres_url: str) -> str:
+    """The same database, spelled for SQLAlchemy with the psycopg 3 driver."""
+    return postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)

@@ -1,0 +1,112 @@
+"""Start and stop the real Kafka broker and PostgreSQL cluster through infra/scripts.
+
+The shell scripts are the one way the stack starts, for `make up` and for tests alike.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mesh_testing.ports import free_port
+
+
+def repo_root() -> Path:
+    """The monorepo root: $MESH_REPO_ROOT, else the nearest parent holding infra/scripts."""
+    if env := os.environ.get("MESH_REPO_ROOT"):
+        return Path(env)
+    for start in (Path(__file__).resolve(), Path.cwd()):
+        for parent in start.parents:
+            if (parent / "infra" / "scripts" / "kafka.sh").is_file():
+                return parent
+    raise RuntimeError("cannot find the repo root (infra/scripts/kafka.sh); set MESH_REPO_ROOT")
+
+
+def _script(name: str, command: str, env: dict[str, str]) -> None:
+    script = repo_root() / "infra" / "scripts" / name
+    result = subprocess.run(
+        ["bash", str(script), command],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,  # first run may download jars or apt packages
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} {command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+
+def _scratch_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    # PostgreSQL runs as the `postgres` user when we are root: it must reach the dir.
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class KafkaServer:
+    """One single-node KRaft broker on free ports in a scratch directory."""
+
+    directory: Path
+    port: int
+    controller_port: int
+
+    @classmethod
+    def start(cls) -> KafkaServer:
+        server = cls(_scratch_dir("mesh-kafka-"), free_port(), free_port())
+        server._run("start")
+        return server
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self, command: str) -> None:
+        _script(
+            "kafka.sh",
+            command,
+            {
+                "KAFKA_PORT": str(self.port),
+                "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+                "KAFKA_DIR": str(self.directory),
+                "PYTHON": sys.executable,  # has confluent_kafka for the readiness probe
+            },
+        )
+
+    def stop(self) -> None:
+        self._run("stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class PostgresServer:
+    """One PostgreSQL cluster on a free port in a scratch directory, with one database."""
+
+    directory: Path
+    port: int
+    database: str
+
+    @classmethod
+    def start(cls, database: str = "mesh_test") -> PostgresServer:
+        server = cls(_scratch_dir("mesh-pg-"), free_port(), database)
+        server._run("start")
+        return server
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://mesh:mesh@127.0.0.1:{self.port}/{self.database}"
+
+    def _run(self, command: str) -> None:
+        _script(
+            "postgres.sh",
+            command,
+            {"PG_PORT": str(self.port), "PG_DIR": str(self.directory), "PG_DATABASE": self.database},
+        )
+
+    def stop(self) -> None:
+        self._run("stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
