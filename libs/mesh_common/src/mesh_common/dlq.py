@@ -6,7 +6,7 @@ The shell sends the record with whatever producer it has; inspection and replay 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,6 +14,14 @@ from contract_schema.codec import Record
 from contract_schema.topics import DLQ_SUFFIX
 
 DLQ_HEADER_PREFIX = "dlq_"
+# Headers as client libraries hand them out: a list of pairs or a mapping, str or bytes values.
+AnyHeaders = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
+
+
+def header_pairs(headers: AnyHeaders) -> list[tuple[str, bytes | None]]:
+    """Normalise headers to [(name, bytes)], the shape every producer accepts."""
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,7 @@ class DeadLetter:
 
 
 def dead_letter_record(*, topic: str, partition: int, offset: int, key: bytes | None,
-                       value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None,
+                       value: bytes | None, headers: AnyHeaders,
                        error: BaseException | str, service: str,
                        now: datetime | None = None) -> tuple[str, Record]:
     """(DLQ topic, record) for a failed record: original bytes and headers kept as they came."""
@@ -45,21 +53,20 @@ def dead_letter_record(*, topic: str, partition: int, offset: int, key: bytes | 
         "service": service,
         "time": (now or datetime.now(UTC)).isoformat(),
     }
-    original = [(k, v if v is not None else b"") for k, v in (headers or ())
-                if not k.startswith(DLQ_HEADER_PREFIX)]
+    original = original_headers(headers)
     all_headers = original + [(DLQ_HEADER_PREFIX + k, v.encode()) for k, v in extra.items()]
     return topic + DLQ_SUFFIX, Record(key=key or b"", value=value or b"", headers=all_headers)
 
 
-def read_dead_letter(headers: Sequence[tuple[str, bytes | None]] | None) -> DeadLetter:
+def read_dead_letter(headers: AnyHeaders) -> DeadLetter:
     h = {k[len(DLQ_HEADER_PREFIX):]: (v or b"").decode("utf-8", "replace")
-         for k, v in (headers or ()) if k.startswith(DLQ_HEADER_PREFIX)}
+         for k, v in header_pairs(headers) if k.startswith(DLQ_HEADER_PREFIX)}
     return DeadLetter(
         source_topic=h.get("source_topic", ""), source_partition=int(h.get("source_partition", "-1")),
         source_offset=int(h.get("source_offset", "-1")), error_type=h.get("error_type", ""),
         reason=h.get("reason", ""), service=h.get("service", ""), time=h.get("time", ""))
 
 
-def original_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> list[tuple[str, bytes]]:
+def original_headers(headers: AnyHeaders) -> list[tuple[str, bytes]]:
     """The headers the record had before it was dead-lettered (for replay)."""
-    return [(k, v or b"") for k, v in (headers or ()) if not k.startswith(DLQ_HEADER_PREFIX)]
+    return [(k, v or b"") for k, v in header_pairs(headers) if not k.startswith(DLQ_HEADER_PREFIX)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from confluent_kafka import Producer
@@ -11,7 +10,7 @@ from contract_schema.base import Event
 from contract_schema.codec import Record, encode
 from contract_schema.topics import topic_for
 
-from .dlq import dead_letter_record
+from .dlq import AnyHeaders, dead_letter_record
 from .tracing import current_traceparent
 
 
@@ -20,16 +19,20 @@ def produce_event(producer: Producer, event: Event, *, source: str, event_id: st
     """Produce an event on its catalog topic, keyed by its key, with the active trace context."""
     record = encode(event, source=source, event_id=event_id, time=time, traceparent=current_traceparent())
     producer.produce(topic or topic_for(type(event)).name, key=record.key, value=record.value,
-                     headers=record.headers)
+                     headers=_for_producer(record))
     producer.poll(0)
     return record
 
 
 def produce_dead_letter(producer: Producer, *, topic: str, partition: int, offset: int,
                         key: bytes | None, value: bytes | None,
-                        headers: Sequence[tuple[str, bytes | None]] | None,
+                        headers: AnyHeaders,
                         error: BaseException | str, service: str) -> None:
     dlq_topic, record = dead_letter_record(topic=topic, partition=partition, offset=offset, key=key,
                                            value=value, headers=headers, error=error, service=service)
-    producer.produce(dlq_topic, key=record.key, value=record.value, headers=record.headers)
+    producer.produce(dlq_topic, key=record.key, value=record.value, headers=_for_producer(record))
     producer.poll(0)
+
+
+def _for_producer(record: Record) -> list[tuple[str, str | bytes | None]]:
+    return [(k, v) for k, v in record.headers]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from .dlq import AnyHeaders, header_pairs
 
 _configured = False
 
@@ -25,7 +26,9 @@ def setup_tracing(service_name: str, exporter: str = "none", endpoint: str | Non
     if chosen is None and exporter == "console":
         chosen = ConsoleSpanExporter()
     elif chosen is None and exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
+            OTLPSpanExporter,
+        )
 
         chosen = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
     if chosen is not None:
@@ -45,14 +48,14 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-def context_from_headers(headers: Sequence[tuple[str, Any]] | None) -> context.Context:
-    carrier = {k: (v.decode() if isinstance(v, bytes) else str(v))
-               for k, v in (headers or ()) if k in ("traceparent", "tracestate") and v is not None}
+def context_from_headers(headers: AnyHeaders) -> context.Context:
+    carrier = {k: v.decode("utf-8", "replace")
+               for k, v in header_pairs(headers) if k in ("traceparent", "tracestate") and v is not None}
     return propagate.extract(carrier)
 
 
 @contextmanager
-def consume_span(service: str, topic: str, headers: Sequence[tuple[str, Any]] | None,
+def consume_span(service: str, topic: str, headers: AnyHeaders,
                  name: str | None = None) -> Iterator[trace.Span]:
     """A CONSUMER span continuing the trace the record's producer started."""
     parent = context_from_headers(headers)
