@@ -22,7 +22,7 @@ class AuthSettings(BaseSettings):
 
     issuer: str = "contract-mesh-local"
     audience: str = "contract-mesh"
-    algorithm: str = Field("HS256", pattern="^(HS256|RS256)$")
+    algorithm: str = Field(default="HS256", pattern="^(HS256|RS256)$")
     hs256_secret: str = "local-development-secret-change-me-please"
     jwks_url: str | None = None
     tenant_claim: str = "tenant"

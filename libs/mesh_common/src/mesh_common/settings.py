@@ -14,7 +14,7 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
 
     bootstrap_servers: str = "localhost:9092"
-    security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    security_protocol: str = Field(default="PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
     sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
     sasl_username: str | None = None
     sasl_password: str | None = None
@@ -75,7 +75,7 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     log_level: str = "INFO"
     # "system": wall clock; "topic": follows ClockAdvanced events on mesh.clock.v1 (tests, demos).
-    clock: str = Field("system", pattern="^(system|topic)$")
-    otel_exporter: str = Field("none", pattern="^(none|console|otlp)$")
+    clock: str = Field(default="system", pattern="^(system|topic)$")
+    otel_exporter: str = Field(default="none", pattern="^(none|console|otlp)$")
     otel_endpoint: str | None = None  # e.g. http://otel-collector:4318/v1/traces
     public_base_url: str = "http://localhost:8000"
