@@ -6,9 +6,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-
 from contract_registry.adapters.db import migrate, sqlalchemy_url
+from sqlalchemy import create_engine, text
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ from __future__ import annotations
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
-
 from contract_registry.adapters.db import alembic_config, make_engine, migrate
 from contract_registry.adapters.orm import Base
+from sqlalchemy import inspect
 
 
 def _diff(db_url: str, schema: str) -> list[object]:

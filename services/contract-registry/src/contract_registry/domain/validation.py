@@ -1,0 +1,129 @@
+"""Business rules a contract version must satisfy. Each violation names the field (a dotted path)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from contract_schema.contract import ContractTerms, RateCardLine
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    message: str
+
+
+class BusinessRuleError(Exception):
+    """One or more rules broken; the HTTP shell turns this into a 422 listing every violation."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        super().__init__("; ".join(f"{v.field}: {v.message}" for v in violations))
+        self.violations = violations
+
+
+def validate_terms(terms: ContractTerms, prefix: str = "terms") -> list[Violation]:
+    out: list[Violation] = []
+    if terms.end_date is not None and terms.end_date < terms.effective_date:
+        out.append(Violation(f"{prefix}.end_date",
+                             f"end_date {terms.end_date} is before effective_date {terms.effective_date}"))
+    elif terms.end_date is not None:
+        term_days = (terms.end_date - terms.effective_date).days
+        if terms.notice_period_days > term_days:
+            out.append(Violation(f"{prefix}.notice_period_days",
+                                 f"notice period of {terms.notice_period_days} days is longer than the term "
+                                 f"of {term_days} days"))
+    if terms.signed_date is not None and terms.end_date is not None and terms.signed_date > terms.end_date:
+        out.append(Violation(f"{prefix}.signed_date", "signed after the contract ends"))
+    out += _unique(terms, prefix)
+    for i, line in enumerate(terms.rate_card):
+        out += _line_rules(line, terms.currency, f"{prefix}.rate_card[{i}]")
+    out += _windows_overlap(terms.rate_card, prefix)
+    return out
+
+
+def validate_amendment(previous: ContractTerms, amended: ContractTerms) -> list[Violation]:
+    """An amendment may not take effect before the version it amends."""
+    if amended.effective_from < previous.effective_from:
+        return [Violation("effective_from",
+                          f"amendment effective {amended.effective_from} is before version {previous.version} "
+                          f"it amends (effective {previous.effective_from})")]
+    return []
+
+
+def check(violations: list[Violation]) -> None:
+    if violations:
+        raise BusinessRuleError(violations)
+
+
+def _unique(terms: ContractTerms, prefix: str) -> list[Violation]:
+    out: list[Violation] = []
+    seen: set[str] = set()
+    for i, line in enumerate(terms.rate_card):
+        if line.line_id in seen:
+            out.append(Violation(f"{prefix}.rate_card[{i}].line_id", f"duplicate line_id {line.line_id!r}"))
+        seen.add(line.line_id)
+    seen = set()
+    for i, ob in enumerate(terms.obligations):
+        if ob.obligation_id in seen:
+            out.append(Violation(f"{prefix}.obligations[{i}].obligation_id",
+                                 f"duplicate obligation_id {ob.obligation_id!r}"))
+        seen.add(ob.obligation_id)
+    return out
+
+
+def _line_rules(line: RateCardLine, currency: str, path: str) -> list[Violation]:
+    out: list[Violation] = []
+    if line.currency != currency:
+        out.append(Violation(f"{path}.currency",
+                             f"rate card currency {line.currency} differs from the contract currency {currency}"))
+    if line.valid_to is not None and line.valid_to < line.valid_from:
+        out.append(Violation(f"{path}.valid_to", f"valid_to {line.valid_to} is before valid_from {line.valid_from}"))
+    out += _tier_rules(line, path)
+    return out
+
+
+def _tier_rules(line: RateCardLine, path: str) -> list[Violation]:
+    """Tiers, in the order given, must cover [0, ∞) or [0, last bound) without gaps or overlaps."""
+    tiers = line.tiers
+    if not tiers:
+        return []
+    if tiers[0].from_quantity != 0:
+        return [Violation(f"{path}.tiers[0].from_quantity",
+                          f"the first tier starts at {tiers[0].from_quantity}, not at zero")]
+    for j, tier in enumerate(tiers):
+        if tier.to_quantity is not None and tier.to_quantity <= tier.from_quantity:
+            return [Violation(f"{path}.tiers[{j}].to_quantity",
+                              f"to_quantity {tier.to_quantity} is not above from_quantity {tier.from_quantity}")]
+        if j == 0:
+            continue
+        prev = tiers[j - 1]
+        if prev.to_quantity is None:
+            return [Violation(f"{path}.tiers[{j}].from_quantity",
+                              f"tier {j - 1} has no upper bound, so tier {j} overlaps it")]
+        if tier.from_quantity < prev.to_quantity:
+            return [Violation(f"{path}.tiers[{j}].from_quantity",
+                              f"tier {j} starts at {tier.from_quantity}, overlapping tier {j - 1} "
+                              f"which runs to {prev.to_quantity}")]
+        if tier.from_quantity > prev.to_quantity:
+            return [Violation(f"{path}.tiers[{j}].from_quantity",
+                              f"gap between tier {j - 1} (to {prev.to_quantity}) and tier {j} "
+                              f"(from {tier.from_quantity})")]
+    return []
+
+
+def _windows_overlap(lines: tuple[RateCardLine, ...], prefix: str) -> list[Violation]:
+    """Two lines for the same item (and unit) may not be valid on the same day."""
+    by_item: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, line in enumerate(lines):
+        by_item[(line.item_code, line.unit)].append(i)
+    out: list[Violation] = []
+    for (item, _unit), idx in by_item.items():
+        ordered = sorted(idx, key=lambda i: lines[i].valid_from)
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            first, second = lines[a], lines[b]
+            if first.valid_to is None or second.valid_from <= first.valid_to:
+                out.append(Violation(f"{prefix}.rate_card[{b}].valid_from",
+                                     f"validity window of item {item!r} overlaps rate_card[{a}] "
+                                     f"({first.valid_from} to {first.valid_to or 'open end'})"))
+    return out
