@@ -78,4 +78,5 @@ class ServiceSettings(BaseSettings):
     clock: str = Field(default="system", pattern="^(system|topic)$")
     otel_exporter: str = Field(default="none", pattern="^(none|console|otlp)$")
     otel_endpoint: str | None = None  # e.g. http://otel-collector:4318/v1/traces
+    otel_file: str | None = None  # with otel_exporter=console: append JSON spans here instead of stdout
     public_base_url: str = "http://localhost:8000"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,15 +17,19 @@ _configured = False
 
 
 def setup_tracing(service_name: str, exporter: str = "none", endpoint: str | None = None,
-                  span_exporter: SpanExporter | None = None) -> None:
-    """Install a tracer provider once per process. `span_exporter` wins over `exporter`."""
+                  span_exporter: SpanExporter | None = None, file: str | None = None) -> None:
+    """Install a tracer provider once per process. `span_exporter` wins over `exporter`.
+
+    exporter "console" writes one JSON span per line to stdout, or to `file` when given
+    (how the cross-service trace test collects spans from several processes)."""
     global _configured
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     chosen: SpanExporter | None = span_exporter
     if chosen is None and exporter == "console":
-        chosen = ConsoleSpanExporter()
+        out = open(file, "a", buffering=1) if file else sys.stdout  # noqa: SIM115 - lives as long as the process
+        chosen = ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
     elif chosen is None and exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
             OTLPSpanExporter,
@@ -64,3 +69,11 @@ def consume_span(service: str, topic: str, headers: AnyHeaders,
         attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
     ) as span:
         yield span
+
+
+def setup_tracing_from_env(service_name: str) -> None:
+    """What every service calls at start-up: MESH_OTEL_EXPORTER, MESH_OTEL_ENDPOINT, MESH_OTEL_FILE."""
+    from .settings import ServiceSettings
+
+    s = ServiceSettings()
+    setup_tracing(service_name, s.otel_exporter, s.otel_endpoint, file=s.otel_file)
