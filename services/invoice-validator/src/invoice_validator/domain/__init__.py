@@ -1,0 +1,1 @@
+"""The functional core: invoice validation rules over plain data, no I/O."""
