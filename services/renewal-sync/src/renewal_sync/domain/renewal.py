@@ -215,14 +215,13 @@ def stage_alert(state: RenewalState, point: StagePoint, settings: TimelineSettin
         source_service=SERVICE, raised_at=now)
 
 
-def crm_failing_alert(state: RenewalState, error: str, now: datetime, delivery_id: str) -> Alert:
-    view = state.contract
+def crm_failing_alert(opp: RenewalOpportunity, error: str, now: datetime, delivery_id: str) -> Alert:
+    name = f"{opp.contract_title} ({opp.contract_id})"
     return Alert(
-        alert_id=f"renewal-crm:{delivery_id}", tenant_id=view.tenant_id, contract_id=view.contract_id,
-        alert_type="renewal.crm_sync_failing", tier=Tier.RED,
-        title=f"CRM sync failing: {view.title}",
-        what=f"CRM sync failing: the renewal opportunity of {view.title} ({view.contract_id}) could not be "
+        alert_id=f"renewal-crm:{delivery_id}", tenant_id=opp.tenant_id, contract_id=opp.contract_id,
+        alert_type="renewal.crm_sync_failing", tier=Tier.RED, title=f"CRM sync failing: {opp.contract_title}",
+        what=f"CRM sync failing: the renewal opportunity of {name} (stage {opp.stage.value}) could not be "
              f"delivered to the CRM after the last retry.",
         why=error[:500], required_action="Check the CRM connection; replay the update from the DLQ once fixed.",
-        owner=view.owner, backup_owner=view.backup_owner, currency=view.currency,
-        dedup_key=f"renewal.crm_sync_failing:{view.contract_id}", source_service=SERVICE, raised_at=now)
+        owner=opp.owner, backup_owner=opp.backup_owner, amount_at_stake=opp.amount, currency=opp.currency,
+        dedup_key=f"renewal.crm_sync_failing:{opp.contract_id}", source_service=SERVICE, raised_at=now)

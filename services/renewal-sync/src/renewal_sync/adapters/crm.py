@@ -1,0 +1,154 @@
+"""CRM adapters over httpx, each speaking its API's real shape. Both upsert by the contract id,
+so a retry or a restart never creates a second opportunity.
+
+- Salesforce REST: OAuth2 client-credentials token from {base}/services/oauth2/token, then
+  PATCH /services/data/vXX.X/sobjects/Opportunity/<external id field>/<contract id>.
+- HubSpot CRM v3: private-app bearer token, POST /crm/v3/objects/deals/batch/upsert with
+  idProperty = a unique deal property holding the contract id.
+
+Retries, Retry-After and the circuit breaker are mesh_common.delivery's; adapters only build
+requests and map fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import httpx
+
+from contract_schema.renewal import OpportunityStatus, RenewalOpportunity
+from mesh_common.delivery import CircuitBreaker, DeliveryError, RetryPolicy, send_with_retries
+from renewal_sync.config import RenewalSettings
+
+
+class CrmClient(Protocol):
+    name: str
+
+    async def upsert(self, opp: RenewalOpportunity) -> httpx.Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _description(opp: RenewalOpportunity) -> str:
+    lines = [f"Renewal of {opp.contract_title} ({opp.contract_id}) with {opp.counterparty_name}.",
+             f"Stage {opp.stage.value}; notice deadline {opp.close_date}; end date {opp.end_date}.",
+             f"Owner {opp.owner.name} <{opp.owner.email}>"
+             + (f"; backup {opp.backup_owner.name} <{opp.backup_owner.email}>." if opp.backup_owner else ".")]
+    if opp.auto_renewal_risk:
+        lines.append("Auto-renews unless notice is given by the close date.")
+    if opp.sla_record is not None:
+        r = opp.sla_record
+        lines.append(f"SLA {r.window_start}..{r.window_end}: {r.sla_met}/{r.sla_measurements} met, "
+                     f"credits {r.credits_earned} {r.currency or opp.currency}.")
+    return " ".join(lines)
+
+
+class SalesforceClient:
+    name = "salesforce"
+    _STAGES = {OpportunityStatus.OPEN: "Negotiation/Review", OpportunityStatus.WON: "Closed Won",
+               OpportunityStatus.LOST: "Closed Lost"}
+
+    def __init__(self, cfg: RenewalSettings, policy: RetryPolicy, breaker: CircuitBreaker,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.cfg, self.policy, self.breaker = cfg, policy, breaker
+        self.http = http or httpx.AsyncClient(base_url=cfg.crm_base_url, timeout=cfg.crm_timeout)
+        self._token: str | None = None
+        self._instance: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure_token(self, force: bool = False) -> str:
+        async with self._lock:
+            if self._token is None or force:
+                response = await send_with_retries(
+                    lambda: self.http.post("/services/oauth2/token", data={
+                        "grant_type": "client_credentials", "client_id": self.cfg.salesforce_client_id,
+                        "client_secret": self.cfg.salesforce_client_secret}),
+                    policy=self.policy, breaker=self.breaker)
+                body = response.json()
+                self._token, self._instance = body["access_token"], body.get("instance_url")
+            return self._token
+
+    def payload(self, opp: RenewalOpportunity) -> dict[str, Any]:
+        return {
+            "Name": f"Renewal: {opp.contract_title or opp.contract_id}",
+            "StageName": self._STAGES[opp.status],
+            "CloseDate": (opp.close_date or opp.updated_at.date()).isoformat(),
+            "Amount": str(opp.amount),
+            "CurrencyIsoCode": opp.currency,
+            "Description": _description(opp),
+            "Renewal_Stage__c": opp.stage.value,
+            "Auto_Renewal_Risk__c": opp.auto_renewal_risk,
+            "Renewal_Decision__c": opp.decision,
+            "Contract_End_Date__c": opp.end_date.isoformat() if opp.end_date else None,
+            "Owner_Email__c": opp.owner.email,
+            "Backup_Owner_Email__c": opp.backup_owner.email if opp.backup_owner else None,
+        } | ({"AccountId": opp.crm_account_id} if opp.crm_account_id else {})
+
+    async def upsert(self, opp: RenewalOpportunity) -> httpx.Response:
+        path = (f"/services/data/{self.cfg.salesforce_api_version}/sobjects/Opportunity/"
+                f"{self.cfg.salesforce_external_id_field}/{opp.contract_id}")
+        body = self.payload(opp)
+        try:
+            return await self._patch(path, body, await self._ensure_token())
+        except DeliveryError as exc:
+            if exc.status != 401:  # a 401 means the token expired: fetch a new one, once
+                raise
+        return await self._patch(path, body, await self._ensure_token(force=True))
+
+    async def _patch(self, path: str, body: dict[str, Any], token: str) -> httpx.Response:
+        url = (self._instance.rstrip("/") + path) if self._instance else path
+        return await send_with_retries(
+            lambda: self.http.patch(url, json=body, headers={"Authorization": f"Bearer {token}"}),
+            policy=self.policy, breaker=self.breaker)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class HubSpotClient:
+    name = "hubspot"
+    _STAGES = {OpportunityStatus.OPEN: "contractsent", OpportunityStatus.WON: "closedwon",
+               OpportunityStatus.LOST: "closedlost"}
+
+    def __init__(self, cfg: RenewalSettings, policy: RetryPolicy, breaker: CircuitBreaker,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.cfg, self.policy, self.breaker = cfg, policy, breaker
+        self.http = http or httpx.AsyncClient(base_url=cfg.crm_base_url, timeout=cfg.crm_timeout)
+
+    def payload(self, opp: RenewalOpportunity) -> dict[str, Any]:
+        prop = self.cfg.hubspot_id_property
+        properties: dict[str, Any] = {
+            prop: opp.contract_id,
+            "dealname": f"Renewal: {opp.contract_title or opp.contract_id}",
+            "dealstage": self._STAGES[opp.status],
+            "pipeline": self.cfg.hubspot_pipeline,
+            "closedate": (opp.close_date or opp.updated_at.date()).isoformat(),
+            "amount": str(opp.amount),
+            "deal_currency_code": opp.currency,
+            "description": _description(opp),
+            "renewal_stage": opp.stage.value,
+            "auto_renewal_risk": str(opp.auto_renewal_risk).lower(),
+            "renewal_decision": opp.decision or "",
+        }
+        return {"inputs": [{"idProperty": prop, "id": opp.contract_id, "properties": properties}]}
+
+    async def upsert(self, opp: RenewalOpportunity) -> httpx.Response:
+        body = self.payload(opp)
+        headers = {"Authorization": f"Bearer {self.cfg.hubspot_token}"}
+        return await send_with_retries(
+            lambda: self.http.post("/crm/v3/objects/deals/batch/upsert", json=body, headers=headers),
+            policy=self.policy, breaker=self.breaker)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def crm_client(cfg: RenewalSettings) -> CrmClient | None:
+    policy = RetryPolicy(attempts=cfg.crm_attempts, base_delay=cfg.crm_base_delay, max_delay=cfg.crm_max_delay)
+    breaker = CircuitBreaker(f"crm-{cfg.crm}", threshold=cfg.crm_breaker_threshold, reset_after=cfg.crm_breaker_reset)
+    if cfg.crm == "salesforce":
+        return SalesforceClient(cfg, policy, breaker)
+    if cfg.crm == "hubspot":
+        return HubSpotClient(cfg, policy, breaker)
+    return None

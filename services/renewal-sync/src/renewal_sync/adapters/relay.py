@@ -1,0 +1,156 @@
+"""The outbox relay: publishes pending Kafka records and delivers pending CRM upserts.
+
+Runs in its own thread with its own database connection and an asyncio loop (the CRM
+calls are httpx + mesh_common.delivery). A row is marked sent only after the broker or the
+CRM acknowledged it, so a crash re-sends at most the rows in flight (Kafka consumers dedup
+on ce_id; the CRM upsert is idempotent on the contract id). A CRM row that fails
+`crm_rounds` rounds goes to the DLQ and raises a red "CRM sync failing" alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import KafkaException, Producer
+from prometheus_client import Counter, Histogram
+
+from contract_schema.codec import encode
+from contract_schema.renewal import RenewalOpportunity
+from contract_schema.topics import ALERTS
+from mesh_common.clock import Clock
+from mesh_common.delivery import CircuitOpen, DeliveryError
+from mesh_common.kafka import produce_dead_letter
+from mesh_common.settings import KafkaSettings
+from renewal_sync.adapters.crm import CrmClient
+from renewal_sync.adapters.store import CRM, KAFKA, OutboxRow, PendingRow, Store
+from renewal_sync.config import RenewalSettings
+from renewal_sync.domain.renewal import SERVICE, crm_failing_alert
+
+log = logging.getLogger(__name__)
+
+CRM_UPSERTS = Counter("renewal_crm_upserts_total", "CRM upsert outcomes", ["crm", "result"])
+CRM_SECONDS = Histogram("renewal_crm_upsert_seconds", "CRM upsert time incl. retries", ["crm"])
+RELAYED = Counter("renewal_outbox_relayed_total", "Outbox records published to Kafka", ["topic"])
+
+
+class OutboxRelay:
+    def __init__(self, cfg: RenewalSettings, kafka: KafkaSettings, store: Store, crm: CrmClient | None,
+                 clock: Clock, on_crm_call: Callable[[PendingRow, RenewalOpportunity], None] | None = None) -> None:
+        self.cfg, self.store, self.crm, self.clock = cfg, store, crm, clock
+        self.producer = Producer(kafka.producer())
+        self.on_crm_call = on_crm_call
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._sem: asyncio.Semaphore | None = None
+        self.thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> OutboxRelay:
+        self.thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._sem = asyncio.Semaphore(self.cfg.crm_concurrency)
+        try:
+            while not self._stop.is_set():
+                busy = self.relay_kafka()
+                busy = await self.relay_crm() or busy
+                if not busy:
+                    await asyncio.to_thread(self._wake.wait, 0.2)
+                    self._wake.clear()
+        finally:
+            self.producer.flush(10)
+            if self.crm is not None:
+                await self.crm.aclose()
+
+    def relay_kafka(self) -> bool:
+        rows = self.store.pending(KAFKA, 2000)
+        if not rows:
+            return False
+        failed: list[int] = []
+        for row in rows:
+            def report(err: object, _msg: object, row_id: int = row.id) -> None:
+                if err is not None:
+                    failed.append(row_id)
+            self.producer.produce(row.topic, key=row.key, value=row.value, headers=row.headers, on_delivery=report)
+            self.producer.poll(0)
+        if self.producer.flush(30) > 0:
+            raise KafkaException("outbox relay: records still in flight after 30 s")
+        done = [r.id for r in rows if r.id not in failed]
+        self.store.mark_done(done)
+        for r in rows:
+            RELAYED.labels(r.topic).inc()
+        return True
+
+    async def relay_crm(self) -> bool:
+        if self.crm is None:
+            rows = self.store.pending(CRM, 2000)
+            self.store.mark_done([r.id for r in rows], "skipped")  # no CRM configured
+            return bool(rows)
+        rows = self.store.pending(CRM, 500)
+        if not rows:
+            return False
+        await asyncio.gather(*(self._deliver(row) for row in rows))
+        return True
+
+    async def _deliver(self, row: PendingRow) -> None:
+        assert self.crm is not None and self._sem is not None
+        opp = RenewalOpportunity.model_validate_json(row.value)
+        async with self._sem:
+            started = time.perf_counter()
+            try:
+                if self.on_crm_call is not None:
+                    self.on_crm_call(row, opp)
+                await self.crm.upsert(opp)
+            except CircuitOpen as exc:  # not an attempt: the breaker is protecting a CRM that is down
+                CRM_UPSERTS.labels(self.crm.name, "circuit-open").inc()
+                self.store.retry_later(row.id, self.cfg.crm_breaker_reset, str(exc), count_attempt=False)
+                return
+            except DeliveryError as exc:
+                self._failed(row, opp, exc, permanent=exc.permanent)
+                return
+            except Exception as exc:  # an adapter bug must not kill the relay; treat as a failed round
+                log.exception("CRM upsert of %s crashed", row.event_id)
+                self._failed(row, opp, exc, permanent=False)
+                return
+            finally:
+                CRM_SECONDS.labels(self.crm.name).observe(time.perf_counter() - started)
+        CRM_UPSERTS.labels(self.crm.name, "ok").inc()
+        self.store.mark_done([row.id])
+
+    def _failed(self, row: PendingRow, opp: RenewalOpportunity, exc: BaseException, *, permanent: bool) -> None:
+        assert self.crm is not None
+        if not permanent and row.attempts + 1 < self.cfg.crm_rounds:
+            CRM_UPSERTS.labels(self.crm.name, "retry").inc()
+            self.store.retry_later(row.id, self.cfg.crm_round_delay * 2 ** row.attempts, f"{exc}")
+            return
+        CRM_UPSERTS.labels(self.crm.name, "dead").inc()
+        log.error("CRM upsert %s failed for good: %s", row.event_id, exc)
+        produce_dead_letter(self.producer, topic=row.topic, partition=0, offset=row.id, key=row.key,
+                            value=row.value, headers=row.headers, error=exc, service=SERVICE)
+        self.producer.flush(10)
+        alert = crm_failing_alert(opp, f"{type(exc).__name__}: {exc}", self.clock.now(), row.event_id)
+        record = encode(alert, source=SERVICE, event_id=alert.alert_id, time=self.clock.now())
+        self.store.add_outbox([OutboxRow(KAFKA, opp.contract_id, alert.alert_id, self.cfg.topic(ALERTS.name),
+                                         record.key, record.value, record.headers)])
+        self.store.mark_done([row.id], "dead", f"{exc}")
+        self._wake.set()
+
+
+__all__ = ["CRM", "OutboxRelay"]

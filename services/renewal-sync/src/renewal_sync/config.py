@@ -1,0 +1,54 @@
+"""renewal-sync settings, from RENEWAL_* environment variables (Kafka, database and MESH_* are shared)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from renewal_sync.domain.timeline import TimelineSettings
+
+
+class RenewalSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RENEWAL_", extra="ignore")
+
+    # Prefixed to every topic name (empty in production); lets tests and demos share one broker.
+    topic_prefix: str = ""
+    group_id: str = "renewal-sync"
+    db_schema: str = Field("renewal_sync", pattern="^[a-z_][a-z0-9_]*$")
+    stage_offsets: str = "120,90,60,30"  # days before the notice deadline
+    review_every_months: int = 12
+    red_within_days: int = 30
+    batch_size: int = 500
+
+    crm: str = Field("none", pattern="^(none|salesforce|hubspot)$")
+    crm_base_url: str = "http://127.0.0.1:8800"
+    crm_timeout: float = 10.0
+    salesforce_client_id: str = ""
+    salesforce_client_secret: str = ""
+    salesforce_api_version: str = "v60.0"
+    salesforce_external_id_field: str = "Contract_Id__c"
+    hubspot_token: str = ""
+    hubspot_id_property: str = "contract_id"
+    hubspot_pipeline: str = "default"
+
+    # Each delivery round makes `crm_attempts` calls with backoff and jitter (mesh_common.delivery);
+    # after `crm_rounds` failed rounds the update goes to the DLQ with a red alert.
+    crm_attempts: int = 4
+    crm_rounds: int = 3
+    crm_base_delay: float = 0.5
+    crm_max_delay: float = 30.0
+    crm_round_delay: float = 30.0  # seconds between rounds (doubles each round)
+    crm_breaker_threshold: int = 5
+    crm_breaker_reset: float = 30.0
+    crm_concurrency: int = 16
+
+    webhook_secret: str = "change-me"
+    webhook_tolerance_seconds: int = 300
+
+    def timeline(self) -> TimelineSettings:
+        offsets = tuple(int(x) for x in self.stage_offsets.split(",") if x.strip())
+        return TimelineSettings(offsets_days=offsets, review_every_months=self.review_every_months,
+                                red_within_days=self.red_within_days)
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name

@@ -1,0 +1,181 @@
+"""The worker: applies contract, scorecard and decision events and the clock to the renewal
+states (domain), persists every change with its outbox rows, and keeps the due-date index.
+
+Single-threaded by design: the consume loop calls `handle` for each record and `after_batch`
+after each batch, which fires what the clock made due and commits the batch's effects to
+PostgreSQL in one transaction before the offsets are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from confluent_kafka import Message
+from prometheus_client import Counter, Gauge
+
+from contract_schema.codec import Envelope, encode
+from contract_schema.contract import (
+    ContractExpired,
+    ContractRenewed,
+    ContractSnapshot,
+    ContractTerminated,
+)
+from contract_schema.obligation import Scorecard, ScorecardScope
+from contract_schema.renewal import OpportunityStatus, RenewalDecision, SlaRecord
+from contract_schema.topics import ALERTS, RENEWAL_OPPORTUNITY
+from mesh_common.clock import Clock
+from mesh_common.due_index import DueIndex
+from renewal_sync.adapters.store import CRM, KAFKA, OutboxRow, Store
+from renewal_sync.config import RenewalSettings
+from renewal_sync.domain.renewal import (
+    SERVICE,
+    Outcome,
+    RenewalState,
+    close,
+    fire_due,
+    next_due,
+    on_decision,
+    on_renewed,
+    on_snapshot,
+    on_terminated,
+    opportunity,
+)
+from renewal_sync.domain.timeline import ContractView
+
+log = logging.getLogger(__name__)
+
+STAGES_FIRED = Counter("renewal_stages_fired_total", "Renewal stages announced", ["stage"])
+CONTRACTS = Gauge("renewal_contracts", "Contracts with a renewal state")
+SCHEDULED = Gauge("renewal_scheduled", "Contracts waiting in the due-date index")
+
+
+class RenewalWorker:
+    def __init__(self, cfg: RenewalSettings, store: Store, clock: Clock, *, crm_enabled: bool,
+                 clock_ready: Callable[[], bool] = lambda: True) -> None:
+        self.cfg, self.store, self.clock = cfg, store, clock
+        self.tl = cfg.timeline()
+        self.crm_enabled = crm_enabled
+        self.clock_ready = clock_ready
+        self.states: dict[str, RenewalState] = {}
+        self.index: DueIndex[str] = DueIndex()
+        self.scorecards: dict[str, SlaRecord] = {}
+        self._dirty: dict[str, RenewalState] = {}
+        self._dirty_scorecards: dict[str, SlaRecord] = {}
+        self._outbox: list[OutboxRow] = []
+        self.on_flush: Callable[[], None] = lambda: None
+        self.loaded = threading.Event()
+        self.opportunity_topic = cfg.topic(RENEWAL_OPPORTUNITY.name)
+        self.alert_topic = cfg.topic(ALERTS.name)
+
+    # --- start-up --------------------------------------------------------------------------
+
+    def load(self) -> int:
+        """Rebuild the in-memory states and the due-date index from PostgreSQL."""
+        now = self.clock.now()
+        self.scorecards = self.store.load_scorecards()
+        for state in self.store.load_states():
+            self.states[state.contract_id] = state
+            self._schedule(state, now)
+        CONTRACTS.set(len(self.states))
+        self.loaded.set()
+        return len(self.states)
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def handle(self, envelope: Envelope, _msg: Message | None = None) -> None:
+        self.apply_event(envelope.event)
+
+    def apply_event(self, event: object) -> None:
+        now = self.clock.now()
+        if isinstance(event, ContractSnapshot):
+            view = ContractView.from_snapshot(event)
+            self._apply(on_snapshot(self.states.get(view.contract_id), view, self.tl, now), now)
+        elif isinstance(event, RenewalDecision):
+            if (state := self._known(event.contract_id)) is not None:
+                self._apply(on_decision(state, event.decision), now)
+        elif isinstance(event, ContractTerminated):
+            if (state := self._known(event.contract_id)) is not None:
+                self._apply(on_terminated(state, event.terminated_on), now)
+        elif isinstance(event, ContractRenewed):
+            if (state := self._known(event.contract_id)) is not None:
+                won, next_term = on_renewed(state, event.version, event.new_end_date, self.tl, now)
+                self._apply(won, now)
+                self._apply(next_term, now)
+        elif isinstance(event, ContractExpired):
+            if (state := self._known(event.contract_id)) is not None:
+                self._apply(close(state, OpportunityStatus.LOST, "expired"), now)
+        elif isinstance(event, Scorecard):
+            if event.scope is ScorecardScope.COUNTERPARTY:
+                record = SlaRecord(window_start=event.window_start, window_end=event.window_end,
+                                   sla_measurements=event.sla_measurements, sla_met=event.sla_met,
+                                   credits_earned=event.credits_earned, currency=event.currency)
+                self.scorecards[event.counterparty_id] = record
+                self._dirty_scorecards[event.counterparty_id] = record
+        # ContractActivated / ContractAmended: the snapshot on the state topic carries the new terms.
+
+    def _known(self, contract_id: str) -> RenewalState | None:
+        state = self.states.get(contract_id)
+        if state is None:
+            log.info("event for contract %s before its snapshot: ignored (the snapshot carries the status)",
+                     contract_id)
+        return state
+
+    def tick(self) -> int:
+        """Fire every contract whose next stage is due. O(k log n) for k due, n scheduled."""
+        if not self.clock_ready():
+            return 0
+        now = self.clock.now()
+        due = [key for key, _ in self.index.pop_due(now)]
+        for contract_id in due:
+            self._apply(fire_due(self.states[contract_id], self.tl, now), now)
+        return len(due)
+
+    def after_batch(self) -> None:
+        self.tick()
+        self.flush()
+
+    # --- effects ---------------------------------------------------------------------------
+
+    def _apply(self, outcome: Outcome, now: datetime) -> None:
+        state = outcome.state
+        cid = state.contract_id
+        if self.states.get(cid) != state:
+            self.states[cid] = state
+            self._dirty[cid] = state
+        if outcome.changed:
+            opp = opportunity(state, self.scorecards.get(state.contract.counterparty_id), now)
+            event_id = f"opp:{cid}:{state.revision}"
+            record = encode(opp, source=SERVICE, event_id=event_id, time=now)
+            self._outbox.append(OutboxRow(KAFKA, cid, event_id, self.opportunity_topic, record.key, record.value,
+                                          record.headers))
+            if self.crm_enabled:
+                self._outbox.append(OutboxRow(CRM, cid, event_id, self.opportunity_topic, record.key,
+                                              record.value, record.headers))
+            if outcome.reason.startswith("stage"):
+                STAGES_FIRED.labels(str(state.stage)).inc()
+        for alert in outcome.alerts:
+            record = encode(alert, source=SERVICE, event_id=alert.alert_id, time=now)
+            self._outbox.append(OutboxRow(KAFKA, cid, alert.alert_id, self.alert_topic, record.key, record.value,
+                                          record.headers))
+        self._schedule(state, now)
+
+    def _schedule(self, state: RenewalState, now: datetime) -> None:
+        due = next_due(state, self.tl, now)
+        if due is None:
+            self.index.cancel(state.contract_id)
+        else:
+            self.index.schedule(state.contract_id, due)
+
+    def flush(self) -> None:
+        if not (self._dirty or self._dirty_scorecards or self._outbox):
+            return
+        self.store.save(self._dirty.values(), self._dirty_scorecards, self._outbox)
+        had_outbox = bool(self._outbox)
+        self._dirty, self._dirty_scorecards, self._outbox = {}, {}, []
+        CONTRACTS.set(len(self.states))
+        SCHEDULED.set(len(self.index))
+        if had_outbox:
+            self.on_flush()
