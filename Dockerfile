@@ -1,0 +1,69 @@
+# syntax=docker/dockerfile:1
+# One image for the whole mesh: every service, the simulators and the admin commands.
+# Run any of them by its command:
+#   docker build -t contract-mesh .
+#   docker run --rm contract-mesh contract-registry            # the registry API
+#   docker run --rm contract-mesh contract-registry migrate    # the Alembic migration job
+#   docker run --rm contract-mesh python -m mesh_common.provision
+# The final stage runs as a non-root user and writes nothing outside /tmp, so it works with
+# a read-only root filesystem (Kubernetes readOnlyRootFilesystem, `docker run --read-only --tmpfs /tmp`).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+# builder: resolve every installable project of the repo into one virtualenv, pinned by constraints.txt
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_LINK_MODE=copy
+
+WORKDIR /src
+RUN python -m venv /opt/mesh
+COPY constraints.txt ./
+# uv comes from the same constraints as everything else.
+RUN /opt/mesh/bin/pip install -c constraints.txt uv
+
+# Sources only (see .dockerignore): the libraries, the services and any other project with a pyproject.
+COPY . .
+
+# Non-editable installs, so the runtime stage needs the venv only, not the sources.
+# The test-only plugin (libs/mesh_testing) stays out of the image.
+RUN set -eu; \
+    projects=$(find libs services tools sim simulators -mindepth 1 -maxdepth 2 -name pyproject.toml \
+                 -not -path 'libs/mesh_testing/*' 2>/dev/null | xargs -n1 dirname | sort); \
+    echo "installing: $projects"; \
+    /opt/mesh/bin/uv pip install --python /opt/mesh/bin/python --no-cache --compile-bytecode \
+        -c constraints.txt $projects; \
+    /opt/mesh/bin/uv pip uninstall --python /opt/mesh/bin/python uv pip; \
+    /opt/mesh/bin/python -c "import contract_schema, mesh_common"
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the venv and a non-root user, nothing else
+FROM ${PYTHON_IMAGE} AS runtime
+
+ARG MESH_UID=10001
+RUN groupadd --system --gid "${MESH_UID}" mesh \
+ && useradd --system --uid "${MESH_UID}" --gid mesh --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin mesh
+
+COPY --from=builder /opt/mesh /opt/mesh
+
+# MESH_HTTP_HOST: listen on every interface inside the container (the library default is loopback).
+# Bytecode is compiled at build time; never try to write .pyc on a read-only filesystem.
+ENV PATH=/opt/mesh/bin:${PATH} \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MESH_HTTP_HOST=0.0.0.0 \
+    MESH_HTTP_PORT=8080 \
+    HOME=/tmp \
+    TMPDIR=/tmp
+
+WORKDIR /tmp
+# Numeric user, so Kubernetes runAsNonRoot can verify it without looking up /etc/passwd.
+USER ${MESH_UID}:${MESH_UID}
+EXPOSE 8080
+
+# No entrypoint wrapper: the first argument is the command (contract-registry, notifier, mesh-sim erp, ...).
+CMD ["python", "-c", "print('contract mesh image: run a service by its command, e.g. contract-registry, obligation-engine, invoice-validator, renewal-sync, notifier, mesh-sim erp')"]
