@@ -1,0 +1,371 @@
+"""PostgreSQL state: alerts, dedup threads, escalations, the delivery ledger, digests, calendars.
+
+One connection per thread (the consumer, the ticker and the HTTP workers each get their
+own); autocommit, with explicit transactions where several rows must change together.
+All tables live in one schema (NOTIFIER_DB_SCHEMA) so tests can isolate themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from contract_schema.alert import Alert, Tier
+
+from ..domain.calendar import CalendarEntry
+from ..domain.digest import DigestItem, DigestKind
+from ..domain.state import Escalation, Outcome, Thread
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id text PRIMARY KEY,
+    dedup_key text NOT NULL,
+    contract_id text NOT NULL,
+    tier text NOT NULL,
+    rule text NOT NULL,
+    outcome text NOT NULL,
+    thread_root text NOT NULL,
+    payload jsonb NOT NULL,
+    received_at timestamptz NOT NULL,
+    acked_at timestamptz,
+    acked_by text
+);
+CREATE TABLE IF NOT EXISTS threads (
+    dedup_key text PRIMARY KEY,
+    root_alert_id text NOT NULL,
+    opened_at timestamptz NOT NULL,
+    window_seconds bigint NOT NULL,
+    tier text NOT NULL,
+    suppressed int NOT NULL DEFAULT 0,
+    updates int NOT NULL DEFAULT 0,
+    last_alert_id text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS escalations (
+    alert_id text PRIMARY KEY REFERENCES alerts(alert_id),
+    started_at timestamptz NOT NULL,
+    next_step int NOT NULL DEFAULT 0,
+    next_due timestamptz
+);
+CREATE INDEX IF NOT EXISTS escalations_next_due ON escalations (next_due) WHERE next_due IS NOT NULL;
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_key text PRIMARY KEY,
+    alert_id text NOT NULL,
+    channel text NOT NULL,
+    recipient text NOT NULL,
+    step text NOT NULL,
+    status text NOT NULL,            -- sending | sent | failed
+    message_id text NOT NULL,
+    attempts int NOT NULL DEFAULT 1,
+    recorded boolean NOT NULL DEFAULT false,
+    detail text NOT NULL DEFAULT '',
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
+CREATE TABLE IF NOT EXISTS digest_items (
+    recipient text NOT NULL,
+    alert_id text NOT NULL,
+    tier text NOT NULL,
+    zone text NOT NULL,
+    added_at timestamptz NOT NULL,
+    in_daily boolean NOT NULL DEFAULT false,
+    in_weekly boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (recipient, alert_id)
+);
+CREATE INDEX IF NOT EXISTS digest_items_pending ON digest_items (recipient) WHERE NOT in_weekly;
+CREATE TABLE IF NOT EXISTS digest_runs (
+    recipient text NOT NULL,
+    kind text NOT NULL,
+    period text NOT NULL,
+    sent_at timestamptz NOT NULL,
+    PRIMARY KEY (recipient, kind)
+);
+CREATE TABLE IF NOT EXISTS calendar_entries (
+    uid text PRIMARY KEY,
+    token text NOT NULL,
+    owner_email text NOT NULL,
+    contract_id text NOT NULL,
+    dedup_key text NOT NULL,
+    alert_id text NOT NULL,
+    summary text NOT NULL,
+    description text NOT NULL,
+    deadline timestamptz NOT NULL,
+    url text,
+    sequence int NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calendar_entries_token ON calendar_entries (token, deadline);
+"""
+
+TICK_LOCK_ID = 0x6E6F7469  # advisory lock: one replica runs escalations and digests at a time
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    alert: Alert
+    tier: Tier
+    rule: str
+    outcome: Outcome
+    thread_root: str
+    received_at: datetime
+    acked_at: datetime | None
+    acked_by: str | None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    status: str
+    message_id: str
+    attempts: int
+    recorded: bool
+
+
+class Store:
+    def __init__(self, url: str, schema: str = "notifier") -> None:
+        if not re.match(r"^[a-z_][a-z0-9_]*$", schema):
+            raise ValueError(f"NOTIFIER_DB_SCHEMA {schema!r} must be a lower-case SQL identifier")
+        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.schema = schema
+        self._local = threading.local()
+
+    # --- connections ----------------------------------------------------------------------
+
+    def conn(self) -> psycopg.Connection[dict[str, Any]]:
+        conn: psycopg.Connection[dict[str, Any]] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
+                                   options=f"-c search_path={self.schema}")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        conn = self.conn()
+        with conn.transaction():
+            yield conn
+
+    def migrate(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            # Serialise concurrent first starts (replicas, tests) on the DDL.
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+                conn.execute(f"SET LOCAL search_path = {self.schema}")
+                conn.execute(SCHEMA_SQL)  # type: ignore[arg-type]
+
+    def ping(self) -> None:
+        self.conn().execute("SELECT 1")
+
+    @contextmanager
+    def tick_lock(self) -> Iterator[bool]:
+        conn = self.conn()
+        got = bool(conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (TICK_LOCK_ID,)).fetchone()["ok"])  # type: ignore[index]
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (TICK_LOCK_ID,))
+
+    # --- alerts and threads ---------------------------------------------------------------
+
+    def get_alert(self, alert_id: str) -> StoredAlert | None:
+        row = self.conn().execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
+        return _stored(row) if row else None
+
+    def record_alert(self, alert: Alert, *, tier: Tier, rule: str, at: datetime, window: timedelta,
+                     escalation: Escalation | None) -> tuple[Outcome, Thread, bool]:
+        """Deduplicate and store one alert atomically. Returns (outcome, thread, is_new_alert).
+
+        The thread row is locked, so two alerts of the same condition decide one after the other.
+        """
+        from ..domain.state import on_alert
+
+        with self.tx() as conn:
+            existing = conn.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert.alert_id,)).fetchone()
+            row = conn.execute("SELECT * FROM threads WHERE dedup_key = %s FOR UPDATE",
+                               (alert.dedup_key,)).fetchone()
+            thread = _thread(row) if row else None
+            if existing:
+                assert thread is not None
+                return Outcome(existing["outcome"]), thread, False
+            outcome, thread = on_alert(thread, alert_id=alert.alert_id, dedup_key=alert.dedup_key, tier=tier,
+                                       at=at, window=window)
+            conn.execute(
+                """INSERT INTO threads (dedup_key, root_alert_id, opened_at, window_seconds, tier, suppressed,
+                                        updates, last_alert_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (dedup_key) DO UPDATE SET root_alert_id = EXCLUDED.root_alert_id,
+                     opened_at = EXCLUDED.opened_at, window_seconds = EXCLUDED.window_seconds,
+                     tier = EXCLUDED.tier, suppressed = EXCLUDED.suppressed, updates = EXCLUDED.updates,
+                     last_alert_id = EXCLUDED.last_alert_id""",
+                (thread.dedup_key, thread.root_alert_id, thread.opened_at, int(thread.window.total_seconds()),
+                 thread.tier.value, thread.suppressed, thread.updates, thread.last_alert_id))
+            conn.execute(
+                """INSERT INTO alerts (alert_id, dedup_key, contract_id, tier, rule, outcome, thread_root,
+                                       payload, received_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                (alert.alert_id, alert.dedup_key, alert.contract_id, tier.value, rule, outcome.value,
+                 thread.root_alert_id, alert.model_dump_json(), at))
+            if escalation is not None and outcome is not Outcome.SUPPRESSED:
+                conn.execute("INSERT INTO escalations (alert_id, started_at, next_step, next_due) "
+                             "VALUES (%s, %s, %s, %s)",
+                             (alert.alert_id, escalation.started_at, escalation.next_step, escalation.next_due))
+            return outcome, thread, True
+
+    def get_thread(self, dedup_key: str) -> Thread | None:
+        row = self.conn().execute("SELECT * FROM threads WHERE dedup_key = %s", (dedup_key,)).fetchone()
+        return _thread(row) if row else None
+
+    def acknowledge(self, alert_id: str, by: str, at: datetime) -> tuple[StoredAlert | None, bool]:
+        """Acknowledge an alert (and its thread root, which carries the escalation).
+
+        Returns (alert, changed): changed is False when it was already acknowledged.
+        """
+        with self.tx() as conn:
+            row = conn.execute("SELECT * FROM alerts WHERE alert_id = %s FOR UPDATE", (alert_id,)).fetchone()
+            if row is None:
+                return None, False
+            if row["acked_at"] is not None:
+                return _stored(row), False
+            ids = list({alert_id, row["thread_root"]})
+            conn.execute("UPDATE alerts SET acked_at = %s, acked_by = %s WHERE alert_id = ANY(%s) "
+                         "AND acked_at IS NULL", (at, by, ids))
+            conn.execute("UPDATE escalations SET next_due = NULL WHERE alert_id = ANY(%s)", (ids,))
+            row = conn.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
+            return _stored(row), True
+
+    # --- escalation -------------------------------------------------------------------------
+
+    def due_escalations(self, now: datetime, limit: int = 500) -> list[tuple[StoredAlert, int]]:
+        """Alerts whose next escalation step is due (index range scan on next_due, never a full scan)."""
+        rows = self.conn().execute(
+            """SELECT a.*, e.next_step FROM escalations e JOIN alerts a USING (alert_id)
+               WHERE e.next_due IS NOT NULL AND e.next_due <= %s AND a.acked_at IS NULL
+               ORDER BY e.next_due LIMIT %s""", (now, limit)).fetchall()
+        return [(_stored(r), int(r["next_step"])) for r in rows]
+
+    def escalation_fired(self, alert_id: str, next_step: int, next_due: datetime | None) -> None:
+        self.conn().execute("UPDATE escalations SET next_step = %s, next_due = %s WHERE alert_id = %s",
+                            (next_step, next_due, alert_id))
+
+    # --- the delivery ledger ------------------------------------------------------------------
+
+    def ledger_begin(self, key: str, *, alert_id: str, channel: str, recipient: str, step: str,
+                     message_id: str) -> LedgerEntry:
+        """Claim a delivery: insert 'sending', or return what an earlier attempt left behind."""
+        conn = self.conn()
+        row = conn.execute(
+            """INSERT INTO deliveries (delivery_key, alert_id, channel, recipient, step, status, message_id)
+               VALUES (%s, %s, %s, %s, %s, 'sending', %s)
+               ON CONFLICT (delivery_key) DO UPDATE SET attempts = deliveries.attempts + 1,
+                   updated_at = now()
+               RETURNING status, message_id, attempts, recorded""",
+            (key, alert_id, channel, recipient, step, message_id)).fetchone()
+        assert row is not None
+        return LedgerEntry(row["status"], row["message_id"], row["attempts"], row["recorded"])
+
+    def ledger_finish(self, key: str, status: str, detail: str = "") -> None:
+        self.conn().execute("UPDATE deliveries SET status = %s, detail = %s, updated_at = now() "
+                            "WHERE delivery_key = %s", (status, detail[:2000], key))
+
+    def ledger_recorded(self, key: str) -> None:
+        self.conn().execute("UPDATE deliveries SET recorded = true WHERE delivery_key = %s", (key,))
+
+    def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
+        return self.conn().execute("SELECT * FROM deliveries WHERE alert_id = %s ORDER BY updated_at",
+                                   (alert_id,)).fetchall()
+
+    # --- digests ----------------------------------------------------------------------------
+
+    def add_digest_item(self, recipient: str, alert_id: str, tier: Tier, zone: str, at: datetime) -> None:
+        self.conn().execute(
+            "INSERT INTO digest_items (recipient, alert_id, tier, zone, added_at) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING", (recipient, alert_id, tier.value, zone, at))
+
+    def digest_recipients(self) -> list[tuple[str, str]]:
+        rows = self.conn().execute(
+            """SELECT DISTINCT d.recipient, d.zone FROM digest_items d JOIN alerts a USING (alert_id)
+               WHERE NOT d.in_weekly OR NOT d.in_daily OR (d.tier = 'yellow' AND a.acked_at IS NULL)""").fetchall()
+        return [(r["recipient"], r["zone"]) for r in rows]
+
+    def last_digest(self, recipient: str, kind: DigestKind) -> str | None:
+        row = self.conn().execute("SELECT period FROM digest_runs WHERE recipient = %s AND kind = %s",
+                                  (recipient, kind.value)).fetchone()
+        return row["period"] if row else None
+
+    def digest_items(self, recipient: str, kind: DigestKind, until: datetime) -> list[DigestItem]:
+        flag = "in_daily" if kind is DigestKind.DAILY else "in_weekly"
+        rows = self.conn().execute(
+            f"""SELECT d.*, a.payload, a.acked_at FROM digest_items d JOIN alerts a USING (alert_id)
+                WHERE d.recipient = %s AND d.added_at <= %s
+                  AND (NOT d.{flag} OR (d.tier = 'yellow' AND a.acked_at IS NULL))
+                ORDER BY d.added_at""", (recipient, until)).fetchall()
+        out = []
+        for r in rows:
+            alert = Alert.model_validate(r["payload"] if isinstance(r["payload"], dict) else json.loads(r["payload"]))
+            out.append(DigestItem(alert_id=r["alert_id"], contract_id=alert.contract_id, tier=r["tier"],
+                                  title=alert.title, what=alert.what, deadline=alert.deadline,
+                                  added_at=r["added_at"], acknowledged=r["acked_at"] is not None))
+        return out
+
+    def digest_sent(self, recipient: str, kind: DigestKind, period: str, alert_ids: list[str],
+                    at: datetime) -> None:
+        flag = "in_daily" if kind is DigestKind.DAILY else "in_weekly"
+        with self.tx() as conn:
+            conn.execute(f"UPDATE digest_items SET {flag} = true WHERE recipient = %s AND alert_id = ANY(%s)",
+                         (recipient, alert_ids))
+            conn.execute("INSERT INTO digest_runs (recipient, kind, period, sent_at) VALUES (%s, %s, %s, %s) "
+                         "ON CONFLICT (recipient, kind) DO UPDATE SET period = EXCLUDED.period, "
+                         "sent_at = EXCLUDED.sent_at", (recipient, kind.value, period, at))
+
+    # --- calendar ---------------------------------------------------------------------------
+
+    def upsert_calendar(self, *, uid: str, token: str, owner_email: str, contract_id: str, dedup_key: str,
+                        alert_id: str, summary: str, description: str, deadline: datetime, url: str | None,
+                        at: datetime) -> None:
+        self.conn().execute(
+            """INSERT INTO calendar_entries (uid, token, owner_email, contract_id, dedup_key, alert_id, summary,
+                                             description, deadline, url, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (uid) DO UPDATE SET token = EXCLUDED.token, owner_email = EXCLUDED.owner_email,
+                 alert_id = EXCLUDED.alert_id, summary = EXCLUDED.summary, description = EXCLUDED.description,
+                 deadline = EXCLUDED.deadline, url = EXCLUDED.url, updated_at = EXCLUDED.updated_at,
+                 sequence = calendar_entries.sequence + 1
+               WHERE calendar_entries.alert_id <> EXCLUDED.alert_id""",
+            (uid, token, owner_email, contract_id, dedup_key, alert_id, summary, description, deadline, url, at))
+
+    def remove_calendar(self, contract_id: str, stage: str) -> None:
+        """A completed obligation / decided stage leaves the calendar."""
+        self.conn().execute("DELETE FROM calendar_entries WHERE contract_id = %s "
+                            "AND split_part(dedup_key, ':', 3) = %s", (contract_id, stage))
+
+    def calendar(self, token: str, since: datetime) -> tuple[str | None, list[CalendarEntry]]:
+        rows = self.conn().execute("SELECT * FROM calendar_entries WHERE token = %s ORDER BY deadline",
+                                   (token,)).fetchall()
+        if not rows:
+            return None, []
+        entries = [CalendarEntry(uid=r["uid"], summary=r["summary"], description=r["description"],
+                                 deadline=r["deadline"], url=r["url"], updated_at=r["updated_at"],
+                                 sequence=r["sequence"]) for r in rows if r["deadline"] >= since]
+        return rows[0]["owner_email"], entries
+
+
+def _stored(row: dict[str, Any]) -> StoredAlert:
+    payload = row["payload"] if isinstance(row["payload"], dict) else json.loads(row["payload"])
+    return StoredAlert(alert=Alert.model_validate(payload), tier=Tier(row["tier"]), rule=row["rule"],
+                       outcome=Outcome(row["outcome"]), thread_root=row["thread_root"],
+                       received_at=row["received_at"], acked_at=row["acked_at"], acked_by=row["acked_by"])
+
+
+def _thread(row: dict[str, Any]) -> Thread:
+    return Thread(dedup_key=row["dedup_key"], root_alert_id=row["root_alert_id"], opened_at=row["opened_at"],
+                  window=timedelta(seconds=row["window_seconds"]), tier=Tier(row["tier"]),
+                  suppressed=row["suppressed"], updates=row["updates"], last_alert_id=row["last_alert_id"])

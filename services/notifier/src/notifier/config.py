@@ -1,0 +1,41 @@
+"""The notifier's settings, from NOTIFIER_* environment variables (plus the shared KAFKA_*, DATABASE_*, MESH_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RULES = Path(__file__).parent / "rules" / "default.yaml"
+
+
+class NotifierSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
+
+    rules_file: Path = DEFAULT_RULES
+    db_schema: str = "notifier"
+    group_id: str = "notifier"
+    alerts_topic: str = "clm.alert.v1"
+    notifications_topic: str = "clm.notification.v1"
+    clock_topic: str = "mesh.clock.v1"
+    clock_id: str = "mesh"
+    tick_seconds: float = Field(30.0, gt=0)  # wall-clock mode: how often escalations and digests are checked
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "contract-mesh-notifier@localhost"
+    smtp_timeout: float = 10.0
+
+    # HMAC keys for signed acknowledgement links and calendar feed URLs. Set real ones in production.
+    ack_secret: str = "local-ack-secret-change-me"
+    calendar_secret: str = "local-calendar-secret-change-me"
+    ack_link_ttl_days: int = 30
+
+    retry_attempts: int = Field(5, ge=1)
+    retry_base_delay: float = Field(0.5, ge=0)
+    retry_max_delay: float = Field(30.0, ge=0)

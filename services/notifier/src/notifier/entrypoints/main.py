@@ -1,0 +1,165 @@
+"""`notifier`: the worker (alerts consumer + ticker) and the HTTP API in one process, configured from env."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from datetime import timedelta
+from types import FrameType
+
+import uvicorn
+from confluent_kafka import Producer
+
+from contract_schema.alert import Alert
+from contract_schema.codec import Envelope
+from mesh_common.auth import AuthSettings
+from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
+from mesh_common.consumer import EventConsumer
+from mesh_common.delivery import RetryPolicy
+from mesh_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
+from mesh_common.tracing import setup_tracing
+
+from ..adapters.channels import Channel, EmailChannel, HttpChannel, SmtpSettings
+from ..adapters.store import Store
+from ..config import NotifierSettings
+from ..domain.rules import RulesConfig, RulesError, parse_rules
+from ..service import SERVICE, Links, Notifier
+from .app import create_app
+
+log = logging.getLogger("notifier")
+
+
+def load_rules(path: os.PathLike[str] | str) -> RulesConfig:
+    with open(path, encoding="utf-8") as fh:
+        return parse_rules(fh.read(), str(path))
+
+
+def build_channels(rules: RulesConfig, settings: NotifierSettings,
+                   environ: Mapping[str, str] = os.environ) -> dict[str, Channel]:
+    policy = RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
+    smtp = SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, starttls=settings.smtp_starttls,
+                        ssl=settings.smtp_ssl, username=settings.smtp_username, password=settings.smtp_password,
+                        sender=settings.smtp_sender, timeout=settings.smtp_timeout)
+    out: dict[str, Channel] = {}
+    for name, cfg in rules.channels.items():
+        if cfg.kind == "email":
+            out[name] = EmailChannel(name, smtp, policy)
+        else:
+            url = cfg.url or (environ.get(cfg.url_env) if cfg.url_env else None)
+            secret = environ.get(cfg.secret_env) if cfg.secret_env else None
+            out[name] = HttpChannel(name, cfg.kind, url, policy, secret=secret)
+    return out
+
+
+class Ticker:
+    """Runs Notifier.tick when the clock moves (topic clock) or every `interval` seconds (wall clock)."""
+
+    def __init__(self, notifier: Notifier, interval: float) -> None:
+        self.notifier, self.interval = notifier, interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    def poke(self, *_: object) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.notifier.tick()
+            except Exception:  # a failed tick is retried on the next one; never kill the thread
+                log.exception("tick failed")
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("MESH_LOG_LEVEL", "INFO"),
+                        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    settings = NotifierSettings()
+    service = ServiceSettings()
+    kafka = KafkaSettings()
+    setup_tracing(SERVICE, service.otel_exporter, service.otel_endpoint)
+    try:
+        rules = load_rules(settings.rules_file)
+    except (RulesError, OSError) as exc:
+        print(f"notifier: cannot use rules file: {exc}", file=sys.stderr)
+        sys.exit(2)
+    store = Store(DatabaseSettings().url, settings.db_schema)
+    store.migrate()
+
+    clock: Clock
+    follower: ClockFollower | None = None
+    if service.clock == "topic":
+        manual = ManualClock(EPOCH)
+        clock = manual
+        follower = ClockFollower(manual, kafka.consumer(f"{settings.group_id}-clock"), topic=settings.clock_topic,
+                                 clock_id=settings.clock_id)
+    else:
+        clock = SystemClock()
+    producer = Producer(kafka.producer())
+    notifier = Notifier(rules=rules, store=store, channels=build_channels(rules, settings), producer=producer,
+                        clock=clock, links=Links(service.public_base_url, settings.ack_secret,
+                                                 settings.calendar_secret, timedelta(days=settings.ack_link_ttl_days)),
+                        alerts_topic=settings.alerts_topic, notifications_topic=settings.notifications_topic)
+
+    def handle(envelope: Envelope, _msg: object) -> None:
+        if not isinstance(envelope.event, Alert):
+            raise ValueError(f"expected an Alert on {settings.alerts_topic}, got {envelope.type}")
+        notifier.handle_alert(envelope.event)
+
+    consumer = EventConsumer(kafka, service=SERVICE, group_id=settings.group_id, topics=[settings.alerts_topic],
+                             handler=handle, producer=producer)
+    ticker = Ticker(notifier, settings.tick_seconds)
+    if follower is not None:
+        follower.on_advance = ticker.poke
+        follower.start()
+        # Alerts are decided at the mesh's time: wait for the ticks already on the topic.
+        while not follower.wait_caught_up(5):
+            log.info("waiting for the clock topic %s", settings.clock_topic)
+
+    async def ready_consumer() -> str | None:
+        return None if consumer_thread.is_alive() else "alert consumer stopped"
+
+    async def ready_db() -> str | None:
+        store.ping()
+        return None
+
+    app = create_app(notifier, auth=AuthSettings(), checks={"consumer": ready_consumer, "database": ready_db})
+    consumer_thread = threading.Thread(target=consumer.run, name="alerts", daemon=True)
+    ticker_thread = threading.Thread(target=ticker.run, name="ticker", daemon=True)
+    consumer_thread.start()
+    ticker_thread.start()
+
+    server = uvicorn.Server(uvicorn.Config(app, host=service.http_host, port=service.http_port,
+                                           log_level="warning", lifespan="off"))
+
+    def shutdown(signum: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    log.info("notifier started: rules %s (version %s, %d rules), clock %s", settings.rules_file, rules.version,
+             len(rules.rules), service.clock)
+    try:
+        server.run()
+    finally:
+        consumer.stop()
+        ticker.stop()
+        if follower is not None:
+            follower.stop()
+        consumer_thread.join(15)
+        producer.flush(10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The notifier's service layer: applies the pure rules to alerts and drives the adapters.
+
+handle_alert (consumer thread): decide -> deduplicate -> store -> deliver -> record.
+tick (ticker thread, on every clock advance): escalate what is due, send due digests.
+acknowledge (HTTP): stop escalation.
+
+Idempotent delivery: every (alert, channel, recipient, step) has a ledger row, written
+'sending' before the send and 'sent' after it, and a Message-ID derived from that key.
+A redelivered alert or a restart finds 'sent' and sends nothing again; it finds 'sending'
+only if the process died during the send, and then sends again with the same Message-ID
+(the one remaining duplicate window: between the server's acceptance and the 'sent' write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from confluent_kafka import Producer
+from prometheus_client import Counter
+
+from contract_schema.alert import Alert, NotificationKind, NotificationRecorded, Tier
+from mesh_common.clock import Clock
+from mesh_common.delivery import DeliveryError
+from mesh_common.kafka import produce_dead_letter, produce_event
+
+from .adapters.channels import Channel, Outgoing
+from .adapters.store import Store, StoredAlert
+from .domain import render
+from .domain.calendar import feed_token, uid_for
+from .domain.digest import DigestKind, due_period, last_slot
+from .domain.links import ack_url
+from .domain.rules import Decision, Recipient, RulesConfig, decide, resolve, stage_of
+from .domain.state import Escalation, Outcome
+
+log = logging.getLogger(__name__)
+
+SERVICE = "notifier"
+NOTIFICATIONS = Counter("notifier_notifications_total", "Notifications by kind and channel", ["kind", "channel"])
+SUPPRESSED = Counter("notifier_alerts_suppressed_total", "Alerts folded into an open thread by dedup", ["tier"])
+ALERTS = Counter("notifier_alerts_total", "Alerts handled by tier and outcome", ["tier", "outcome"])
+_NS = uuid.UUID("6f1c3a52-5d0e-4a8c-9c51-6e6f74696672")
+
+
+def message_id(delivery_key: str) -> str:
+    return f"<{hashlib.sha256(delivery_key.encode()).hexdigest()[:32]}@notifier.contract-mesh>"
+
+
+@dataclass
+class Links:
+    public_base_url: str
+    ack_secret: str
+    calendar_secret: str
+    ack_link_ttl: timedelta = timedelta(days=30)
+
+    def ack(self, alert_id: str, now: datetime) -> str:
+        return ack_url(self.public_base_url, self.ack_secret, alert_id, int((now + self.ack_link_ttl).timestamp()))
+
+    def calendar(self, owner_email: str) -> str:
+        return f"{self.public_base_url.rstrip('/')}/v1/calendar/{feed_token(self.calendar_secret, owner_email)}.ics"
+
+
+class Notifier:
+    def __init__(self, *, rules: RulesConfig, store: Store, channels: Mapping[str, Channel], producer: Producer,
+                 clock: Clock, links: Links, alerts_topic: str, notifications_topic: str) -> None:
+        self.rules, self.store, self.channels, self.producer = rules, store, channels, producer
+        self.clock, self.links = clock, links
+        self.alerts_topic, self.notifications_topic = alerts_topic, notifications_topic
+
+    # --- alerts -----------------------------------------------------------------------------
+
+    def handle_alert(self, alert: Alert) -> Outcome:
+        stored = self.store.get_alert(alert.alert_id)
+        at = stored.received_at if stored else self.clock.now()
+        # A redelivered alert is decided again at its first arrival time: the same decision.
+        decision = decide(self.rules, alert, at)
+        escalation = (Escalation(alert.alert_id, at, decision.escalation)
+                      if decision.escalation and decision.immediate else None)
+        outcome, thread, is_new = self.store.record_alert(alert, tier=decision.tier, rule=decision.rule, at=at,
+                                                           window=decision.dedup_window, escalation=escalation)
+        if is_new:
+            ALERTS.labels(decision.tier.value, outcome.value).inc()
+        self._update_calendar(alert, at)
+        if outcome is Outcome.SUPPRESSED:
+            if is_new:
+                SUPPRESSED.labels(decision.tier.value).inc()
+            self.record(alert.alert_id, alert.contract_id, NotificationKind.SUPPRESSED, None, None,
+                        f"same condition as alert {thread.root_alert_id} within {decision.dedup_window}; "
+                        f"threaded into it; suppressed so far: {thread.suppressed}",
+                        key=f"{alert.alert_id}|suppressed")
+            return outcome
+        roles = decision.recipients
+        recipients = resolve(self.rules, alert, roles)
+        if decision.immediate:
+            root = thread.root_alert_id if outcome is Outcome.THREADED else None
+            self.deliver_all(alert, decision, recipients, step="0", now=at, thread_root=root)
+        if decision.tier is Tier.GREEN or (decision.tier is Tier.YELLOW and decision.immediate):
+            # Greens only live in digests; unacknowledged yellows roll into them too.
+            for r in recipients:
+                self.store.add_digest_item(r.address, alert.alert_id, decision.tier, r.timezone, at)
+        return outcome
+
+    def _update_calendar(self, alert: Alert, at: datetime) -> None:
+        if alert.alert_type.endswith(".completed") and (stage := stage_of(alert)):
+            self.store.remove_calendar(alert.contract_id, stage)
+            return
+        if alert.deadline is None or alert.owner is None:
+            return
+        owner = alert.owner.email.lower()
+        description = "\n".join(filter(None, [alert.what, f"Action: {alert.required_action}"
+                                              if alert.required_action else "", alert.why]))
+        self.store.upsert_calendar(
+            uid=uid_for(alert.dedup_key), token=feed_token(self.links.calendar_secret, owner), owner_email=owner,
+            contract_id=alert.contract_id, dedup_key=alert.dedup_key, alert_id=alert.alert_id,
+            summary=f"{alert.title} ({alert.contract_id})", description=description, deadline=alert.deadline,
+            url=alert.links[0].url if alert.links else None, at=at)
+
+    def notice(self, alert: Alert, decision_tier: Tier, required_action: str, recipient: Recipient | None,
+               responsible: tuple[Recipient, ...], now: datetime, banner: str | None = None,
+               thread_note: str | None = None) -> render.Notice:
+        return render.Notice(
+            alert=alert, tier=decision_tier, required_action=required_action, now=now,
+            timezone=recipient.timezone if recipient else self.rules.default_timezone,
+            responsible=tuple(render.responsible_line(r.name, r.address, r.role) for r in responsible),
+            ack_url=self.links.ack(alert.alert_id, now) if decision_tier is not Tier.GREEN else None,
+            calendar_url=self.links.calendar(alert.owner.email) if alert.owner and alert.deadline else None,
+            banner=banner, thread_note=thread_note)
+
+    def deliver_all(self, alert: Alert, decision: Decision, recipients: tuple[Recipient, ...], *, step: str,
+                    now: datetime, banner: str | None = None, thread_root: str | None = None) -> None:
+        """Deliver on every channel of the rule; for red, fall back channel by channel on failure."""
+        responsible = resolve(self.rules, alert, ("owner", "backup")) + recipients
+        responsible = tuple({r.address.lower(): r for r in responsible}.values())
+        failed = False
+        for name in decision.channels:
+            if name == "digest":
+                continue
+            ok = self._deliver_channel(name, alert, decision, recipients, responsible, step, now, banner,
+                                       thread_root)
+            failed = failed or not ok
+        if failed and decision.tier is Tier.RED:
+            for name in decision.fallback_channels:
+                if self._deliver_channel(name, alert, decision, recipients, responsible, f"{step}-fallback", now,
+                                         banner, thread_root):
+                    break
+
+    def _deliver_channel(self, name: str, alert: Alert, decision: Decision, recipients: tuple[Recipient, ...],
+                         responsible: tuple[Recipient, ...], step: str, now: datetime, banner: str | None,
+                         thread_root: str | None) -> bool:
+        channel = self.channels.get(name)
+        if channel is None or not channel.enabled:
+            log.info("channel %s is not configured; skipping it for alert %s", name, alert.alert_id)
+            return False
+        targets: list[Recipient | None] = list(recipients) if channel.per_recipient else [None]
+        ok = True
+        for r in targets:
+            n = self.notice(alert, decision.tier, decision.required_action, r, responsible, now, banner)
+            payload = (render.slack_payload(n) if channel.kind == "slack" else render.teams_payload(n)
+                       if channel.kind == "teams" else render.webhook_payload(n))
+            to = r.address if r else f"#{name}"
+            # Updates and escalations reply to the thread's first message to this recipient.
+            in_reply_to = message_id(f"{thread_root}|{name}|{to}|0") if thread_root else None
+            body = Outgoing(subject=n.subject, text=render.email_text(n), html=render.email_html(n),
+                            payload=payload, message_id="", in_reply_to=in_reply_to)
+            ok = self.deliver(alert.alert_id, alert.contract_id, channel, to, step, body, alert=alert) and ok
+        return ok
+
+    def deliver(self, alert_id: str, contract_id: str | None, channel: Channel, recipient: str, step: str,
+                body: Outgoing, alert: Alert | None = None) -> bool:
+        """Send one message at most once per (alert, channel, recipient, step); True when it is sent."""
+        key = f"{alert_id}|{channel.name}|{recipient}|{step}"
+        mid = message_id(key)
+        entry = self.store.ledger_begin(key, alert_id=alert_id, channel=channel.name, recipient=recipient,
+                                        step=step, message_id=mid)
+        if entry.status == "sent":
+            if not entry.recorded:
+                self._record_delivery(key, alert_id, contract_id, channel.name, recipient, step)
+            return True
+        if entry.status == "failed":
+            return False
+        if entry.attempts > 1:
+            log.warning("resuming delivery %s interrupted before it was confirmed; same Message-ID %s", key, mid)
+        outgoing = Outgoing(subject=body.subject, text=body.text, html=body.html, payload=body.payload,
+                            message_id=entry.message_id, in_reply_to=body.in_reply_to)
+        try:
+            channel.send(outgoing, recipient)
+        except DeliveryError as exc:
+            self.store.ledger_finish(key, "failed", str(exc))
+            log.warning("delivery %s failed for good: %s", key, exc)
+            self.record(alert_id, contract_id, NotificationKind.FAILED, channel.name, recipient,
+                        f"step {step}: {exc}", key=f"{key}|failed")
+            self._dead_letter(alert, alert_id, f"delivery to {channel.name} {recipient} failed (step {step}): {exc}")
+            return False
+        self.store.ledger_finish(key, "sent")
+        self._record_delivery(key, alert_id, contract_id, channel.name, recipient, step)
+        return True
+
+    def _record_delivery(self, key: str, alert_id: str, contract_id: str | None, channel: str, recipient: str,
+                         step: str) -> None:
+        kind = (NotificationKind.DIGESTED if alert_id.startswith("digest:") else
+                NotificationKind.ESCALATED if step.startswith("esc") else NotificationKind.DELIVERED)
+        self.record(alert_id, contract_id, kind, channel, recipient, f"step {step}", key=key)
+        self.producer.flush(10)
+        self.store.ledger_recorded(key)
+
+    def _dead_letter(self, alert: Alert | None, alert_id: str, reason: str) -> None:
+        value = alert.model_dump_json().encode() if alert else alert_id.encode()
+        produce_dead_letter(self.producer, topic=self.alerts_topic, partition=-1, offset=-1,
+                            key=(alert.contract_id if alert else alert_id).encode(), value=value,
+                            headers=[("ce_id", alert_id.encode())], error=reason, service=SERVICE)
+
+    def record(self, alert_id: str, contract_id: str | None, kind: NotificationKind, channel: str | None,
+               recipient: str | None, detail: str, *, key: str) -> None:
+        """One NotificationRecorded; its event id is derived from `key`, so a repeat is a duplicate by id."""
+        event_id = str(uuid.uuid5(_NS, key))
+        event = NotificationRecorded(notification_id=event_id, alert_id=alert_id, contract_id=contract_id,
+                                     kind=kind, channel=channel, recipient=recipient, detail=detail,
+                                     at=self.clock.now())
+        produce_event(self.producer, event, source=SERVICE, event_id=event_id, time=event.at,
+                      topic=self.notifications_topic)
+        NOTIFICATIONS.labels(kind.value, channel or "").inc()
+
+    # --- acknowledgement --------------------------------------------------------------------
+
+    def acknowledge(self, alert_id: str, by: str) -> StoredAlert | None:
+        now = self.clock.now()
+        stored, changed = self.store.acknowledge(alert_id, by, now)
+        if stored is not None and changed:
+            self.record(alert_id, stored.alert.contract_id, NotificationKind.ACKNOWLEDGED, None, by,
+                        f"acknowledged by {by}", key=f"{alert_id}|ack")
+            self.producer.flush(10)
+        return stored
+
+    # --- time passing -----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock.now()
+        with self.store.tick_lock() as mine:
+            if not mine:
+                return  # another replica is ticking
+            self.escalate(now)
+            self.send_digests(now)
+
+    def escalate(self, now: datetime) -> int:
+        fired = 0
+        for stored, next_step in self.store.due_escalations(now):
+            alert = stored.alert
+            decision = decide(self.rules, alert, stored.received_at)
+            state = Escalation(alert.alert_id, stored.received_at, decision.escalation, next_step)
+            for index, step in state.due(now):
+                recipients = resolve(self.rules, alert, step.to)
+                hours = int(step.after.total_seconds() // 3600)
+                banner = (f"Escalated (step {index + 1}): not acknowledged within {hours}h of "
+                          f"{stored.received_at:%Y-%m-%d %H:%M %Z}")
+                self.deliver_all(alert, decision, recipients, step=f"esc{index + 1}", now=now, banner=banner,
+                                 thread_root=stored.thread_root)
+                state = state.fired(index)
+                fired += 1
+            self.store.escalation_fired(alert.alert_id, state.next_step, state.next_due)
+        return fired
+
+    def send_digests(self, now: datetime) -> int:
+        schedule = self.rules.digest
+        channel = self.channels.get(schedule.channel)
+        if channel is None or not channel.enabled:
+            return 0
+        sent = 0
+        for recipient, zone in self.store.digest_recipients():
+            for kind in (DigestKind.DAILY, DigestKind.WEEKLY):
+                period = due_period(kind, schedule, now, zone, self.store.last_digest(recipient, kind))
+                if period is None:
+                    continue
+                slot = last_slot(kind, schedule, now, zone)
+                items = self.store.digest_items(recipient, kind, slot)
+                if not items:
+                    continue
+                message = render.render_digest(kind, period, recipient, zone, items, now)
+                digest_id = f"digest:{kind.value}:{period}:{recipient}"
+                body = Outgoing(subject=message.subject, text=message.text, html=message.html,
+                                payload={"digest": kind.value, "period": period, "recipient": recipient,
+                                         "items": [i.alert_id for i in items], "text": message.text},
+                                message_id="")
+                if self.deliver(digest_id, None, channel, recipient if channel.per_recipient else f"#{channel.name}",
+                                "0", body):
+                    self.store.digest_sent(recipient, kind, period, [i.alert_id for i in items], now)
+                    sent += 1
+        return sent
