@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# The five mesh services and the three simulators as local background processes.
+#
+#   infra/scripts/services.sh start|stop|status|ports [name...]   (no names: all of them)
+#
+# One process group, pid file and log file per process: pids in $MESH_RUN_DIR/pids,
+# logs in $MESH_RUN_DIR/logs/<name>.log. A service whose package is not installed in
+# the venv (or has no entry point module yet) is skipped with a note, not an error.
+# `start` while a process is already running says so and starts no twin; `stop` sends
+# SIGTERM to each process group, waits, then SIGKILLs what is left, so nothing stays.
+#
+# Fixed local ports (HTTP; override with <NAME>_PORT, e.g. CONTRACT_REGISTRY_PORT=9181):
+#   contract-registry 8081   obligation-engine 8082   invoice-validator 8083
+#   renewal-sync      8084   notifier          8085
+#   erp-simulator     8091   crm-simulator     8092   smtp-catcher 8093 (SMTP on 1025)
+# They point at the `make up` stack: Kafka 127.0.0.1:$KAFKA_PORT (9092) and PostgreSQL
+# 127.0.0.1:$PG_PORT (5432), database contracts, user mesh. MESH_CLOCK=topic: every
+# process follows ClockAdvanced events on mesh.clock.v1, so the demo moves time.
+#
+# Env: MESH_RUN_DIR (<repo>/.run), MESH_SERVICES (names to manage, default all),
+#      MESH_START_TIMEOUT (60 s to answer /healthz), MESH_STOP_TIMEOUT (20 s before SIGKILL),
+#      PYTHON_BIN_DIR (<repo>/.venv/bin).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+RUN_DIR="${MESH_RUN_DIR:-$REPO/.run}"
+PID_DIR="$RUN_DIR/pids"
+LOG_DIR="$RUN_DIR/logs"
+BIN="${PYTHON_BIN_DIR:-$REPO/.venv/bin}"
+START_TIMEOUT="${MESH_START_TIMEOUT:-60}"
+STOP_TIMEOUT="${MESH_STOP_TIMEOUT:-20}"
+
+ALL=(contract-registry obligation-engine invoice-validator renewal-sync notifier
+  erp-simulator crm-simulator smtp-catcher)
+
+KAFKA="127.0.0.1:${KAFKA_PORT:-9092}"
+DB_URL="postgresql+psycopg://mesh:mesh@127.0.0.1:${PG_PORT:-5432}/${PG_DATABASE:-contracts}"
+AUTH_SECRET="${AUTH_HS256_SECRET:-local-development-secret-change-me-please}"
+# Shared secrets between a service and the simulator on the other end of its webhook.
+AP_WEBHOOK_SECRET="${MESH_AP_WEBHOOK_SECRET:-local-ap-webhook-secret}"
+CRM_WEBHOOK_SECRET="${MESH_CRM_WEBHOOK_SECRET:-local-crm-webhook-secret}"
+ERP_TOKEN="${MESH_ERP_TOKEN:-local-erp-token}"
+CRM_CLIENT_ID="${MESH_CRM_CLIENT_ID:-contract-mesh}"
+CRM_CLIENT_SECRET="${MESH_CRM_CLIENT_SECRET:-local-crm-client-secret}"
+
+log() { echo "services: $*" >&2; }
+
+port_of() {
+  local var
+  var="$(echo "$1" | tr 'a-z-' 'A-Z_')_PORT"
+  if [[ -n "${!var:-}" ]]; then echo "${!var}"; return; fi
+  case "$1" in
+    contract-registry) echo 8081 ;; obligation-engine) echo 8082 ;; invoice-validator) echo 8083 ;;
+    renewal-sync) echo 8084 ;; notifier) echo 8085 ;;
+    erp-simulator) echo 8091 ;; crm-simulator) echo 8092 ;; smtp-catcher) echo 8093 ;;
+    *) log "unknown process $1"; return 1 ;;
+  esac
+}
+
+SMTP_PORT="${SMTP_CATCHER_SMTP_PORT:-1025}"
+url_of() { echo "http://127.0.0.1:$(port_of "$1")"; }
+
+command_of() {
+  case "$1" in
+    erp-simulator) echo "$BIN/mesh-sim erp" ;;
+    crm-simulator) echo "$BIN/mesh-sim crm" ;;
+    smtp-catcher) echo "$BIN/mesh-sim smtp" ;;
+    *) echo "$BIN/$1" ;;
+  esac
+}
+
+# The environment of one process: the shared settings, then what it alone needs.
+env_of() {
+  local name="$1" port
+  port="$(port_of "$name")"
+  cat <<ENV
+KAFKA_BOOTSTRAP_SERVERS=$KAFKA
+KAFKA_CLIENT_ID=$name
+DATABASE_URL=$DB_URL
+AUTH_HS256_SECRET=$AUTH_SECRET
+MESH_CLOCK=${MESH_CLOCK:-topic}
+MESH_HTTP_HOST=127.0.0.1
+MESH_HTTP_PORT=$port
+MESH_PUBLIC_BASE_URL=http://127.0.0.1:$port
+MESH_OTEL_EXPORTER=${MESH_OTEL_EXPORTER:-none}
+MESH_LOG_LEVEL=${MESH_LOG_LEVEL:-INFO}
+PYTHONUNBUFFERED=1
+ENV
+  case "$name" in
+    contract-registry)
+      echo "REGISTRY_MIGRATE_ON_START=true" ;;
+    obligation-engine)
+      echo "OBLIGATION_ERP_BASE_URL=$(url_of erp-simulator)"
+      echo "OBLIGATION_ERP_TOKEN=$ERP_TOKEN" ;;
+    invoice-validator)
+      echo "VALIDATOR_AP_WEBHOOK_URL=$(url_of erp-simulator)/ap/verdicts"
+      echo "VALIDATOR_AP_WEBHOOK_SECRET=$AP_WEBHOOK_SECRET" ;;
+    renewal-sync)
+      echo "RENEWAL_CRM_KIND=salesforce"
+      echo "RENEWAL_CRM_BASE_URL=$(url_of crm-simulator)"
+      echo "RENEWAL_CRM_CLIENT_ID=$CRM_CLIENT_ID"
+      echo "RENEWAL_CRM_CLIENT_SECRET=$CRM_CLIENT_SECRET"
+      echo "RENEWAL_WEBHOOK_SECRET=$CRM_WEBHOOK_SECRET" ;;
+    notifier)
+      echo "NOTIFIER_SMTP_HOST=127.0.0.1"
+      echo "NOTIFIER_SMTP_PORT=$SMTP_PORT"
+      echo "NOTIFIER_SMTP_STARTTLS=false" ;;
+    erp-simulator)
+      echo "ERP_SIM_TOKEN=$ERP_TOKEN"
+      echo "ERP_SIM_WEBHOOK_SECRET=$AP_WEBHOOK_SECRET"
+      echo "ERP_SIM_VALIDATOR_URL=$(url_of invoice-validator)" ;;
+    crm-simulator)
+      echo "CRM_SIM_CLIENT_ID=$CRM_CLIENT_ID"
+      echo "CRM_SIM_CLIENT_SECRET=$CRM_CLIENT_SECRET"
+      echo "CRM_SIM_WEBHOOK_SECRET=$CRM_WEBHOOK_SECRET"
+      echo "CRM_SIM_DECISION_URL=$(url_of renewal-sync)/v1/crm/decisions" ;;
+    smtp-catcher)
+      echo "MESH_SMTP_HOST=127.0.0.1"
+      echo "MESH_SMTP_PORT=$SMTP_PORT" ;;
+  esac
+}
+
+# Why a process cannot be started from this venv, or nothing when it can: the console
+# script must exist and the module its entry point names must be importable.
+missing_reason() {
+  local name="$1" script
+  script="$(command_of "$name")"
+  script="${script%% *}"
+  [[ -x "$script" ]] || { echo "no $script (package not installed: run make venv)"; return; }
+  "$BIN/python" - "$(basename "$script")" <<'PY' 2>/dev/null || echo "entry point of $(basename "$script") not importable yet"
+import importlib.metadata as md, importlib.util, sys
+eps = [e for e in md.entry_points(group="console_scripts") if e.name == sys.argv[1]]
+if not eps:
+    sys.exit(1)
+module = eps[0].value.split(":", 1)[0]
+try:
+    found = importlib.util.find_spec(module) is not None
+except ImportError:
+    found = False
+sys.exit(0 if found else 1)
+PY
+}
+
+running_pid() {
+  local file="$PID_DIR/$1.pid" pid
+  [[ -f "$file" ]] || return 1
+  pid="$(cat "$file")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+healthy() { "$BIN/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1/healthz" 2>/dev/null; }
+
+selected() {
+  if (($#)); then echo "$@"; elif [[ -n "${MESH_SERVICES:-}" ]]; then echo "$MESH_SERVICES"; else echo "${ALL[@]}"; fi
+}
+
+start_one() {
+  local name="$1" pid port reason cmd
+  if pid="$(running_pid "$name")"; then
+    log "$name already running (pid $pid, $(url_of "$name")); not starting a second one"
+    return 0
+  fi
+  if reason="$(missing_reason "$name")" && [[ -n "$reason" ]]; then
+    log "$name skipped: $reason"
+    return 0
+  fi
+  port="$(port_of "$name")"
+  if port_busy "$port"; then
+    log "$name not started: 127.0.0.1:$port is already taken by another process"
+    return 1
+  fi
+  if [[ "$name" == smtp-catcher ]] && port_busy "$SMTP_PORT"; then
+    log "$name not started: SMTP port 127.0.0.1:$SMTP_PORT is already taken"
+    return 1
+  fi
+  cmd="$(command_of "$name")"
+  mkdir -p "$PID_DIR" "$LOG_DIR"
+  echo "=== $(date -u +%FT%TZ) start: $cmd" >>"$LOG_DIR/$name.log"
+  # setsid: its own process group (stop kills the whole group) that outlives this shell.
+  # shellcheck disable=SC2046
+  env $(env_of "$name" | tr '\n' ' ') setsid $cmd >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo "$!" >"$PID_DIR/$name.pid"
+  STARTED+=("$name")
+}
+
+wait_healthy() {
+  local name="$1" pid deadline=$((SECONDS + START_TIMEOUT))
+  pid="$(cat "$PID_DIR/$name.pid")"
+  until healthy "$(url_of "$name")"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$name exited during start; last lines of $LOG_DIR/$name.log:"
+      tail -n 15 "$LOG_DIR/$name.log" | sed 's/^/    /' >&2
+      rm -f "$PID_DIR/$name.pid"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      log "$name (pid $pid) not answering $(url_of "$name")/healthz after ${START_TIMEOUT}s; log $LOG_DIR/$name.log"
+      return 1
+    fi
+    sleep 0.3 # poll interval
+  done
+  log "$name ready (pid $pid, $(url_of "$name"), log $LOG_DIR/$name.log)"
+}
+
+start() {
+  local name failed=0
+  STARTED=()
+  for name in $(selected "$@"); do start_one "$name" || failed=1; done
+  for name in "${STARTED[@]}"; do wait_healthy "$name" || failed=1; done
+  return "$failed"
+}
+
+stop_one() {
+  local name="$1" pid deadline
+  if ! pid="$(running_pid "$name")"; then
+    rm -f "$PID_DIR/$name.pid"
+    return 0
+  fi
+  # The pid is its process group id (setsid): signal the group, so children go too.
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + STOP_TIMEOUT))
+  while kill -0 -- "-$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "$name (group $pid) ignored SIGTERM for ${STOP_TIMEOUT}s, killing"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    sleep 0.1 # poll interval
+  done
+  rm -f "$PID_DIR/$name.pid"
+  log "$name stopped (pid $pid)"
+}
+
+stop() {
+  local name names
+  # Reverse order: services before the simulators they talk to.
+  names=($(selected "$@"))
+  for ((i = ${#names[@]} - 1; i >= 0; i--)); do stop_one "${names[$i]}"; done
+}
+
+status() {
+  local name pid reason any_down=0
+  for name in $(selected "$@"); do
+    if pid="$(running_pid "$name")"; then
+      if healthy "$(url_of "$name")"; then
+        printf '%-18s running  pid %-7s %s\n' "$name" "$pid" "$(url_of "$name")"
+      else
+        printf '%-18s starting pid %-7s %s (no /healthz answer yet)\n' "$name" "$pid" "$(url_of "$name")"
+      fi
+    elif reason="$(missing_reason "$name")" && [[ -n "$reason" ]]; then
+      printf '%-18s absent   %s\n' "$name" "$reason"
+    else
+      printf '%-18s stopped\n' "$name"
+      any_down=1
+    fi
+  done
+  return "$any_down"
+}
+
+ports() {
+  local name
+  for name in "${ALL[@]}"; do printf '%-18s %s\n' "$name" "$(url_of "$name")"; done
+  printf '%-18s smtp://127.0.0.1:%s\n' "smtp (catcher)" "$SMTP_PORT"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  start) start "$@" ;;
+  stop) stop "$@" ;;
+  status) status "$@" ;;
+  ports) ports ;;
+  env) env_of "${1:?name}" ;;
+  *) echo "usage: $0 start|stop|status|ports|env [name...]" >&2; exit 2 ;;
+esac

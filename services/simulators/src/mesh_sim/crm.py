@@ -1,0 +1,192 @@
+"""A Salesforce-shaped CRM simulator.
+
+- `POST /services/oauth2/token` (form: grant_type=client_credentials, client_id, client_secret) ->
+  {"access_token", "instance_url", "token_type": "Bearer", ...}, as Salesforce's OAuth2 endpoint answers.
+- `PATCH /services/data/{version}/sobjects/Opportunity/{external_id_field}/{external_id}`: upsert by external id
+  with the bearer token; 201 {"id", "success", "errors", "created": true} on insert, 200 with created false
+  on update (Salesforce API >= 46.0). A retry with the same external id never creates a second record.
+- `GET /opportunities`: what is stored, each with the history of upserts (what the demo reads).
+- `POST /decisions`: a person's decision in the CRM, sent to renewal-sync's signed webhook
+  (CRM_SIM_DECISION_URL, HMAC over the body with CRM_SIM_WEBHOOK_SECRET, header X-Mesh-Signature).
+- `POST /faults {"status": 503, "count": 2, "retry_after": 1}`: the next `count` API calls fail (outage drills).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mesh_common.signing import SIGNATURE_HEADER, sign
+
+from .common import base_app, json_body
+from .recorder import Recorder, kept_headers
+
+
+class CrmSimSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_SIM_", extra="ignore")
+
+    client_id: str | None = None  # None: any client id is accepted
+    client_secret: str | None = None
+    webhook_secret: str = "local-crm-webhook-secret"
+    decision_url: str = "http://127.0.0.1:8084/v1/crm/decisions"
+
+
+class Fault(BaseModel):
+    status: int = Field(default=503, ge=400, le=599)
+    count: int = Field(default=1, ge=0)
+    retry_after: int | None = None
+
+
+class DecisionRequest(BaseModel):
+    contract_id: str = Field(min_length=1)
+    decision: str = Field(pattern="^(renew|renegotiate|terminate)$")
+    tenant_id: str | None = None
+    decided_by: str = "crm.user@example.com"
+    note: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="more fields for the webhook body")
+
+
+class Store:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tokens: set[str] = set()
+        self.opportunities: dict[tuple[str, str], dict[str, Any]] = {}
+        self.fault: Fault | None = None
+
+    def take_fault(self) -> Fault | None:
+        with self.lock:
+            if self.fault is None or self.fault.count <= 0:
+                return None
+            self.fault = self.fault.model_copy(update={"count": self.fault.count - 1})
+            return self.fault
+
+
+def _sf_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse([{"message": message, "errorCode": code}], status_code=status, headers=headers)
+
+
+def create_app(settings: CrmSimSettings | None = None, *, recorder: Recorder | None = None) -> FastAPI:
+    s = settings or CrmSimSettings()
+    rec = recorder or Recorder()
+    store = Store()
+    app = base_app("CRM simulator (Salesforce-shaped)", rec)
+    app.state.store = store
+
+    def faulted(request: Request, body: Any) -> Response | None:
+        fault = store.take_fault()
+        if fault is None:
+            return None
+        rec.record("fault-injected", method=request.method, path=request.url.path, body=body,
+                   headers=kept_headers(request.headers), accepted=False, problem=f"injected {fault.status}")
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+        return _sf_error(fault.status, "SERVER_UNAVAILABLE", "injected fault", headers)
+
+    @app.post("/services/oauth2/token")
+    async def token(request: Request) -> Response:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        if (hit := faulted(request, {"client_id": form.get("client_id")})) is not None:
+            return hit
+        problem = None
+        if form.get("grant_type") != "client_credentials":
+            problem = "unsupported_grant_type"
+        elif s.client_id is not None and (form.get("client_id") != s.client_id
+                                          or form.get("client_secret") != s.client_secret):
+            problem = "invalid_client"
+        rec.record("oauth-token", method="POST", path=request.url.path,
+                   body={"grant_type": form.get("grant_type"), "client_id": form.get("client_id")},
+                   accepted=problem is None, problem=problem)
+        if problem:
+            return JSONResponse({"error": problem, "error_description": problem.replace("_", " ")}, status_code=400)
+        access = "00D" + secrets.token_hex(20)
+        with store.lock:
+            store.tokens.add(access)
+        now_ms = str(int(datetime.now(UTC).timestamp() * 1000))
+        return JSONResponse({"access_token": access, "instance_url": str(request.base_url).rstrip("/"),
+                             "id": f"{str(request.base_url).rstrip('/')}/id/00D/005", "token_type": "Bearer",
+                             "issued_at": now_ms, "signature": secrets.token_urlsafe(24)})
+
+    @app.patch("/services/data/{version}/sobjects/Opportunity/{field}/{external_id}")
+    async def upsert(version: str, field: str, external_id: str, request: Request) -> Response:
+        body = await json_body(request)
+        if (hit := faulted(request, body)) is not None:
+            return hit
+        auth = request.headers.get("authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        with store.lock:
+            known = bearer in store.tokens
+        if not known:
+            rec.record("opportunity-upsert", method="PATCH", path=request.url.path, body=body,
+                       headers=kept_headers(request.headers), accepted=False, problem="INVALID_SESSION_ID")
+            return _sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if not isinstance(body, dict):
+            rec.record("opportunity-upsert", method="PATCH", path=request.url.path, body=body,
+                       headers=kept_headers(request.headers), accepted=False, problem="JSON_PARSER_ERROR")
+            return _sf_error(400, "JSON_PARSER_ERROR", "body must be a JSON object of Opportunity fields")
+        now = datetime.now(UTC).isoformat()
+        with store.lock:
+            existing = store.opportunities.get((field, external_id))
+            created = existing is None
+            if existing is None:
+                existing = {"id": "006" + secrets.token_hex(6).upper(), "external_id_field": field,
+                            "external_id": external_id, "api_version": version, "fields": {},
+                            "created_at": now, "history": []}
+                store.opportunities[(field, external_id)] = existing
+            existing["fields"] = {**existing["fields"], **body}
+            existing["updated_at"] = now
+            existing["history"].append({"at": now, "fields": body})
+            opp_id = existing["id"]
+        rec.record("opportunity-upsert", method="PATCH", path=request.url.path, body=body,
+                   headers=kept_headers(request.headers))
+        return JSONResponse({"id": opp_id, "success": True, "errors": [], "created": created},
+                            status_code=201 if created else 200)
+
+    @app.get("/opportunities")
+    def opportunities() -> list[dict[str, Any]]:
+        with store.lock:
+            return [json.loads(json.dumps(o)) for o in store.opportunities.values()]
+
+    @app.post("/faults")
+    def set_fault(fault: Fault) -> dict[str, Any]:
+        with store.lock:
+            store.fault = fault
+        return fault.model_dump()
+
+    @app.post("/decisions")
+    async def decide(decision: DecisionRequest) -> dict[str, Any]:
+        with store.lock:
+            opp = next((o for (f, ext), o in store.opportunities.items() if ext == decision.contract_id), None)
+        payload: dict[str, Any] = {
+            "contract_id": decision.contract_id,
+            "decision": decision.decision,
+            "decided_by": decision.decided_by,
+            "decided_at": datetime.now(UTC).isoformat(),
+            "note": decision.note,
+            "crm_opportunity_id": opp["id"] if opp else None,
+        }
+        if decision.tenant_id is not None:
+            payload["tenant_id"] = decision.tenant_id
+        payload.update(decision.extra)
+        raw = json.dumps(payload).encode()
+        headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(s.webhook_secret, raw)}
+        try:
+            async with httpx.AsyncClient(timeout=15) as client:
+                resp = await client.post(s.decision_url, content=raw, headers=headers)
+        except httpx.HTTPError as exc:
+            rec.record("decision-sent", method="POST", path=s.decision_url, body=payload, accepted=False,
+                       problem=f"{type(exc).__name__}: {exc}")
+            raise HTTPException(502, detail=f"decision_url: {s.decision_url} unreachable: {exc}") from exc
+        rec.record("decision-sent", method="POST", path=s.decision_url, body=payload, accepted=resp.is_success,
+                   problem=None if resp.is_success else f"{resp.status_code}: {resp.text[:300]}")
+        return {"status_code": resp.status_code, "response": resp.text[:2000], "sent": payload}
+
+    return app
