@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Install the deploy tools into .cache/bin (git-ignored), idempotently:
+#   kustomize     sigs.k8s.io/kustomize/kustomize/v5      (go install, pinned)
+#   kubeconform   github.com/yannh/kubeconform            (go install, pinned)
+#   compose-check deploy/tools/compose-check              (compose-go: the loader of `docker compose config`)
+#   Kubernetes JSON schemas in .cache/k8s-schemas/<version>-standalone-strict (from the kubernetes-validate wheel)
+# A second run with everything in place does nothing and takes well under a second.
+# Needs: go (Go module proxy), python3 with pip (PyPI). Prints the tool directory on success.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+TOOLS="$ROOT/deploy/tools"
+# shellcheck source=versions.env
+source "$TOOLS/versions.env"
+CACHE="$ROOT/.cache"
+BIN="$CACHE/bin"
+SCHEMAS="$CACHE/k8s-schemas/$K8S_SCHEMA_VERSION-standalone-strict"
+PYTHON="${PYTHON:-python3}"
+mkdir -p "$BIN"
+
+log() { echo "deploy-tools: $*" >&2; }
+
+# Whether $BIN/<name> was installed from <wanted> (a version, or a hash of its sources).
+current() { [[ -x "$BIN/$1" && -f "$BIN/.$1.version" && "$(cat "$BIN/.$1.version")" == "$2" ]]; }
+stamp() { echo "$2" > "$BIN/.$1.version"; }
+
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+
+go_install() {  # name module version
+  local name=$1 module=$2 version=$3
+  current "$name" "$version" && return 0
+  log "installing $name $version (go install $module@$version)"
+  GOBIN="$BIN" go install "$module@$version"
+  stamp "$name" "$version"
+}
+
+go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
+go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+
+compose_src_hash=$(cat "$TOOLS"/compose-check/{main.go,go.mod,go.sum} | sha256sum | cut -c1-16)
+if ! current compose-check "$compose_src_hash"; then
+  log "building compose-check ($(grep compose-go/v2 "$TOOLS/compose-check/go.mod" | tr -s ' \t' ' '))"
+  (cd "$TOOLS/compose-check" && GOFLAGS=-mod=readonly go build -trimpath -o "$BIN/compose-check" .)
+  stamp compose-check "$compose_src_hash"
+fi
+
+schema_stamp="$KUBERNETES_VALIDATE_VERSION/$K8S_SCHEMA_VERSION/$(sha256sum "$TOOLS/k8s_schemas.py" | cut -c1-16)"
+if [[ ! -f "$SCHEMAS/.stamp" || "$(cat "$SCHEMAS/.stamp")" != "$schema_stamp" ]]; then
+  wheel="$CACHE/downloads/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION-py3-none-any.whl"
+  if [[ ! -f "$wheel" ]]; then
+    log "downloading kubernetes-validate $KUBERNETES_VALIDATE_VERSION (Kubernetes JSON schemas)"
+    "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+      -d "$CACHE/downloads" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
+  echo "$KUBERNETES_VALIDATE_SHA256  $wheel" | sha256sum --check --quiet - \
+    || { log "checksum mismatch for $wheel"; rm -f "$wheel"; exit 1; }
+  rm -rf "$SCHEMAS"
+  "$PYTHON" "$TOOLS/k8s_schemas.py" "$wheel" "$K8S_SCHEMA_VERSION" "$SCHEMAS" >&2
+  echo "$schema_stamp" > "$SCHEMAS/.stamp"
+fi
+
+echo "$BIN"
