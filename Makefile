@@ -19,7 +19,7 @@ DEV_TOOLS := ruff mypy types-PyYAML types-python-dateutil jsonschema
 
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(KAFKA_PORT),9092)
 
-.PHONY: venv kafka-jars postgres-install test lint typecheck pytest up down status schemas bench clean
+.PHONY: venv kafka-jars postgres-install test lint typecheck pytest up down status schemas bench demo clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,11 @@ down:
 status:
 	@bash infra/scripts/kafka.sh status || true
 	@bash infra/scripts/postgres.sh status || true
+	@if [ -x infra/scripts/services.sh ]; then infra/scripts/services.sh status || true; fi
+
+# The whole story end to end against the local stack; starts it (make up) when it is not running.
+demo: venv kafka-jars postgres-install
+	$(PY) -m mesh_sim.demo
 
 schemas: venv
 	$(PY) -m contract_schema.export

@@ -94,12 +94,13 @@ ENV
       echo "OBLIGATION_ERP_TOKEN=$ERP_TOKEN" ;;
     invoice-validator)
       echo "VALIDATOR_AP_WEBHOOK_URL=$(url_of erp-simulator)/ap/verdicts"
-      echo "VALIDATOR_AP_WEBHOOK_SECRET=$AP_WEBHOOK_SECRET" ;;
+      echo "VALIDATOR_AP_WEBHOOK_SECRET=$AP_WEBHOOK_SECRET"
+      echo "VALIDATOR_DATA_DIR=$RUN_DIR/data/invoice-validator" ;;
     renewal-sync)
-      echo "RENEWAL_CRM_KIND=salesforce"
+      echo "RENEWAL_CRM=salesforce"
       echo "RENEWAL_CRM_BASE_URL=$(url_of crm-simulator)"
-      echo "RENEWAL_CRM_CLIENT_ID=$CRM_CLIENT_ID"
-      echo "RENEWAL_CRM_CLIENT_SECRET=$CRM_CLIENT_SECRET"
+      echo "RENEWAL_SALESFORCE_CLIENT_ID=$CRM_CLIENT_ID"
+      echo "RENEWAL_SALESFORCE_CLIENT_SECRET=$CRM_CLIENT_SECRET"
       echo "RENEWAL_WEBHOOK_SECRET=$CRM_WEBHOOK_SECRET" ;;
     notifier)
       echo "NOTIFIER_SMTP_HOST=127.0.0.1"
@@ -212,31 +213,33 @@ start() {
   return "$failed"
 }
 
-stop_one() {
-  local name="$1" pid deadline
-  if ! pid="$(running_pid "$name")"; then
-    rm -f "$PID_DIR/$name.pid"
-    return 0
-  fi
-  # The pid is its process group id (setsid): signal the group, so children go too.
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  deadline=$((SECONDS + STOP_TIMEOUT))
-  while kill -0 -- "-$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      log "$name (group $pid) ignored SIGTERM for ${STOP_TIMEOUT}s, killing"
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
-    sleep 0.1 # poll interval
-  done
-  rm -f "$PID_DIR/$name.pid"
-  log "$name stopped (pid $pid)"
-}
-
+# Signal every selected process group first, then wait for all: stops run in parallel.
 stop() {
-  local name names
-  # Reverse order: services before the simulators they talk to.
-  names=($(selected "$@"))
-  for ((i = ${#names[@]} - 1; i >= 0; i--)); do stop_one "${names[$i]}"; done
+  local name pid names=() pids=() deadline i
+  for name in $(selected "$@"); do
+    if pid="$(running_pid "$name")"; then
+      # The pid is its process group id (setsid): signal the group, so children go too.
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      names+=("$name")
+      pids+=("$pid")
+    else
+      rm -f "$PID_DIR/$name.pid"
+    fi
+  done
+  deadline=$((SECONDS + STOP_TIMEOUT))
+  for i in "${!names[@]}"; do
+    name="${names[$i]}"
+    pid="${pids[$i]}"
+    while kill -0 -- "-$pid" 2>/dev/null; do
+      if ((SECONDS >= deadline)); then
+        log "$name (group $pid) ignored SIGTERM for ${STOP_TIMEOUT}s, killing"
+        kill -KILL -- "-$pid" 2>/dev/null || true
+      fi
+      sleep 0.1 # poll interval
+    done
+    rm -f "$PID_DIR/$name.pid"
+    log "$name stopped (pid $pid)"
+  done
 }
 
 status() {

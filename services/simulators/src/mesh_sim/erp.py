@@ -49,6 +49,7 @@ class ErpSimSettings(BaseSettings):
     webhook_secret: str | None = None  # HMAC secret of the validator's verdict webhook; None: unsigned ok
     validator_url: str = "http://127.0.0.1:8083"
     source: str = "erp-simulator"
+    topic_prefix: str = ""  # prefixed to every topic name, as the services allow (tests share one broker)
 
 
 def validation_error(exc: ValidationError) -> HTTPException:
@@ -61,7 +62,7 @@ def create_app(settings: ErpSimSettings | None = None, *, clock: Clock | None = 
                sender: EventSender | None = None, recorder: Recorder | None = None) -> FastAPI:
     s = settings or ErpSimSettings()
     rec = recorder or Recorder()
-    out = sender or EventSender(s.source)
+    out = sender or EventSender(s.source, topic_prefix=s.topic_prefix)
     app = base_app("ERP/AP simulator", rec)
 
     @app.post("/milestones/{contract_id}/{obligation_id}/release")

@@ -18,8 +18,9 @@ from mesh_common.tracing import current_traceparent
 class EventSender:
     """A lazily created idempotent producer; `send` returns once the broker acknowledged the record."""
 
-    def __init__(self, source: str, kafka: KafkaSettings | None = None) -> None:
+    def __init__(self, source: str, kafka: KafkaSettings | None = None, topic_prefix: str = "") -> None:
         self.source = source
+        self.topic_prefix = topic_prefix
         self._kafka = kafka
         self._producer: Producer | None = None
         self._lock = threading.Lock()
@@ -34,7 +35,7 @@ class EventSender:
              timeout: float = 15.0) -> tuple[str, Record]:
         """Produce `event` on its catalog topic; returns (topic, record) after the broker's ack."""
         producer = self._get()
-        topic = topic_for(type(event)).name
+        topic = self.topic_prefix + topic_for(type(event)).name
         record = encode(event, source=self.source, event_id=event_id, time=time, traceparent=current_traceparent())
         errors: list[KafkaError] = []
 
