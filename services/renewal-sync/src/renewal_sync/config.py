@@ -37,7 +37,8 @@ class RenewalSettings(BaseSettings):
     crm_rounds: int = 3
     crm_base_delay: float = 0.5
     crm_max_delay: float = 30.0
-    crm_round_delay: float = 30.0  # seconds between rounds (doubles each round)
+    crm_round_delay: float = 30.0  # seconds between rounds (doubles each round, up to the max)
+    crm_max_round_delay: float = 3600.0
     crm_breaker_threshold: int = 5
     crm_breaker_reset: float = 30.0
     crm_concurrency: int = 16

@@ -290,7 +290,8 @@ class Service:
             "RENEWAL_SALESFORCE_CLIENT_ID": SF_CLIENT_ID, "RENEWAL_SALESFORCE_CLIENT_SECRET": SF_CLIENT_SECRET,
             "RENEWAL_HUBSPOT_TOKEN": HUBSPOT_TOKEN,
             "RENEWAL_CRM_ATTEMPTS": "3", "RENEWAL_CRM_BASE_DELAY": "0.02", "RENEWAL_CRM_MAX_DELAY": "0.2",
-            "RENEWAL_CRM_ROUNDS": "50", "RENEWAL_CRM_ROUND_DELAY": "0.2", "RENEWAL_CRM_BREAKER_RESET": "0.3",
+            "RENEWAL_CRM_ROUNDS": "50", "RENEWAL_CRM_ROUND_DELAY": "0.2", "RENEWAL_CRM_MAX_ROUND_DELAY": "1",
+            "RENEWAL_CRM_BREAKER_RESET": "0.3",
             **extra_env,
         }
         self.log_path = log_dir / f"{prefix.strip('.')}.log"

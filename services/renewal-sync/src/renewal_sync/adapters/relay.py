@@ -118,9 +118,8 @@ class OutboxRelay:
                 if self.on_crm_call is not None:
                     self.on_crm_call(row, opp)
                 await self.crm.upsert(opp)
-            except CircuitOpen as exc:  # not an attempt: the breaker is protecting a CRM that is down
-                CRM_UPSERTS.labels(self.crm.name, "circuit-open").inc()
-                self.store.retry_later(row.id, self.cfg.crm_breaker_reset, str(exc), count_attempt=False)
+            except CircuitOpen as exc:  # the breaker protects a CRM that is down; still a failed round
+                self._failed(row, opp, exc, permanent=False, delay=self.cfg.crm_breaker_reset)
                 return
             except DeliveryError as exc:
                 self._failed(row, opp, exc, permanent=exc.permanent)
@@ -134,11 +133,13 @@ class OutboxRelay:
         CRM_UPSERTS.labels(self.crm.name, "ok").inc()
         self.store.mark_done([row.id])
 
-    def _failed(self, row: PendingRow, opp: RenewalOpportunity, exc: BaseException, *, permanent: bool) -> None:
+    def _failed(self, row: PendingRow, opp: RenewalOpportunity, exc: BaseException, *, permanent: bool,
+                delay: float = 0.0) -> None:
         assert self.crm is not None
         if not permanent and row.attempts + 1 < self.cfg.crm_rounds:
             CRM_UPSERTS.labels(self.crm.name, "retry").inc()
-            self.store.retry_later(row.id, self.cfg.crm_round_delay * 2 ** row.attempts, f"{exc}")
+            backoff = min(self.cfg.crm_max_round_delay, self.cfg.crm_round_delay * 2 ** min(row.attempts, 30))
+            self.store.retry_later(row.id, max(delay, backoff), f"{type(exc).__name__}: {exc}")
             return
         CRM_UPSERTS.labels(self.crm.name, "dead").inc()
         log.error("CRM upsert %s failed for good: %s", row.event_id, exc)
