@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from contract_schema import ContractStatus, Escalation, TierBasis, VerdictStatus, VolumeTier
-
 from invoice_validator import samples as s
 from invoice_validator.domain.model import BillingState, ObligationView, Reason, SlaCredit
 from invoice_validator.domain.rules import MatchKind, expected_unit_price, match_contract
 from invoice_validator.domain.validate import Outcome, validate_invoice
+
+from contract_schema import ContractStatus, Escalation, TierBasis, VerdictStatus, VolumeTier
 
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
 
@@ -103,7 +103,8 @@ def test_price_below_contract_is_approved_with_note() -> None:
 
 
 def test_expected_price_applies_escalation_tier_and_discount() -> None:
-    rate = s.rate_line(unit_price="100", escalations=(Escalation(effective_date=date(2026, 2, 1), percent=Decimal(10)),),
+    rate = s.rate_line(unit_price="100",
+                       escalations=(Escalation(effective_date=date(2026, 2, 1), percent=Decimal(10)),),
                        tiers=(VolumeTier(from_quantity=Decimal(0), to_quantity=Decimal(50), unit_price=Decimal(100)),
                               VolumeTier(from_quantity=Decimal(50), unit_price=Decimal(80))),
                        discount_percent=Decimal(5))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
 from contract_schema import (
@@ -71,7 +71,8 @@ def match_contract(invoice: InvoiceReceived, by_ref: ContractSnapshot | None,
 
 
 def contract_unknown_finding(invoice: InvoiceReceived) -> Finding:
-    ref = f"contract {invoice.contract_ref!r}" if invoice.contract_ref else f"a contract for vendor {invoice.vendor_id!r}"
+    ref = (f"contract {invoice.contract_ref!r}" if invoice.contract_ref
+           else f"a contract for vendor {invoice.vendor_id!r}")
     return Finding(Reason.CONTRACT_UNKNOWN, Severity.REVIEW,
                    f"No {ref} is known; the invoice could not be checked against contract terms.")
 
@@ -244,7 +245,8 @@ def check_sla_credits(invoice: InvoiceReceived, credits: Sequence[SlaCredit]) ->
     if missing < minor_unit(invoice.currency):
         return None
     return Finding(Reason.SLA_CREDIT_MISSING, Severity.REVIEW,
-                   f"SLA breaches between {start} and {end} earned a service credit of {_money(due, invoice.currency)}; "
+                   f"SLA breaches between {start} and {end} earned a service credit of "
+                   f"{_money(due, invoice.currency)}; "
                    f"{_money(missing, invoice.currency)} of it is missing from the invoice.")
 
 

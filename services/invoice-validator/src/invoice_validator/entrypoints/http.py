@@ -1,0 +1,116 @@
+"""HTTP intake for AP systems that cannot produce to Kafka, and verdict lookup.
+
+POST /v1/invoices (JSON or UBL 2.1 XML) -> 202 + invoice id; the canonical InvoiceReceived goes
+to ap.invoice.received.v1 and the worker decides. GET /v1/invoices/{id}/verdict -> the verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from confluent_kafka import Producer
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from contract_schema import InvoiceReceived, InvoiceValidated
+from contract_schema.topics import INVOICE_RECEIVED
+from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_scope
+from mesh_common.clock import Clock
+from mesh_common.kafka import produce_event
+from mesh_common.ops import ops_router
+
+from ..adapters.intake import IntakeError, parse_json, parse_ubl
+from ..settings import SOURCE, ValidatorSettings
+from .worker import derived_id
+
+XML_TYPES = ("application/xml", "text/xml")
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _problem(status: int, field: str, problem: str) -> JSONResponse:
+    return JSONResponse({"detail": [{"field": field, "problem": problem}]}, status_code=status)
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_api(*, settings: ValidatorSettings, auth: AuthSettings, producer: Producer, clock: Clock,
+               verdict_for: Callable[[str], InvoiceValidated | None], is_ready: Callable[[], bool]) -> FastAPI:
+    api = FastAPI(title="invoice-validator", version="1")
+    api.state.token_verifier = TokenVerifier(auth)
+
+    async def worker_ready() -> str | None:
+        return None if is_ready() else "the stream worker has not finished its first partition assignment"
+
+    api.include_router(ops_router({"worker": worker_ready}))
+
+    @api.post("/v1/invoices", status_code=202)
+    async def post_invoice(request: Request,
+                           principal: Annotated[Principal, Depends(require_scope("invoices:write"))]) -> Any:
+        try:
+            body = await _bounded_body(request, settings.max_body_bytes)
+        except TooLarge:
+            return _problem(413, "body", f"larger than {settings.max_body_bytes} bytes")
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        try:
+            if content_type in XML_TYPES or content_type.endswith("+xml"):
+                data = parse_ubl(body)
+            elif content_type == "application/json" or content_type.endswith("+json"):
+                data = parse_json(body)
+            else:
+                return _problem(415, "content-type", f"{content_type!r} is neither JSON nor UBL XML")
+        except IntakeError as exc:
+            return _problem(422, exc.field, exc.problem)
+        if data.get("tenant_id") not in (None, principal.tenant):
+            return _problem(422, "tenant_id", "does not match the tenant of the token")
+        data["tenant_id"] = principal.tenant
+        data.setdefault("source_system", "http")
+        data["received_at"] = clock.now()
+        if not data.get("invoice_id"):
+            # Stable for a re-post of the same invoice, so a client retry never makes a second invoice.
+            data["invoice_id"] = derived_id(
+                "invoice", f"{principal.tenant}|{data.get('vendor_id')}|{data.get('invoice_number')}")
+        try:
+            invoice = InvoiceReceived.model_validate(data)
+        except ValidationError as exc:
+            errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
+                      for e in exc.errors()]
+            return JSONResponse({"detail": errors}, status_code=422)
+        event_id = derived_id("http-invoice", f"{invoice.tenant_id}|{invoice.invoice_id}")
+
+        def publish() -> None:
+            produce_event(producer, invoice, source=SOURCE, event_id=event_id, time=invoice.received_at,
+                          topic=settings.topic_prefix + INVOICE_RECEIVED.name)
+            if producer.flush(10) > 0:
+                raise RuntimeError("the broker did not acknowledge the invoice in time")
+
+        await asyncio.to_thread(publish)
+        return {"invoice_id": invoice.invoice_id, "event_id": event_id,
+                "verdict": f"/v1/invoices/{invoice.invoice_id}/verdict"}
+
+    @api.get("/v1/invoices/{invoice_id}/verdict")
+    async def get_verdict(invoice_id: str,
+                          principal: Annotated[Principal, Depends(require_scope("invoices:read"))]) -> Any:
+        verdict = verdict_for(invoice_id)
+        if verdict is None or verdict.tenant_id != principal.tenant:
+            return _problem(404, "invoice_id", "no verdict for this invoice (yet)")
+        return JSONResponse(verdict.model_dump(mode="json"))
+
+    return api

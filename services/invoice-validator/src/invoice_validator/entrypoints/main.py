@@ -1,0 +1,48 @@
+"""`invoice-validator`: the Faust worker plus the HTTP intake in one process, configured from env."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import faust
+import uvicorn
+from confluent_kafka import Producer
+
+from mesh_common.auth import AuthSettings
+from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
+from mesh_common.settings import KafkaSettings, ServiceSettings
+from mesh_common.tracing import setup_tracing_from_env
+
+from ..settings import SERVICE, ValidatorSettings
+from .http import create_api
+from .worker import Validator
+
+
+def make_clock(service: ServiceSettings, kafka: KafkaSettings, settings: ValidatorSettings) -> Clock:
+    if service.clock == "topic":
+        clock = ManualClock(EPOCH)
+        ClockFollower(clock, kafka.consumer(f"{settings.app_id}-clock"), topic=settings.clock_topic).start()
+        return clock
+    return SystemClock()
+
+
+def main() -> None:
+    service, kafka, settings = ServiceSettings(), KafkaSettings(), ValidatorSettings()
+    logging.basicConfig(level=service.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_tracing_from_env(SERVICE)
+    clock = make_clock(service, kafka, settings)
+    validator = Validator(settings, kafka, clock)
+    if settings.http_enabled:
+        api = create_api(settings=settings, auth=AuthSettings(), producer=Producer(kafka.producer()), clock=clock,
+                         verdict_for=validator.verdict_for, is_ready=lambda: validator.ready)
+        server = uvicorn.Server(uvicorn.Config(api, host=service.http_host, port=service.http_port,
+                                               log_level=service.log_level.lower(), lifespan="off"))
+        # A thread with its own loop: the Faust worker owns the main loop and the signals.
+        threading.Thread(target=server.run, name="http", daemon=True).start()
+    worker = faust.Worker(validator.app, loglevel=service.log_level, quiet=True)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

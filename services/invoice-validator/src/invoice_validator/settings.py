@@ -1,0 +1,38 @@
+"""VALIDATOR_* environment variables (Kafka, HTTP, auth, clock come from the shared mesh_common settings)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE = "invoice-validator"
+SOURCE = "/contract-mesh/invoice-validator"
+
+
+class ValidatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VALIDATOR_", extra="ignore")
+
+    # Faust app id: the consumer group and the prefix of the changelog topics.
+    app_id: str = SERVICE
+    # Where Faust keeps its local data; empty: a directory under the system temp dir.
+    data_dir: str = ""
+    # Tables: "memory://" (state rebuilt from changelogs on start) or "rocksdb://" if installed.
+    store: str = "memory://"
+    # Prefixed to every catalog topic name (tests and side-by-side deployments share one broker).
+    topic_prefix: str = ""
+    topic_partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    # An invoice whose contract is unknown waits this long for the contract, then needs review.
+    park_timeout_seconds: float = Field(3600.0, ge=0)
+    # How often parked invoices are checked against the clock.
+    sweep_interval_seconds: float = Field(1.0, gt=0)
+    # A rejected invoice billing more than this (in its own currency) raises a red alert.
+    alert_threshold: Decimal = Decimal("10000")
+    ap_webhook_url: str | None = None
+    ap_webhook_secret: str = "change-me"
+    # With MESH_CLOCK=topic: the topic whose ClockAdvanced ticks move the clock.
+    clock_topic: str = "mesh.clock.v1"
+    http_enabled: bool = True
+    max_body_bytes: int = Field(1_000_000, ge=1024)
