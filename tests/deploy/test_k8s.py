@@ -231,13 +231,18 @@ def test_deployments_probe_limit_and_harden(target: str, rendered_docs: dict[str
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
         assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"]), "read-only root needs a writable /tmp"
-        sources = {next(iter(s)): next(iter(s.values()))["name"] for s in c["envFrom"]}
-        assert sources["configMapRef"] in configmaps, "configuration comes from the rendered ConfigMap"
-        # The Secret is rendered in dev only; base and prod expect it to exist in the cluster.
+        config_refs = [s["configMapRef"]["name"] for s in c["envFrom"] if "configMapRef" in s]
+        secret_refs = [s["secretRef"] for s in c["envFrom"] if "secretRef" in s]
+        required = [ref["name"] for ref in secret_refs if not ref.get("optional")]
+        optional = [ref["name"] for ref in secret_refs if ref.get("optional")]
+        assert len(config_refs) == 1 and config_refs[0] in configmaps, "configuration from the rendered ConfigMap"
+        assert optional == [f"contract-mesh-{name}"], "a service's own credentials, when it has any"
+        # The shared Secret is rendered in dev only; base and prod expect it to exist in the cluster.
+        assert len(required) == 1
         if target == "dev":
-            assert sources["secretRef"] in secrets
+            assert required[0] in secrets
         else:
-            assert sources["secretRef"] == "contract-mesh-credentials" and not secrets
+            assert required[0] == "contract-mesh-credentials" and not secrets
         assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
 
 
