@@ -97,8 +97,9 @@ def topic_count(bootstrap: str, topic: str) -> int:
 
 def make_env(db_url: str, schema: str, bootstrap: str, **overrides: Any) -> Env:
     prefix = unique_name("t") + "."
-    settings = RegistrySettings(db_schema=schema, topic_prefix=prefix, consumer_group=unique_name("registry"),
-                                relay_fallback_poll_seconds=1.0, **overrides)
+    values: dict[str, Any] = {"db_schema": schema, "topic_prefix": prefix, "consumer_group": unique_name("registry"),
+                              "relay_fallback_poll_seconds": 1.0}
+    settings = RegistrySettings(**(values | overrides))
     names = [prefix + spec.name for spec in CATALOG]
     create_topics(bootstrap, names + [n + ".dlq" for n in names], partitions=3)
     config = AppConfig(database_url=db_url, registry=settings,

@@ -1,0 +1,68 @@
+"""Inbound: obligation status from the obligation-engine and CRM renewal decisions show on GET."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from confluent_kafka import Producer
+from contract_registry.examples import draft
+from fastapi.testclient import TestClient
+
+from contract_schema.base import Origin
+from contract_schema.contract import ObligationKind
+from contract_schema.obligation import ObligationCompleted, ObligationOverdue, SlaBreached
+from contract_schema.renewal import RenewalDecision, RenewalDecisionKind
+from mesh_common.kafka import produce_event
+from mesh_testing import wait_for
+
+from .conftest import Env, token
+
+W = token()
+T0 = datetime(2026, 7, 1, 9, tzinfo=UTC)
+
+
+def test_obligation_events_and_renewal_decisions_show_on_get_once_per_ce_id(client: TestClient, env: Env) -> None:
+    cid = client.post("/v1/contracts", json=draft(), headers=W).json()["contract_id"]
+    client.post(f"/v1/contracts/{cid}/activate", headers=W)
+    common = {"contract_id": cid, "tenant_id": "tenant-a", "title": "t"}
+    overdue = ObligationOverdue(obligation_id="M1", instance_id="M1", kind=ObligationKind.MILESTONE,
+                                occurred_at=T0, **common)
+    completed = ObligationCompleted(obligation_id="M1", instance_id="M1", kind=ObligationKind.MILESTONE,
+                                    occurred_at=T0 + timedelta(days=2), completed_at=T0 + timedelta(days=2),
+                                    on_time=False, origin=Origin.ERP, source_system="sap", **common)
+    breached = SlaBreached(obligation_id="R1", instance_id="R1-2026-06", kind=ObligationKind.SLA, occurred_at=T0,
+                           metric="availability", window_start=T0 - timedelta(days=30), window_end=T0,
+                           measured=Decimal("99.1"), target=Decimal("99.9"), service_credit=Decimal("500.00"),
+                           currency="EUR", **common)
+    decision = RenewalDecision(contract_id=cid, tenant_id="tenant-a", decision=RenewalDecisionKind.RENEGOTIATE,
+                               decided_by="carol", decided_at=T0)
+    other_tenant = RenewalDecision(contract_id=cid, tenant_id="tenant-b", decision=RenewalDecisionKind.TERMINATE,
+                                   decided_at=T0 + timedelta(days=9))
+    producer = Producer(env.config.kafka.producer())
+    topic = env.settings.obligation_events_topic
+    produce_event(producer, overdue, source="/obligation-engine", event_id="ev-1", topic=topic)
+    produce_event(producer, completed, source="/obligation-engine", event_id="ev-2", topic=topic)
+    produce_event(producer, completed, source="/obligation-engine", event_id="ev-2", topic=topic)  # redelivery
+    produce_event(producer, breached, source="/obligation-engine", event_id="ev-3", topic=topic)
+    producer.produce(topic, key=cid.encode(), value=b"not json", headers=[("ce_id", b"junk")])
+    produce_event(producer, other_tenant, source="/crm", event_id="ev-4", topic=env.settings.renewal_decision_topic)
+    produce_event(producer, decision, source="/crm", event_id="ev-5", topic=env.settings.renewal_decision_topic)
+    producer.flush(10)
+
+    def seen() -> dict[str, object] | None:
+        body = client.get(f"/v1/contracts/{cid}", headers=W).json()
+        states = {s["obligation_id"]: s for s in body["obligation_states"]}
+        ready = states.get("M1", {}).get("status") == "completed" and "R1" in states and body["renewal_decision"]
+        return body if ready else None
+
+    body = wait_for(seen, timeout=30, interval=0.1, message="obligation states and renewal decision")
+    states = {s["obligation_id"]: s for s in body["obligation_states"]}
+    assert states["M1"]["source_system"] == "sap"
+    assert states["R1"]["status"] == "sla-breached"
+    assert body["renewal_decision"]["decision"] == "renegotiate"  # the other tenant's event changed nothing
+    wait_for(lambda: env.count(topic + ".dlq") == 1, timeout=20, message="junk record dead-lettered")
+    audit = client.get(f"/v1/contracts/{cid}/audit", headers=W).json()["items"]
+    inbound = [(e["action"], e["request_id"]) for e in audit if e["actor"] != "alice"]
+    assert inbound == [("obligation-overdue", "ev-1"), ("obligation-completed", "ev-2"),
+                       ("obligation-sla-breached", "ev-3"), ("renewal-decision", "ev-5")]
