@@ -1,0 +1,462 @@
+"""The decider: (state, input, now) -> (new state, effects). The shell performs the effects.
+
+Every effect carries a stable event id derived from the contract, the instance, its revision
+and what happened, so a replay after a crash produces the same ids and downstream consumers
+(and this engine) drop the duplicate. Effects are performed *before* the state is saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from contract_schema import (
+    Alert,
+    ContractSnapshot,
+    ContractTerms,
+    Event,
+    ObligationCancelled,
+    ObligationCompleted,
+    ObligationDefinition,
+    ObligationDueSoon,
+    ObligationEscalated,
+    ObligationKind,
+    ObligationOverdue,
+    ObligationScheduled,
+    Origin,
+    Person,
+    ReleaseMilestoneBilling,
+    SlaBreached,
+    SlaMeasured,
+    SlaMeasurement,
+    Tier,
+)
+
+from .config import EngineConfig
+from .model import ContractState, Instance, Parked, Status, Transition
+from .schedule import Planned, expand, sla_instance_id
+from .sla import evaluate
+
+SERVICE = "obligation-engine"
+REPLAN_KEY = "__replan__"
+PARK_KEY = "__park__"
+
+
+@dataclass(frozen=True)
+class Publish:
+    event: Event
+    event_id: str
+
+
+@dataclass(frozen=True)
+class CallErp:
+    """Tell ERP over REST to release milestone billing (the same command is also published)."""
+
+    command: ReleaseMilestoneBilling
+    event_id: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    parked: Parked
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScorecardChanged:
+    """The contract's figures moved: the shell recomputes and publishes its scorecards."""
+
+
+Effect = Publish | CallErp | DeadLetter | ScorecardChanged
+
+
+class Park(Exception):
+    """The input names a contract or obligation this engine does not know (yet)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Reject(Exception):
+    """The input can never be applied: dead-letter it now."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+def apply_snapshot(state: ContractState, snapshot: ContractSnapshot, now: datetime,
+                   cfg: EngineConfig) -> tuple[ContractState, list[Effect]]:
+    new = state.copy()
+    new.snapshot = snapshot
+    effects = _replan(new, now, cfg)
+    effects += _advance(new, now, cfg)
+    return new, effects
+
+
+def apply_termination(state: ContractState, on_date: date, now: datetime,
+                      cfg: EngineConfig) -> tuple[ContractState, list[Effect]]:
+    """Termination cancels every open instance due on or after the termination date."""
+    new = state.copy()
+    new.terminated_on = on_date if new.terminated_on is None else min(new.terminated_on, on_date)
+    if new.snapshot is None:
+        return new, []
+    effects = _replan(new, now, cfg)
+    effects += _advance(new, now, cfg)
+    return new, effects
+
+
+def _replan(state: ContractState, now: datetime, cfg: EngineConfig) -> list[Effect]:
+    snap = state.snapshot
+    assert snap is not None
+    planned, errors = expand(snap, now, cfg, state.terminated_on)
+    effects: list[Effect] = []
+    lookback = now - timedelta(days=cfg.lookback_days)
+    reason_removed = _removal_reason(state, snap)
+    for iid, p in planned.items():
+        old = state.instances.get(iid)
+        if old is None:
+            if p.due_at is not None and p.due_at < lookback:
+                continue  # history from before we knew the contract: not a task any more
+            inst = _new_instance(p)
+            state.instances[iid] = inst
+            effects.append(_lifecycle(ObligationScheduled, state, inst, now, "scheduled"))
+            continue
+        if old.status == Status.COMPLETED:
+            continue  # completed stays completed, whatever the amendment says
+        if old.status == Status.CANCELLED or _moved(old, p):
+            inst = _new_instance(p).with_(revision=old.revision + 1)
+            state.instances[iid] = inst
+            effects.append(_lifecycle(ObligationScheduled, state, inst, now, "scheduled"))
+        elif old.title != p.title or old.version != p.version or old.lead_days != p.lead_days:
+            state.instances[iid] = old.with_(title=p.title, version=p.version, lead_days=p.lead_days)
+    for iid, old in list(state.instances.items()):
+        if iid not in planned and old.is_open and not _beyond_plan(old, now, cfg):
+            inst = old.with_(status=Status.CANCELLED)
+            state.instances[iid] = inst
+            effects.append(_lifecycle(ObligationCancelled, state, inst, now, "cancelled", reason=reason_removed))
+    for problem in errors:
+        effects.append(_alert(state, None, now, Tier.YELLOW, "obligation.definition-invalid",
+                              f"Obligation definition cannot be scheduled: {problem}",
+                              required_action="Correct the obligation's recurrence in the contract registry",
+                              key=f"invalid:{problem}"))
+    _prune(state, now, cfg)
+    state.replan_at = now + timedelta(days=cfg.replan_days)
+    if effects:
+        effects.append(ScorecardChanged())
+    return effects
+
+
+def _removal_reason(state: ContractState, snap: ContractSnapshot) -> str:
+    term = [d for d in (state.terminated_on, snap.terminated_on) if d is not None]
+    if term:
+        return f"contract terminated on {min(term).isoformat()}"
+    return f"no longer in the contract (version {snap.current.version})"
+
+
+def _beyond_plan(inst: Instance, now: datetime, cfg: EngineConfig) -> bool:
+    # Expansion only looks ahead `horizon_days`; nothing known lies beyond, but be safe.
+    return inst.due_at is not None and inst.due_at > now + timedelta(days=cfg.horizon_days + 2)
+
+
+def _moved(old: Instance, p: Planned) -> bool:
+    return old.due_at != p.due_at or old.window_start != p.window_start
+
+
+def _new_instance(p: Planned) -> Instance:
+    return Instance(instance_id=p.instance_id, obligation_id=p.obligation_id, kind=p.kind, title=p.title,
+                    due_at=p.due_at, version=p.version, lead_days=p.lead_days, window_start=p.window_start,
+                    window_end=p.window_end)
+
+
+def _prune(state: ContractState, now: datetime, cfg: EngineConfig) -> None:
+    cutoff = now - timedelta(days=cfg.keep_days)
+    for iid, inst in list(state.instances.items()):
+        if not inst.is_open and inst.due_at is not None and inst.due_at < cutoff:
+            del state.instances[iid]
+
+
+# ---------------------------------------------------------------- time
+
+
+def next_transition(inst: Instance, cfg: EngineConfig) -> tuple[datetime, Transition] | None:
+    if inst.due_at is None or not inst.is_open:
+        return None
+    if inst.status == Status.SCHEDULED:
+        lead = cfg.lead(inst.kind, inst.lead_days)
+        if lead > timedelta(0):
+            return inst.due_at - lead, Transition.DUE_SOON
+        return inst.due_at, Transition.OVERDUE
+    if inst.status == Status.DUE_SOON:
+        return inst.due_at, Transition.OVERDUE
+    if inst.status == Status.OVERDUE:
+        return inst.due_at + cfg.escalate_after(inst.kind), Transition.ESCALATED
+    return None
+
+
+def wakeups(state: ContractState, cfg: EngineConfig) -> dict[str, datetime]:
+    """When this contract next needs the clock: per instance, plus replanning and parked expiry."""
+    out: dict[str, datetime] = {}
+    for iid, inst in state.instances.items():
+        nxt = next_transition(inst, cfg)
+        if nxt is not None:
+            out[iid] = nxt[0]
+    if state.replan_at is not None and state.snapshot is not None:
+        out[REPLAN_KEY] = state.replan_at
+    if state.parked:
+        out[PARK_KEY] = min(p.parked_at for p in state.parked) + timedelta(seconds=cfg.park_seconds)
+    return out
+
+
+def advance(state: ContractState, now: datetime, cfg: EngineConfig) -> tuple[ContractState, list[Effect]]:
+    """Fire everything due at `now`: transitions (catching up after downtime), replans, parked expiry."""
+    new = state.copy()
+    effects: list[Effect] = []
+    if new.snapshot is not None and new.replan_at is not None and new.replan_at <= now:
+        effects += _replan(new, now, cfg)
+    effects += _advance(new, now, cfg)
+    expiry = timedelta(seconds=cfg.park_seconds)
+    expired = [p for p in new.parked if p.parked_at + expiry <= now]
+    if expired:
+        new.parked = tuple(p for p in new.parked if p.parked_at + expiry > now)
+        effects += [DeadLetter(p, f"{p.reason}; parked since {p.parked_at.isoformat()} and still unknown")
+                    for p in expired]
+    return new, effects
+
+
+def _advance(state: ContractState, now: datetime, cfg: EngineConfig) -> list[Effect]:
+    effects: list[Effect] = []
+    changed = False
+    for iid in sorted(state.instances, key=lambda i: (state.instances[i].due_at or now, i)):
+        inst = state.instances[iid]
+        fired: list[tuple[Transition, datetime, Instance]] = []
+        while (nxt := next_transition(inst, cfg)) is not None and nxt[0] <= now:
+            when, transition = nxt
+            if transition == Transition.DUE_SOON:
+                inst = inst.with_(status=Status.DUE_SOON)
+            elif transition == Transition.OVERDUE:
+                inst = inst.with_(status=Status.OVERDUE, overdue_since=when)
+            else:
+                inst = inst.with_(status=Status.ESCALATED)
+            fired.append((transition, when, inst))
+        if not fired:
+            continue
+        state.instances[iid] = inst
+        changed = True
+        for n, (transition, when, snap_inst) in enumerate(fired):
+            effects.append(_transition_event(state, snap_inst, transition, when))
+            if n == len(fired) - 1:  # after downtime, alert only on where it stands now
+                effects.append(_transition_alert(state, snap_inst, transition, now))
+    if changed:
+        effects.append(ScorecardChanged())
+    return effects
+
+
+def _transition_event(state: ContractState, inst: Instance, transition: Transition, when: datetime) -> Publish:
+    if transition == Transition.DUE_SOON:
+        return _lifecycle(ObligationDueSoon, state, inst, when, "due-soon")
+    if transition == Transition.OVERDUE:
+        return _lifecycle(ObligationOverdue, state, inst, when, "overdue")
+    assert inst.overdue_since is not None
+    return _lifecycle(ObligationEscalated, state, inst, when, "escalated", overdue_since=inst.overdue_since)
+
+
+def _transition_alert(state: ContractState, inst: Instance, transition: Transition, now: datetime) -> Publish:
+    due = _fmt(inst.due_at)
+    if transition == Transition.DUE_SOON:
+        return _alert(state, inst, now, Tier.YELLOW, "obligation.due-soon", f"'{inst.title}' is due on {due}",
+                      why="The obligation falls due within its lead time and is not completed yet.",
+                      required_action=_action(inst), key=f"due-soon:{inst.instance_id}:r{inst.revision}")
+    if transition == Transition.OVERDUE:
+        return _alert(state, inst, now, Tier.RED, "obligation.overdue", f"'{inst.title}' was due on {due}",
+                      why="The due time passed without a completion.",
+                      required_action=_action(inst), key=f"overdue:{inst.instance_id}:r{inst.revision}")
+    return _alert(state, inst, now, Tier.RED, "obligation.escalated", f"'{inst.title}' is still overdue",
+                  why=f"Overdue since {_fmt(inst.overdue_since)}, past the escalation threshold.",
+                  required_action="Escalate to the backup owner: " + _action(inst),
+                  key=f"escalated:{inst.instance_id}:r{inst.revision}")
+
+
+# ---------------------------------------------------------------- performance (ERP and contract side)
+
+
+def apply_completion(state: ContractState, *, event_id: str, obligation_id: str, completed_at: datetime,
+                     origin: Origin, source_system: str, evidence_ref: str | None, now: datetime,
+                     cfg: EngineConfig) -> tuple[ContractState, list[Effect]]:
+    """Complete the earliest open instance. Completing a completed obligation does nothing: that is
+    what makes two-way sync loop-free (an echo finds the obligation already completed)."""
+    snap = _known(state, obligation_id)
+    if state.has_seen(event_id):
+        return state, []
+    new = state.copy()
+    new.remember(event_id)
+    candidates = sorted((i for i in new.instances.values() if i.obligation_id == obligation_id),
+                        key=lambda i: (i.due_at is None, i.due_at or now, i.instance_id))
+    open_ = [i for i in candidates if i.is_open]
+    if not open_:
+        return new, []  # already completed (or cancelled): idempotent, nothing to send anywhere
+    inst = open_[0]
+    on_time = inst.due_at is None or completed_at <= inst.due_at
+    inst = inst.with_(status=Status.COMPLETED, completed_at=completed_at, on_time=on_time, origin=str(origin),
+                      source_system=source_system, evidence_ref=evidence_ref)
+    new.instances[inst.instance_id] = inst
+    definition = _definition(snap, inst)
+    terms = snap.versions[-1] if definition is None else _terms_of(snap, inst.version)
+    amount = definition.amount if definition else None
+    effects: list[Effect] = [
+        _lifecycle(ObligationCompleted, new, inst, completed_at, "completed", completed_at=completed_at,
+                   on_time=on_time, origin=origin, source_system=source_system, evidence_ref=evidence_ref,
+                   amount=amount, currency=terms.currency if amount is not None else None),
+        _alert(new, inst, now, Tier.GREEN, "obligation.completed",
+               f"'{inst.title}' completed {'on time' if on_time else 'late'} ({source_system})",
+               why=f"Completion reported by {source_system} ({origin}).", required_action="None",
+               key=f"completed:{inst.instance_id}"),
+    ]
+    if origin == Origin.CONTRACT and (inst.kind == ObligationKind.MILESTONE or amount is not None):
+        command = ReleaseMilestoneBilling(
+            contract_id=new.contract_id, tenant_id=snap.tenant_id, obligation_id=inst.obligation_id,
+            erp_vendor_id=snap.counterparty.erp_vendor_id, origin=Origin.CONTRACT, occurred_at=completed_at,
+            amount=amount if amount is not None else Decimal(0), currency=terms.currency, completed_at=completed_at)
+        command_id = _event_id(new, inst, "release-billing")
+        effects += [Publish(command, command_id), CallErp(command, command_id)]
+    effects.append(ScorecardChanged())
+    return new, effects
+
+
+def apply_measurement(state: ContractState, *, event_id: str, m: SlaMeasurement, now: datetime,
+                      cfg: EngineConfig) -> tuple[ContractState, list[Effect]]:
+    snap = _known(state, m.obligation_id)
+    if state.has_seen(event_id):
+        return state, []
+    tz = ZoneInfo(snap.timezone)
+    terms = snap.terms_on(m.window_start.astimezone(tz).date()) or snap.current
+    definition = terms.obligation(m.obligation_id) or _any_definition(snap, m.obligation_id)
+    if definition is None or definition.sla is None:
+        raise Reject(f"obligation {m.obligation_id!r} of contract {state.contract_id!r} has no SLA terms")
+    sla = definition.sla
+    if m.metric != sla.metric:
+        raise Reject(f"metric {m.metric!r} does not match the SLA metric {sla.metric!r} of {m.obligation_id!r}")
+    new = state.copy()
+    new.remember(event_id)
+    iid = sla_instance_id(m.obligation_id, m.window_start, tz, sla.window)
+    inst = new.instances.get(iid) or Instance(
+        instance_id=iid, obligation_id=m.obligation_id, kind=str(ObligationKind.SLA), title=definition.title,
+        due_at=m.window_end, version=terms.version, window_start=m.window_start, window_end=m.window_end)
+    if inst.status == Status.COMPLETED:
+        return new, []  # this window was measured already
+    result = evaluate(sla, m.value, terms.currency)
+    inst = inst.with_(status=Status.COMPLETED, completed_at=m.occurred_at, on_time=True, sla_met=result.met,
+                      measured=m.value, credit=result.credit, source_system=m.source_system)
+    new.instances[iid] = inst
+    common = dict(metric=m.metric, window_start=m.window_start, window_end=m.window_end, measured=m.value,
+                  target=sla.target)
+    effects: list[Effect] = [_lifecycle(SlaMeasured, new, inst, m.occurred_at, "sla-measured",
+                                        met=result.met, **common)]
+    if not result.met:
+        effects.append(_lifecycle(SlaBreached, new, inst, m.occurred_at, "sla-breached",
+                                  service_credit=result.credit, currency=terms.currency, **common))
+        effects.append(_alert(
+            new, inst, now, Tier.RED, "obligation.sla-breached",
+            f"SLA '{definition.title}' missed: {sla.metric} {m.value} vs target {sla.target}",
+            why=(f"{result.steps} step(s) of {sla.step} short: credit {result.credit_percent}% of the monthly fee "
+                 f"{sla.monthly_fee} {terms.currency}"),
+            required_action=f"Claim the service credit of {result.credit} {terms.currency}",
+            key=f"sla-breached:{iid}", amount=result.credit, currency=terms.currency))
+    effects.append(ScorecardChanged())
+    return new, effects
+
+
+def park(state: ContractState, parked: Parked) -> ContractState:
+    if any(p.event_id == parked.event_id for p in state.parked):
+        return state
+    new = state.copy()
+    new.parked = new.parked + (parked,)
+    return new
+
+
+def _known(state: ContractState, obligation_id: str) -> ContractSnapshot:
+    snap = state.snapshot
+    if snap is None:
+        raise Park(f"unknown contract {state.contract_id!r}")
+    if _any_definition(snap, obligation_id) is None:
+        raise Park(f"unknown obligation {obligation_id!r} in contract {state.contract_id!r}")
+    return snap
+
+
+def _any_definition(snap: ContractSnapshot, obligation_id: str) -> ObligationDefinition | None:
+    for terms in reversed(snap.versions):
+        if (d := terms.obligation(obligation_id)) is not None:
+            return d
+    return None
+
+
+# ---------------------------------------------------------------- event and alert building
+
+
+def _terms_of(snap: ContractSnapshot, version: int) -> ContractTerms:
+    return next((v for v in snap.versions if v.version == version), snap.current)
+
+
+def _definition(snap: ContractSnapshot, inst: Instance) -> ObligationDefinition | None:
+    return _terms_of(snap, inst.version).obligation(inst.obligation_id) or _any_definition(snap, inst.obligation_id)
+
+
+def _owner(state: ContractState, inst: Instance | None) -> Person | None:
+    snap = state.snapshot
+    if snap is None:
+        return None
+    definition = _definition(snap, inst) if inst is not None else None
+    return (definition.owner if definition else None) or snap.owner
+
+
+def _event_id(state: ContractState, inst: Instance, what: str) -> str:
+    return f"{state.contract_id}/{inst.instance_id}/r{inst.revision}/{what}"
+
+
+def _lifecycle(cls: type[Event], state: ContractState, inst: Instance, occurred_at: datetime, what: str,
+               **extra: object) -> Publish:
+    snap = state.snapshot
+    assert snap is not None
+    event = cls(contract_id=state.contract_id, tenant_id=snap.tenant_id, obligation_id=inst.obligation_id,
+                instance_id=inst.instance_id, kind=inst.kind, title=inst.title, due_at=inst.due_at,
+                owner=_owner(state, inst), occurred_at=occurred_at, **extra)  # type: ignore[call-arg]
+    return Publish(event, _event_id(state, inst, what))
+
+
+def _alert(state: ContractState, inst: Instance | None, now: datetime, tier: Tier, alert_type: str, what: str, *,
+           why: str = "", required_action: str = "", key: str, amount: Decimal | None = None,
+           currency: str | None = None) -> Publish:
+    snap = state.snapshot
+    assert snap is not None
+    alert_id = f"{state.contract_id}/{key}"
+    alert = Alert(alert_id=alert_id, tenant_id=snap.tenant_id, contract_id=state.contract_id, alert_type=alert_type,
+                  tier=tier, title=f"{snap.title}: {what}", what=what, why=why, required_action=required_action,
+                  deadline=inst.due_at if inst else None, owner=_owner(state, inst), backup_owner=snap.backup_owner,
+                  amount_at_stake=amount, currency=currency, dedup_key=f"{alert_type}:{state.contract_id}:{key}",
+                  source_service=SERVICE, source_event_id=_event_id(state, inst, alert_type) if inst else None,
+                  raised_at=now)
+    return Publish(alert, alert_id)
+
+
+_ACTIONS = {
+    "milestone": "Complete the milestone '{t}' and record it in ERP or the contract registry",
+    "deliverable": "Deliver '{t}' and have it accepted",
+    "payment": "Make the payment '{t}'",
+    "notice": "Send the notice '{t}' before the deadline",
+    "compliance": "Provide the compliance evidence for '{t}'",
+    "sla": "Report the SLA measurement for '{t}'",
+}
+
+
+def _action(inst: Instance) -> str:
+    return _ACTIONS.get(inst.kind, "Complete '{t}'").format(t=inst.title) + f" by {_fmt(inst.due_at)}"
+
+
+def _fmt(when: datetime | None) -> str:
+    return when.isoformat() if when else "(no date)"
