@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,9 @@ def renders(deploy_tools: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def rendered_docs(renders: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     return {name: [d for d in yaml.safe_load_all(text) if d] for name, text in renders.items()}
+
+
+@pytest.fixture(scope="session")
+def kustomize(deploy_tools: Path) -> Callable[[Path], str]:
+    """`kustomize build <dir>` with the pinned kustomize; returns the rendered YAML."""
+    return lambda target: kustomize_build(deploy_tools, target)

@@ -9,13 +9,16 @@ exactly those kinds by name and `check_custom_resource` below checks their struc
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 RENDER_TARGETS = ("base", "dev", "prod")  # as in conftest.py
 
@@ -300,3 +303,21 @@ def test_kafka_topics_are_part_of_every_render(rendered_docs: dict[str, list[Doc
     for docs in rendered_docs.values():
         assert set(of_kind(docs, "KafkaTopic")) == {t.name for t in all_topics()}
 
+
+
+def test_managed_kafka_component_swaps_kafkatopics_for_a_provisioning_job(
+        deploy_tools: Path, k8s_schema_dir: Path, tmp_path: Path, kustomize: Callable[[Path], str]) -> None:
+    """An overlay for a non-Strimzi Kafka: no KafkaTopic left, the provisioning Job instead, still valid."""
+    k8s = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: contract-mesh\n"
+        f"resources:\n  - {os.path.relpath(k8s / 'overlays' / 'prod', tmp_path)}\n"
+        f"components:\n  - {os.path.relpath(k8s / 'components' / 'managed-kafka', tmp_path)}\n")
+    rendered = kustomize(tmp_path)
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    assert not of_kind(docs, "KafkaTopic")
+    job = of_kind(docs, "Job")["mesh-provision-topics"]
+    assert _container(job)["command"] == ["python", "-m", "mesh_common.provision"]
+    assert job["metadata"]["namespace"] == "contract-mesh"
+    done = kubeconform(deploy_tools, k8s_schema_dir, rendered)
+    assert done.returncode == 0, done.stdout
