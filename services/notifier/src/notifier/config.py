@@ -20,6 +20,10 @@ class NotifierSettings(BaseSettings):
     notifications_topic: str = "clm.notification.v1"
     clock_topic: str = "mesh.clock.v1"
     clock_id: str = "mesh"
+    # Static group membership (e.g. the pod name): a restarted replica takes its partitions back at
+    # once instead of waiting for the session of its crashed predecessor to time out.
+    instance_id: str | None = None
+    session_timeout_ms: int = Field(45000, ge=1000)
     tick_seconds: float = Field(30.0, gt=0)  # wall-clock mode: how often escalations and digests are checked
 
     smtp_host: str = "localhost"

@@ -9,6 +9,7 @@ mesh_common.delivery.DeliveryError so the caller handles one kind of error.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import json
 import smtplib
 import ssl
@@ -77,7 +78,9 @@ class EmailChannel:
         return bool(self.settings.host)
 
     def build(self, message: Outgoing, recipient: str) -> EmailMessage:
-        msg = EmailMessage()
+        # Long lines rather than folding: Python folds a subject starting with "[RED]" onto a
+        # continuation line, which some clients show with a leading space. 998 is RFC 5322's limit.
+        msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
         msg["From"] = formataddr(("Contract mesh", self.settings.sender))
         msg["To"] = recipient
         msg["Subject"] = message.subject

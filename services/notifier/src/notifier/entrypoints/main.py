@@ -117,8 +117,11 @@ def main() -> None:
             raise ValueError(f"expected an Alert on {settings.alerts_topic}, got {envelope.type}")
         notifier.handle_alert(envelope.event)
 
+    overrides: dict[str, object] = {"session.timeout.ms": settings.session_timeout_ms}
+    if settings.instance_id:
+        overrides["group.instance.id"] = settings.instance_id
     consumer = EventConsumer(kafka, service=SERVICE, group_id=settings.group_id, topics=[settings.alerts_topic],
-                             handler=handle, producer=producer)
+                             handler=handle, producer=producer, **overrides)
     ticker = Ticker(notifier, settings.tick_seconds)
     if follower is not None:
         follower.on_advance = ticker.poke
