@@ -14,13 +14,13 @@ class RenewalSettings(BaseSettings):
     # Prefixed to every topic name (empty in production); lets tests and demos share one broker.
     topic_prefix: str = ""
     group_id: str = "renewal-sync"
-    db_schema: str = Field("renewal_sync", pattern="^[a-z_][a-z0-9_]*$")
+    db_schema: str = Field(default="renewal_sync", pattern="^[a-z_][a-z0-9_]*$")
     stage_offsets: str = "120,90,60,30"  # days before the notice deadline
     review_every_months: int = 12
     red_within_days: int = 30
     batch_size: int = 500
 
-    crm: str = Field("none", pattern="^(none|salesforce|hubspot)$")
+    crm: str = Field(default="none", pattern="^(none|salesforce|hubspot)$")
     crm_base_url: str = "http://127.0.0.1:8800"
     crm_timeout: float = 10.0
     salesforce_client_id: str = ""

@@ -88,7 +88,7 @@ class OutboxRelay:
             def report(err: object, _msg: object, row_id: int = row.id) -> None:
                 if err is not None:
                     failed.append(row_id)
-            self.producer.produce(row.topic, key=row.key, value=row.value, headers=row.headers, on_delivery=report)
+            self.producer.produce(row.topic, key=row.key, value=row.value, headers=list(row.headers), on_delivery=report)
             self.producer.poll(0)
         if self.producer.flush(30) > 0:
             raise KafkaException("outbox relay: records still in flight after 30 s")

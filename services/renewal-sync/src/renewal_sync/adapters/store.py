@@ -152,7 +152,7 @@ class Store:
             return
         with self.conn.transaction():
             self.conn.execute(
-                f"""UPDATE {self.schema}.outbox SET status = %s, done_at = now(), last_error = %s,
+                f"""UPDATE {self.schema}.outbox SET status = %s, done_at = now(), last_error = coalesce(%s, last_error),
                     attempts = attempts + CASE WHEN target = 'crm' THEN 1 ELSE 0 END WHERE id = ANY(%s)""",
                 (status, error, list(ids)))
 
