@@ -460,3 +460,13 @@ def _action(inst: Instance) -> str:
 
 def _fmt(when: datetime | None) -> str:
     return when.isoformat() if when else "(no date)"
+
+
+def erp_failure_alert(state: ContractState, command: ReleaseMilestoneBilling, reason: str, now: datetime) -> Publish:
+    """Red: the milestone is complete but ERP could not be told to release its billing."""
+    inst = next((i for i in state.instances.values() if i.obligation_id == command.obligation_id
+                 and i.status == Status.COMPLETED), None)
+    return _alert(state, inst, now, Tier.RED, "obligation.erp-release-failed",
+                  f"ERP did not accept the billing release of milestone '{command.obligation_id}'",
+                  why=reason, required_action="Release the milestone billing in ERP by hand, or replay the DLQ record",
+                  key=f"erp-release-failed:{command.obligation_id}", amount=command.amount, currency=command.currency)

@@ -1,0 +1,424 @@
+"""The Faust worker: agents on contract state, contract events, ERP performance and internal ticks;
+a timer driving a per-worker due-date index; tables so state moves with partitions.
+
+Guarantee: at-least-once (never Faust's exactly_once: see ARCHITECTURE "Known pitfalls").
+Every handler runs under a per-contract lock: load state -> pure decider -> perform the
+effects and wait until Kafka has them -> save state. A crash between effects and save makes
+the redelivered input recompute the same effects with the same stable ce_ids, which
+consumers drop; a saved transition is never fired again, because it is in the state.
+
+Time: the timer pops what is due from the DueIndex (holding only this worker's assigned
+partitions, rebuilt after every rebalance from the `contracts` table) and sends a tick to
+the contract's own partition of an internal topic; the tick agent, which owns that partition,
+applies every transition due by now. Ticks go through a topic so every table write happens
+in the agent that owns the partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka.admin import AdminClient
+
+from contract_schema import (
+    ContractSnapshot,
+    ContractTerminated,
+    DecodeError,
+    DeliverableAccepted,
+    Envelope,
+    Event,
+    MilestoneCompleted,
+    Scorecard,
+    SlaMeasurement,
+    decode,
+    encode,
+)
+from contract_schema.topics import (
+    ALERTS,
+    CLOCK,
+    CONTRACT_EVENTS,
+    CONTRACT_STATE,
+    ERP_MILESTONE_COMMANDS,
+    ERP_PERFORMANCE,
+    OBLIGATION_EVENTS,
+    SCORECARD,
+    TopicSpec,
+    dlq_spec,
+    topic_for,
+)
+from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
+from mesh_common.delivery import DeliveryError, RetryPolicy
+from mesh_common.dlq import dead_letter_record
+from mesh_common.due_index import DueIndex
+from mesh_common.ops import DEAD_LETTERED, PROCESSED
+from mesh_common.provision import provision
+from mesh_common.settings import KafkaSettings, ServiceSettings
+from mesh_common.tracing import consume_span, current_traceparent, setup_tracing
+
+from ..adapters.erp import ErpClient
+from ..adapters.partitioning import partition_for
+from ..domain import engine
+from ..domain.engine import CallErp, DeadLetter, Effect, Publish, ScorecardChanged
+from ..domain.model import ContractState, Parked
+from ..domain.scorecard import contract_scorecard, counterparty_scorecard
+from ..settings import SERVICE, SOURCE, EngineSettings
+
+log = logging.getLogger(__name__)
+
+INPUTS = (CONTRACT_STATE, CONTRACT_EVENTS, ERP_PERFORMANCE)
+OUTPUTS = (OBLIGATION_EVENTS, ERP_MILESTONE_COMMANDS, ALERTS, SCORECARD)
+Decider = Callable[[ContractState, Any], tuple[ContractState, list[Effect]]]
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    items = raw.items() if isinstance(raw, Mapping) else (raw or ())
+    return [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in items]
+
+
+def faust_broker(kafka: KafkaSettings) -> list[str]:
+    return [f"kafka://{h.strip()}" for h in kafka.bootstrap_servers.split(",") if h.strip()]
+
+
+class Engine:
+    """Builds the Faust app and holds what the agents of one worker process share."""
+
+    def __init__(self, settings: EngineSettings, kafka: KafkaSettings, clock: Clock) -> None:
+        self.settings, self.kafka, self.clock = settings, kafka, clock
+        self.cfg = settings.engine_config()
+        n = settings.topic_partitions
+        app = faust.App(
+            settings.app_id, broker=faust_broker(kafka), store="memory://",
+            datadir=Path(settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-")),
+            processing_guarantee="at_least_once", topic_partitions=n,
+            topic_replication_factor=settings.replication_factor, topic_allow_declare=True,
+            table_standby_replicas=0, consumer_auto_offset_reset="earliest", web_enabled=False,
+            stream_wait_empty=False,
+        )
+        self.app = app
+        # contract id -> ContractState json (instances with their status = the fired markers, parked records)
+        self.contracts = app.Table("contracts", default=None, partitions=n, key_type=str, value_type=bytes)
+        # counterparty id -> {contract id: contract scorecard json}
+        self.counterparties = app.Table("counterparties", default=None, partitions=n, key_type=str,
+                                        value_type=bytes)
+
+        def raw_topic(name: str, internal: bool = False) -> Any:
+            return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                             partitions=n if internal else None, internal=internal)
+
+        self.state_topic_name = settings.topic(CONTRACT_STATE.name)
+        self.ticks_topic_name = f"{settings.topic_prefix}{settings.app_id}-ticks"
+        self.parts_topic_name = f"{settings.topic_prefix}{settings.app_id}-scorecard-parts"
+        inputs = app.topic(*[settings.topic(t.name) for t in INPUTS], key_type=bytes, value_type=bytes,
+                           key_serializer="raw", value_serializer="raw")
+        app.agent(inputs, name="inputs")(self._inputs_agent)
+        app.agent(raw_topic(self.ticks_topic_name, internal=True), name="ticks")(self._ticks_agent)
+        app.agent(raw_topic(self.parts_topic_name, internal=True), name="scorecards")(self._scorecards_agent)
+        app.timer(interval=settings.tick_interval, name="due-index")(self._fire_due)
+        self.contracts.on_recover(self._rebuild_index)
+
+        self.index: DueIndex[tuple[str, str]] = DueIndex()
+        self.where: dict[str, int] = {}  # contract id -> partition (of the contracts this worker holds)
+        self.ready = False
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._partitions: dict[str, int] = {}
+        policy = RetryPolicy(settings.erp_attempts, settings.erp_base_delay, settings.erp_max_delay)
+        self.erp = ErpClient(settings.erp_base_url, settings.erp_token, timeout=settings.erp_timeout,
+                             policy=policy) if settings.erp_base_url else None
+
+    # ------------------------------------------------------------------ agents
+
+    async def _inputs_agent(self, stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            msg = event.message
+            rec = RawRecord(msg.topic, msg.partition, msg.offset, msg.key or b"", msg.value or b"",
+                            _headers(msg.headers))
+            await self._process(rec)
+            yield None
+
+    async def _process(self, rec: RawRecord) -> None:
+        try:
+            env = decode(rec.value, rec.headers)
+        except DecodeError as exc:
+            await self._dead_letter(rec, exc)
+            return
+        with consume_span(SERVICE, rec.topic, rec.headers):
+            try:
+                await self._dispatch(env, rec)
+            except Exception as exc:  # bad input is data, not a crash: dead-letter it and go on
+                log.exception("handling %s from %s[%s]@%s failed", env.type, rec.topic, rec.partition, rec.offset)
+                await self._dead_letter(rec, exc)
+                return
+        PROCESSED.labels(SERVICE, rec.topic).inc()
+
+    async def _dispatch(self, env: Envelope, rec: RawRecord) -> None:
+        ev = env.event
+        cfg = self.cfg
+        if isinstance(ev, ContractSnapshot):
+            state = await self._update(ev.contract_id, rec, lambda s, now: engine.apply_snapshot(s, ev, now, cfg))
+            for parked in state.parked:  # the contract (or a new obligation) may be what they waited for
+                await self._retry_parked(parked)
+        elif isinstance(ev, ContractTerminated):
+            await self._update(ev.contract_id, rec,
+                               lambda s, now: engine.apply_termination(s, ev.terminated_on, now, cfg))
+        elif isinstance(ev, MilestoneCompleted | DeliverableAccepted | SlaMeasurement):
+            await self._performance(env, rec)
+        # other contract events need nothing: the snapshot that accompanies them carries the change
+
+    async def _performance(self, env: Envelope, rec: RawRecord) -> None:
+        ev = env.event
+        assert isinstance(ev, MilestoneCompleted | DeliverableAccepted | SlaMeasurement)
+        cfg = self.cfg
+
+        def decide(state: ContractState, now: Any) -> tuple[ContractState, list[Effect]]:
+            if isinstance(ev, SlaMeasurement):
+                new, effects = engine.apply_measurement(state, event_id=env.id, m=ev, now=now, cfg=cfg)
+            else:
+                done_at = ev.completed_at if isinstance(ev, MilestoneCompleted) else ev.accepted_at
+                new, effects = engine.apply_completion(
+                    state, event_id=env.id, obligation_id=ev.obligation_id, completed_at=done_at, origin=ev.origin,
+                    source_system=ev.source_system, evidence_ref=ev.evidence_ref, now=now, cfg=cfg)
+            return _unpark(new, env.id), effects
+
+        try:
+            await self._update(ev.contract_id, rec, decide, trigger=rec)
+        except engine.Park as p:
+            log.info("parking %s: %s", env.id, p.reason)
+            parked = Parked(env.id, rec.topic, rec.partition, rec.offset, rec.key, rec.value, tuple(rec.headers),
+                            self.clock.now(), p.reason)
+            await self._update(ev.contract_id, rec, lambda s, now: (engine.park(s, parked), []))
+        except engine.Reject as r:
+            await self._update(ev.contract_id, rec, lambda s, now: (_unpark(s, env.id), []))
+            await self._dead_letter(rec, r.reason)
+
+    async def _retry_parked(self, p: Parked) -> None:
+        rec = RawRecord(p.topic, p.partition, p.offset, p.key, p.value, list(p.headers))
+        await self._performance(decode(rec.value, rec.headers), rec)
+
+    async def _ticks_agent(self, stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            msg = event.message
+            cid = json.loads(msg.value)["contract_id"]
+            if self.contracts.get(cid) is not None:
+                rec = RawRecord(msg.topic, msg.partition, msg.offset, msg.key or b"", msg.value or b"", [])
+                await self._update(cid, rec, lambda s, now: engine.advance(s, now, self.cfg))
+            yield None
+
+    async def _scorecards_agent(self, stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            card = Scorecard.model_validate_json(event.message.value)
+            cp = card.counterparty_id
+            parts = json.loads(self.counterparties.get(cp) or b"{}")
+            parts[card.contract_id or ""] = card.model_dump(mode="json")
+            total = counterparty_scorecard(cp, [Scorecard.model_validate(v) for v in parts.values()], self.clock.now())
+            await asyncio.gather(await self._send_event(total, _scorecard_id(total)))
+            self.counterparties[cp] = json.dumps(parts).encode()
+            yield None
+
+    # ------------------------------------------------------------------ state
+
+    async def _update(self, cid: str, rec: RawRecord, decide: Decider,
+                      trigger: RawRecord | None = None) -> ContractState:
+        async with self._locks[cid]:
+            raw = self.contracts.get(cid)
+            old = ContractState.from_json(raw) if raw is not None else ContractState(cid, rec.partition)
+            new, effects = decide(old, self.clock.now())
+            if new is old and not effects:
+                return old
+            new.partition = rec.partition
+            await self._perform(new, effects, trigger)
+            self.contracts[cid] = new.to_json()
+            self.where[cid] = new.partition
+            self._reindex(old, new)
+            return new
+
+    def _reindex(self, old: ContractState, new: ContractState) -> None:
+        before, after = engine.wakeups(old, self.cfg), engine.wakeups(new, self.cfg)
+        for key in before.keys() - after.keys():
+            self.index.cancel((new.contract_id, key))
+        for key, when in after.items():
+            self.index.schedule((new.contract_id, key), when)
+
+    def _assigned(self) -> set[int]:
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.state_topic_name}
+
+    async def _rebuild_index(self) -> None:
+        """After every rebalance: index exactly what this worker's assigned partitions hold."""
+        assigned = self._assigned()
+        index: DueIndex[tuple[str, str]] = DueIndex()
+        where: dict[str, int] = {}
+        for cid, raw in list(self.contracts.items()):
+            state = ContractState.from_json(raw)
+            if state.partition not in assigned:
+                continue
+            where[cid] = state.partition
+            for key, when in engine.wakeups(state, self.cfg).items():
+                index.schedule((cid, key), when)
+        self.index, self.where, self.ready = index, where, True
+        log.info("due index rebuilt: %d entries for %d contracts on partitions %s", len(index), len(where),
+                 sorted(assigned))
+
+    async def _fire_due(self) -> None:
+        if not self.ready:
+            return
+        now = self.clock.now()
+        due = {cid for (cid, _), _ in self.index.pop_due(now)}
+        if not due:
+            return
+        assigned = self._assigned()
+        sent = []
+        for cid in sorted(due):
+            partition = self.where.get(cid)
+            if partition is None or partition not in assigned:
+                continue  # moved to another worker; its index has it
+            value = json.dumps({"contract_id": cid, "at": now.isoformat()}).encode()
+            sent.append(await self.app.producer.send(self.ticks_topic_name, cid.encode(), value, partition, None, None))
+        await asyncio.gather(*sent)
+
+    # ------------------------------------------------------------------ effects
+
+    async def _perform(self, state: ContractState, effects: list[Effect], trigger: RawRecord | None) -> None:
+        pending = [await self._send_event(e.event, e.event_id) for e in effects if isinstance(e, Publish)]
+        await asyncio.gather(*pending)  # in Kafka before the state that says "done" is saved
+        for e in effects:
+            if isinstance(e, CallErp):
+                await self._call_erp(state, e, trigger)
+            elif isinstance(e, DeadLetter):
+                p = e.parked
+                await self._dead_letter(RawRecord(p.topic, p.partition, p.offset, p.key, p.value, list(p.headers)),
+                                        e.reason)
+        if any(isinstance(e, ScorecardChanged) for e in effects):
+            card = contract_scorecard(state, self.clock.now())
+            if card is not None:
+                part = card.model_dump_json().encode()
+                key = card.counterparty_id.encode()
+                await asyncio.gather(
+                    await self._send_event(card, _scorecard_id(card)),
+                    await self.app.producer.send(self.parts_topic_name, key, part,
+                                                 partition_for(key, self.settings.topic_partitions), None, None))
+
+    async def _call_erp(self, state: ContractState, effect: CallErp, trigger: RawRecord | None) -> None:
+        if self.erp is None:
+            log.warning("OBLIGATION_ERP_BASE_URL not set: release of %s only published", effect.event_id)
+            return
+        try:
+            await self.erp.release(effect.command, effect.event_id)
+        except DeliveryError as exc:
+            reason = f"ERP release of milestone {effect.command.obligation_id!r} failed for good: {exc}"
+            log.error(reason)
+            alert = engine.erp_failure_alert(state, effect.command, reason, self.clock.now())
+            await asyncio.gather(await self._send_event(alert.event, alert.event_id))
+            if trigger is not None:
+                await self._dead_letter(trigger, reason)
+
+    async def _send_event(self, event: Event, event_id: str) -> Any:
+        record = encode(event, source=SOURCE, event_id=event_id, time=self.clock.now(),
+                        traceparent=current_traceparent())
+        topic = self.settings.topic(topic_for(type(event)).name)
+        partition = partition_for(record.key, self._partition_count(topic))
+        return await self.app.producer.send(topic, record.key, record.value, partition, None, record.headers)
+
+    async def _dead_letter(self, rec: RawRecord, error: BaseException | str) -> None:
+        dlq_topic, record = dead_letter_record(topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                                               key=rec.key, value=rec.value, headers=rec.headers, error=error,
+                                               service=SERVICE, now=self.clock.now())
+        partition = partition_for(record.key, self._partition_count(dlq_topic))
+        await (await self.app.producer.send(dlq_topic, record.key, record.value, partition, None, record.headers))
+        DEAD_LETTERED.labels(SERVICE, rec.topic).inc()
+        log.warning("dead-lettered %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset,
+                    getattr(error, "reason", None) or error)
+
+    def _partition_count(self, topic: str) -> int:
+        if topic not in self._partitions:
+            md = AdminClient(self.kafka.admin()).list_topics(topic, timeout=10).topics.get(topic)
+            self._partitions[topic] = len(md.partitions) if md is not None and md.partitions else 1
+        return self._partitions[topic]
+
+
+def _unpark(state: ContractState, event_id: str) -> ContractState:
+    if not any(p.event_id == event_id for p in state.parked):
+        return state
+    new = state.copy()
+    new.parked = tuple(p for p in new.parked if p.event_id != event_id)
+    return new
+
+
+def _scorecard_id(card: Scorecard) -> str:
+    """Same figures, same id: a re-sent scorecard is recognisably the same one."""
+    figures = card.model_dump_json(exclude={"updated_at", "window_start", "window_end"})
+    return f"scorecard/{card.scorecard_id}/{card.window_end}/{hashlib.sha1(figures.encode()).hexdigest()[:16]}"
+
+
+# ---------------------------------------------------------------------- process
+
+
+def topics_to_provision(settings: EngineSettings) -> list[TopicSpec]:
+    specs = [*INPUTS, *OUTPUTS, CLOCK] + [dlq_spec(t) for t in INPUTS]
+    return [replace(s, name=settings.topic(s.name)) for s in specs]
+
+
+def make_clock(service: ServiceSettings, settings: EngineSettings, kafka: KafkaSettings) -> Clock:
+    if service.clock != "topic":
+        return SystemClock()
+    clock = ManualClock(EPOCH)
+    follower = ClockFollower(clock, kafka.consumer("unused"), topic=settings.topic(CLOCK.name),
+                             clock_id=settings.clock_id).start()
+    if not follower.wait_caught_up(60):
+        log.warning("clock topic not caught up after 60s; starting at %s", clock.now())
+    return clock
+
+
+def check_copartitioning(kafka: KafkaSettings, settings: EngineSettings) -> list[str]:
+    md = AdminClient(kafka.admin()).list_topics(timeout=15).topics
+    problems = []
+    for spec in INPUTS:
+        name = settings.topic(spec.name)
+        if name in md and len(md[name].partitions) != settings.topic_partitions:
+            problems.append(f"{name} has {len(md[name].partitions)} partitions, OBLIGATION_TOPIC_PARTITIONS is "
+                            f"{settings.topic_partitions}: inputs and tables must be co-partitioned")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    service = ServiceSettings()
+    logging.basicConfig(level=service.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings, kafka = EngineSettings(), KafkaSettings()
+    setup_tracing(SERVICE, service.otel_exporter, service.otel_endpoint)
+    if settings.provision_topics:
+        report = provision(kafka.admin(), topics_to_provision(settings))
+        for drift in report.drift:
+            log.warning("topic drift: %s", drift)
+    problems = check_copartitioning(kafka, settings)
+    if problems:
+        for p in problems:
+            log.error(p)
+        sys.exit(2)
+    clock = make_clock(service, settings, kafka)
+    log.info("clock: %s at %s", type(clock).__name__, clock.now().isoformat())
+    eng = Engine(settings, kafka, clock)
+    sys.argv = [sys.argv[0], "worker", "--loglevel", service.log_level.lower(), *(argv or [])]
+    eng.app.main()
+
+
+if __name__ == "__main__":
+    main()
