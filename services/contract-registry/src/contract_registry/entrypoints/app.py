@@ -78,10 +78,11 @@ def _problem(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def create_app(config: AppConfig | None = None) -> FastAPI:
+def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = Registry) -> FastAPI:
+    """The app; `registry_cls` lets the benchmark swap in its no-outbox baseline."""
     cfg = config or AppConfig()
     engine = make_engine(cfg.database_url, cfg.registry.db_schema)
-    registry = Registry(make_sessionmaker(engine), cfg.registry, cfg.clock)
+    registry = registry_cls(make_sessionmaker(engine), cfg.registry, cfg.clock)
     state: dict[str, Any] = {}
 
     @asynccontextmanager

@@ -1,0 +1,191 @@
+"""Benchmark: contracts created per second through HTTP with the transactional outbox.
+
+Prints throughput, p50/p99 request latency and p99 commit -> readable on Kafka, and a baseline
+measured in the same run: the same HTTP creates and inserts (contract, version, audit) without
+outbox rows, NOTIFY or publishing. The ratio shows what the outbox costs.
+
+Env: BENCH_BOOTSTRAP (Kafka; else one is started), BENCH_DATABASE_URL (PostgreSQL; else one is
+started), BENCH_SCALE (1.0 = 1000 contracts per variant), BENCH_CONCURRENCY (8).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import datetime
+from typing import Any
+
+import httpx
+import uvicorn
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from contract_registry.adapters.db import migrate, sqlalchemy_url
+from contract_registry.config import RegistrySettings
+from contract_registry.domain.contracts import Change
+from contract_registry.entrypoints.app import AppConfig, create_app
+from contract_registry.examples import draft
+from contract_registry.service import Caller, Registry
+from sqlalchemy import create_engine, text
+
+from contract_schema.topics import CATALOG
+from mesh_common.auth import AuthSettings, issue_token
+from mesh_common.settings import KafkaSettings
+from mesh_testing import create_topics, free_port, wait_for
+from mesh_testing.servers import KafkaServer, PostgresServer
+
+AUTH = AuthSettings(hs256_secret="registry-benchmark-secret-0123456789abcdef")
+
+
+class NoOutboxRegistry(Registry):
+    """Baseline: the same transaction minus the outbox rows and NOTIFY (audit still written)."""
+
+    def _record(self, session: Any, caller: Caller, change: Change, now: Any) -> None:
+        from contract_registry.adapters import repository as repo
+
+        snap = change.snapshot
+        repo.audit(session, tenant_id=snap.tenant_id, contract_id=snap.contract_id, action=change.action,
+                   actor=caller.subject, request_id=caller.request_id, version=snap.current.version, at=now,
+                   details=change.details)
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Server:
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=30, message="uvicorn started")
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def drive(base_url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    """POST n creates with `concurrency` client threads; returns elapsed seconds and request latencies."""
+    headers = {"Authorization": "Bearer " + issue_token(AUTH, subject="bench", tenant="bench",
+                                                         scopes=["contracts:write"])}
+    body = draft()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    local = threading.local()
+
+    def one(_: int) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(base_url=base_url, headers=headers, timeout=30)
+        start = time.perf_counter()
+        resp = client.post("/v1/contracts", json=body)
+        took = time.perf_counter() - start
+        if resp.status_code != 201:
+            raise RuntimeError(f"create failed: {resp.status_code} {resp.text}")
+        with lock:
+            latencies.append(took)
+
+    # Warm-up (connection pools, code paths), not measured.
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(min(50, n))))
+    latencies.clear()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(n)))
+    return time.perf_counter() - started, latencies
+
+
+def run_variant(name: str, db_url: str, bootstrap: str, n: int, concurrency: int, with_outbox: bool) -> dict[str, Any]:
+    schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+    migrate(db_url, schema)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings = RegistrySettings(db_schema=schema, topic_prefix=prefix, relay_in_process=with_outbox,
+                                consume_in_process=False)
+    state_topic = settings.state_topic
+    if with_outbox:
+        create_topics(bootstrap, [prefix + s.name for s in CATALOG], partitions=6)
+    config = AppConfig(database_url=db_url, registry=settings, kafka=KafkaSettings(bootstrap_servers=bootstrap),
+                       auth=AUTH)
+    app = create_app(config, registry_cls=Registry if with_outbox else NoOutboxRegistry)
+    lags: list[float] = []
+    stop = threading.Event()
+    reader: threading.Thread | None = None
+    if with_outbox:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                             "enable.auto.commit": False, "fetch.wait.max.ms": 5})
+        parts = wait_for(lambda: consumer.list_topics(state_topic, timeout=5).topics[state_topic].partitions)
+        consumer.assign([TopicPartition(state_topic, p, OFFSET_BEGINNING) for p in parts])
+
+        def read() -> None:
+            # commit -> readable: ce_time is the registry clock when the create began (just before its
+            # transaction), so the figure includes the commit itself; an upper bound.
+            while not stop.is_set():
+                msg = consumer.poll(0.1)
+                if msg is None:
+                    continue
+                if msg.error():
+                    print("reader:", msg.error())
+                    continue
+                ce_time = dict(msg.headers() or [])["ce_time"].decode()
+                lags.append(time.time() - datetime.fromisoformat(ce_time).timestamp())
+            consumer.close()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+    with Server(app) as base_url:
+        elapsed, latencies = drive(base_url, n, concurrency)
+        if with_outbox:
+            wait_for(lambda: len(lags) >= n + min(50, n), timeout=60, interval=0.05,
+                         message="all creates readable on Kafka")
+    stop.set()
+    if reader:
+        reader.join(10)
+    engine = create_engine(sqlalchemy_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+    measured_lags = lags[min(50, n):]
+    return {"name": name, "rate": n / elapsed, "p50": pct(latencies, 50) * 1000, "p99": pct(latencies, 99) * 1000,
+            "lag_p50": pct(measured_lags, 50) * 1000 if measured_lags else None,
+            "lag_p99": pct(measured_lags, 99) * 1000 if measured_lags else None,
+            "mean": statistics.mean(latencies) * 1000}
+
+
+def main() -> None:
+    scale = float(os.environ.get("BENCH_SCALE", "1.0"))
+    n = max(50, int(1000 * scale))
+    concurrency = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+    with ExitStack() as stack:
+        bootstrap = os.environ.get("BENCH_BOOTSTRAP")
+        if not bootstrap:
+            kafka = KafkaServer.start()
+            stack.callback(kafka.stop)
+            bootstrap = kafka.bootstrap
+        db_url = os.environ.get("BENCH_DATABASE_URL")
+        if not db_url:
+            pg = PostgresServer.start("bench")
+            stack.callback(pg.stop)
+            db_url = pg.url
+        db_url = sqlalchemy_url(db_url)
+        print(f"contract-registry benchmark: {n} creates per variant, {concurrency} concurrent HTTP clients")
+        base = run_variant("baseline", db_url, bootstrap, n, concurrency, with_outbox=False)
+        out = run_variant("outbox", db_url, bootstrap, n, concurrency, with_outbox=True)
+    for r in (base, out):
+        lag = (f", commit->readable on Kafka p50 {r['lag_p50']:.1f} ms p99 {r['lag_p99']:.1f} ms"
+               if r["lag_p99"] is not None else "")
+        print(f"{r['name']:>9}: {r['rate']:8.1f} creates/s, latency p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms{lag}")
+    print(f"ratio outbox/baseline: throughput {out['rate'] / base['rate']:.2f}x, "
+          f"p50 latency {out['p50'] / base['p50']:.2f}x, p99 latency {out['p99'] / base['p99']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
