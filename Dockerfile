@@ -43,9 +43,9 @@ RUN set -eu; \
 # runtime: the venv and a non-root user, nothing else
 FROM ${PYTHON_IMAGE} AS runtime
 
-ARG MESH_UID=10001
-RUN groupadd --system --gid "${MESH_UID}" mesh \
- && useradd --system --uid "${MESH_UID}" --gid mesh --no-create-home --home-dir /nonexistent \
+# UID/GID 10001, the same number the Kubernetes manifests and docker-compose.yml run as.
+RUN groupadd --system --gid 10001 mesh \
+ && useradd --system --uid 10001 --gid mesh --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin mesh
 
 COPY --from=builder /opt/mesh /opt/mesh
@@ -62,7 +62,7 @@ ENV PATH=/opt/mesh/bin:${PATH} \
 
 WORKDIR /tmp
 # Numeric user, so Kubernetes runAsNonRoot can verify it without looking up /etc/passwd.
-USER ${MESH_UID}:${MESH_UID}
+USER 10001:10001
 EXPOSE 8080
 
 # No entrypoint wrapper: the first argument is the command (contract-registry, notifier, mesh-sim erp, ...).

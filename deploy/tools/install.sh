@@ -2,7 +2,8 @@
 # Install the deploy tools into .cache/bin (git-ignored), idempotently:
 #   kustomize     sigs.k8s.io/kustomize/kustomize/v5      (go install, pinned)
 #   kubeconform   github.com/yannh/kubeconform            (go install, pinned)
-#   compose-check deploy/tools/compose-check              (compose-go: the loader of `docker compose config`)
+#   compose-check    deploy/tools/checkers                (compose-go: the loader of `docker compose config`)
+#   dockerfile-check deploy/tools/checkers                (BuildKit's Dockerfile parser and lint rules)
 #   Kubernetes JSON schemas in .cache/k8s-schemas/<version>-standalone-strict (from the kubernetes-validate wheel)
 # A second run with everything in place does nothing and takes well under a second.
 # Needs: go (Go module proxy), python3 with pip (PyPI). Prints the tool directory on success.
@@ -37,12 +38,15 @@ go_install() {  # name module version
 go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 
-compose_src_hash=$(cat "$TOOLS"/compose-check/{main.go,go.mod,go.sum} | sha256sum | cut -c1-16)
-if ! current compose-check "$compose_src_hash"; then
-  log "building compose-check ($(grep compose-go/v2 "$TOOLS/compose-check/go.mod" | tr -s ' \t' ' '))"
-  (cd "$TOOLS/compose-check" && GOFLAGS=-mod=readonly go build -trimpath -o "$BIN/compose-check" .)
-  stamp compose-check "$compose_src_hash"
-fi
+# compose-check and dockerfile-check: one Go module, versions pinned by its go.mod and go.sum.
+checkers_hash=$(cat "$TOOLS"/checkers/go.mod "$TOOLS"/checkers/go.sum "$TOOLS"/checkers/*/main.go | sha256sum | cut -c1-16)
+for tool in compose-check dockerfile-check; do
+  if ! current "$tool" "$checkers_hash"; then
+    log "building $tool (deploy/tools/checkers)"
+    (cd "$TOOLS/checkers" && GOFLAGS=-mod=readonly go build -trimpath -o "$BIN/$tool" "./$tool")
+    stamp "$tool" "$checkers_hash"
+  fi
+done
 
 schema_stamp="$KUBERNETES_VALIDATE_VERSION/$K8S_SCHEMA_VERSION/$(sha256sum "$TOOLS/k8s_schemas.py" | cut -c1-16)"
 if [[ ! -f "$SCHEMAS/.stamp" || "$(cat "$SCHEMAS/.stamp")" != "$schema_stamp" ]]; then

@@ -1,7 +1,7 @@
 """docker-compose.yml is a valid compose project and wires the mesh the way docs/operations.md says.
 
 `docker compose config` needs the compose CLI plugin; this machine has the docker client without it.
-compose-check (deploy/tools/compose-check) runs the same loader the plugin uses (compose-go:
+compose-check (deploy/tools/checkers/compose-check) runs the same loader the plugin uses (compose-go:
 compose-spec JSON schema, interpolation, merges, cross-references), so the validity check does not
 depend on the plugin. When the plugin is installed, `docker compose config -q` runs too.
 """
