@@ -77,3 +77,61 @@ def invoice(invoice_id: str = "INV-1", *, lines: tuple[InvoiceLine, ...] | None 
     }
     data.update(kw)
     return InvoiceReceived(**data)
+
+
+def ubl_invoice(inv: InvoiceReceived) -> bytes:
+    """The same invoice as a UBL 2.1 / Peppol BIS Billing 3.0 document."""
+    lines = []
+    for ln in inv.lines:
+        qty, price = ln.quantity, ln.unit_price
+        if price < 0:  # UBL credit line: negative quantity, non-negative price
+            qty, price = -qty, -price
+        period_end = f"<cbc:EndDate>{ln.service_period_end}</cbc:EndDate>" if ln.service_period_end else ""
+        milestone = (f"<cac:AdditionalItemProperty><cbc:Name>MilestoneRef</cbc:Name>"
+                     f"<cbc:Value>{ln.milestone_ref}</cbc:Value></cac:AdditionalItemProperty>"
+                     if ln.milestone_ref else "")
+        lines.append(f"""
+  <cac:InvoiceLine>
+    <cbc:ID>{ln.line_no}</cbc:ID>
+    <cbc:InvoicedQuantity unitCode="{ln.unit}">{qty}</cbc:InvoicedQuantity>
+    <cbc:LineExtensionAmount currencyID="{inv.currency}">{ln.amount}</cbc:LineExtensionAmount>
+    <cac:InvoicePeriod><cbc:StartDate>{ln.service_date}</cbc:StartDate>{period_end}</cac:InvoicePeriod>
+    <cac:Item>
+      <cbc:Name>{ln.description or ln.item_code}</cbc:Name>
+      <cac:SellersItemIdentification><cbc:ID>{ln.item_code}</cbc:ID></cac:SellersItemIdentification>
+      {milestone}
+    </cac:Item>
+    <cac:Price><cbc:PriceAmount currencyID="{inv.currency}">{price}</cbc:PriceAmount></cac:Price>
+  </cac:InvoiceLine>""")
+    contract_ref = (f"<cac:ContractDocumentReference><cbc:ID>{inv.contract_ref}</cbc:ID>"
+                    f"</cac:ContractDocumentReference>" if inv.contract_ref else "")
+    due = f"<cbc:DueDate>{inv.due_date}</cbc:DueDate>" if inv.due_date else ""
+    terms = (f"<cac:PaymentTerms><cbc:Note>Net {inv.payment_terms_days} days</cbc:Note></cac:PaymentTerms>"
+             if inv.payment_terms_days is not None else "")
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+         xmlns:cac="urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+         xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">
+  <cbc:CustomizationID>urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0</cbc:CustomizationID>
+  <cbc:ProfileID>urn:fdc:peppol.eu:2017:poacc:billing:01:1.0</cbc:ProfileID>
+  <cbc:ID>{inv.invoice_number}</cbc:ID>
+  <cbc:IssueDate>{inv.issue_date}</cbc:IssueDate>
+  {due}
+  <cbc:InvoiceTypeCode>380</cbc:InvoiceTypeCode>
+  <cbc:DocumentCurrencyCode>{inv.currency}</cbc:DocumentCurrencyCode>
+  {contract_ref}
+  <cac:AccountingSupplierParty>
+    <cac:Party>
+      <cbc:EndpointID schemeID="0088">{inv.vendor_id}</cbc:EndpointID>
+      <cac:PartyName><cbc:Name>Vendor {inv.vendor_id}</cbc:Name></cac:PartyName>
+    </cac:Party>
+  </cac:AccountingSupplierParty>
+  <cac:AccountingCustomerParty><cac:Party><cbc:EndpointID schemeID="0088">BUYER</cbc:EndpointID></cac:Party>
+  </cac:AccountingCustomerParty>
+  {terms}
+  <cac:LegalMonetaryTotal>
+    <cbc:LineExtensionAmount currencyID="{inv.currency}">{sum(ln.amount for ln in inv.lines)}</cbc:LineExtensionAmount>
+    <cbc:PayableAmount currencyID="{inv.currency}">{sum(ln.amount for ln in inv.lines)}</cbc:PayableAmount>
+  </cac:LegalMonetaryTotal>{"".join(lines)}
+</Invoice>
+""".encode()

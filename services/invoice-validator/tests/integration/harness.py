@@ -30,6 +30,7 @@ from contract_schema.topics import (
     topic_for,
 )
 from mesh_common.auth import AuthSettings, issue_token
+from mesh_common.settings import KafkaSettings
 from mesh_testing import create_topics, free_port, unique_name, wait_for
 
 PARTITIONS = 2
@@ -186,7 +187,9 @@ def start(bootstrap: str, tmp: Path, *, prefix: str | None = None, extra_env: di
     log_path = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
     log_file = log_path.open("wb")
     process = subprocess.Popen(console_script(), env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    running = Running(bootstrap, prefix, port, process, Producer({"bootstrap.servers": bootstrap}), auth, log_path)
+    # The shared producer settings (idempotent, lz4 batches), as every other service of the mesh sends.
+    producer = Producer(KafkaSettings(bootstrap_servers=bootstrap).producer())
+    running = Running(bootstrap, prefix, port, process, producer, auth, log_path)
 
     def ready() -> bool:
         if process.poll() is not None:
