@@ -52,7 +52,7 @@ def test_docker_compose_config_when_the_plugin_is_installed() -> None:
 
 
 DEPENDS = "    depends_on:\n      <<: *mesh-depends\n    restart: unless-stopped\n\n  renewal-sync:"
-HEALTH = "    healthcheck: *mesh-healthcheck\n    depends_on:\n      <<: *mesh-depends\n      crm-simulator:"
+HEALTH = "    healthcheck: *mesh-healthcheck\n    depends_on:\n      <<: *mesh-depends\n      postgres:"
 
 
 @pytest.mark.parametrize(("original", "broken", "message"), [
