@@ -23,8 +23,8 @@ class NotifierSettings(BaseSettings):
     # Static group membership (e.g. the pod name): a restarted replica takes its partitions back at
     # once instead of waiting for the session of its crashed predecessor to time out.
     instance_id: str | None = None
-    session_timeout_ms: int = Field(45000, ge=1000)
-    tick_seconds: float = Field(30.0, gt=0)  # wall-clock mode: how often escalations and digests are checked
+    session_timeout_ms: int = Field(default=45000, ge=1000)
+    tick_seconds: float = Field(default=30.0, gt=0)  # wall-clock mode: how often escalations and digests are checked
 
     smtp_host: str = "localhost"
     smtp_port: int = 25
@@ -40,6 +40,6 @@ class NotifierSettings(BaseSettings):
     calendar_secret: str = "local-calendar-secret-change-me"
     ack_link_ttl_days: int = 30
 
-    retry_attempts: int = Field(5, ge=1)
-    retry_base_delay: float = Field(0.5, ge=0)
-    retry_max_delay: float = Field(30.0, ge=0)
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_base_delay: float = Field(default=0.5, ge=0)
+    retry_max_delay: float = Field(default=30.0, ge=0)

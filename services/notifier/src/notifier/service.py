@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,10 +71,17 @@ class Notifier:
         self.rules, self.store, self.channels, self.producer = rules, store, channels, producer
         self.clock, self.links = clock, links
         self.alerts_topic, self.notifications_topic = alerts_topic, notifications_topic
+        self._local = threading.local()
 
     # --- alerts -----------------------------------------------------------------------------
 
     def handle_alert(self, alert: Alert) -> Outcome:
+        try:
+            return self._handle_alert(alert)
+        finally:
+            self.flush_records()
+
+    def _handle_alert(self, alert: Alert) -> Outcome:
         stored = self.store.get_alert(alert.alert_id)
         at = stored.received_at if stored else self.clock.now()
         # A redelivered alert is decided again at its first arrival time: the same decision.
@@ -204,8 +212,25 @@ class Notifier:
         kind = (NotificationKind.DIGESTED if alert_id.startswith("digest:") else
                 NotificationKind.ESCALATED if step.startswith("esc") else NotificationKind.DELIVERED)
         self.record(alert_id, contract_id, kind, channel, recipient, f"step {step}", key=key)
-        self.producer.flush(10)
-        self.store.ledger_recorded(key)
+        self._unflushed().append(key)
+
+    def _unflushed(self) -> list[str]:
+        pending: list[str] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = []
+        return pending
+
+    def flush_records(self) -> None:
+        """Make this thread's NotificationRecorded events durable, then mark their deliveries recorded.
+
+        Once per alert (or tick), not per delivery: a crash in between re-produces them on
+        redelivery with the same event ids, which consumers drop as duplicates.
+        """
+        self.producer.flush(30)
+        pending = self._unflushed()
+        if pending:
+            self.store.ledger_recorded(pending)
+            pending.clear()
 
     def _dead_letter(self, alert: Alert | None, alert_id: str, reason: str) -> None:
         value = alert.model_dump_json().encode() if alert else alert_id.encode()
@@ -232,7 +257,7 @@ class Notifier:
         if stored is not None and changed:
             self.record(alert_id, stored.alert.contract_id, NotificationKind.ACKNOWLEDGED, None, by,
                         f"acknowledged by {by}", key=f"{alert_id}|ack")
-            self.producer.flush(10)
+            self.flush_records()
         return stored
 
     # --- time passing -----------------------------------------------------------------------
@@ -242,8 +267,11 @@ class Notifier:
         with self.store.tick_lock() as mine:
             if not mine:
                 return  # another replica is ticking
-            self.escalate(now)
-            self.send_digests(now)
+            try:
+                self.escalate(now)
+                self.send_digests(now)
+            finally:
+                self.flush_records()
 
     def escalate(self, now: datetime) -> int:
         fired = 0

@@ -9,14 +9,17 @@ mesh_common.delivery.DeliveryError so the caller handles one kind of error.
 from __future__ import annotations
 
 import asyncio
-import email.policy
 import json
 import smtplib
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 from typing import Any, Protocol
 
@@ -72,36 +75,67 @@ class EmailChannel:
         self.policy = policy
         self.breaker = CircuitBreaker(f"smtp:{settings.host}:{settings.port}")
         self._sleep = sleep
+        self._local = threading.local()
 
     @property
     def enabled(self) -> bool:
         return bool(self.settings.host)
 
-    def build(self, message: Outgoing, recipient: str) -> EmailMessage:
-        # Long lines rather than folding: Python folds a subject starting with "[RED]" onto a
-        # continuation line, which some clients show with a leading space. 998 is RFC 5322's limit.
-        msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
+    def build(self, message: Outgoing, recipient: str) -> Message:
+        # email.mime (compat32) rather than EmailMessage: the header registry of the modern policy
+        # costs milliseconds per message, and these headers are all generated here anyway.
+        msg = MIMEMultipart("alternative")
         msg["From"] = formataddr(("Contract mesh", self.settings.sender))
         msg["To"] = recipient
-        msg["Subject"] = message.subject
+        msg["Subject"] = Header(message.subject, "utf-8") if not message.subject.isascii() else message.subject
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = message.message_id
         if message.in_reply_to:
             msg["In-Reply-To"] = message.in_reply_to
             msg["References"] = message.in_reply_to
-        msg.set_content(message.text)
-        msg.add_alternative(message.html, subtype="html")
+        msg.attach(MIMEText(message.text, "plain", "utf-8"))
+        msg.attach(MIMEText(message.html, "html", "utf-8"))
         return msg
 
-    def _send_once(self, msg: EmailMessage, recipient: str) -> None:
+    def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        cls = smtplib.SMTP_SSL if s.ssl else smtplib.SMTP
-        with cls(s.host, s.port, timeout=s.timeout) as smtp:
+        smtp = (smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
+                if s.ssl else smtplib.SMTP(s.host, s.port, timeout=s.timeout))
+        try:
             if s.starttls and not s.ssl:
                 smtp.starttls(context=ssl.create_default_context())
             if s.username:
                 smtp.login(s.username, s.password or "")
-            smtp.send_message(msg, from_addr=s.sender, to_addrs=[recipient])
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _send_once(self, msg: Message, recipient: str) -> None:
+        # One open session per thread, reused across messages; a session the server dropped while
+        # idle is replaced once without counting as a failed attempt.
+        smtp: smtplib.SMTP | None = getattr(self._local, "smtp", None)
+        if smtp is not None:
+            try:
+                smtp.send_message(msg, from_addr=self.settings.sender, to_addrs=[recipient])
+                return
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                self._drop()
+        self._local.smtp = smtp = self._connect()
+        try:
+            smtp.send_message(msg, from_addr=self.settings.sender, to_addrs=[recipient])
+        except (OSError, smtplib.SMTPServerDisconnected):
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        smtp: smtplib.SMTP | None = getattr(self._local, "smtp", None)
+        self._local.smtp = None
+        if smtp is not None:
+            try:
+                smtp.close()
+            except OSError:
+                pass
 
     def send(self, message: Outgoing, recipient: str) -> None:
         msg = self.build(message, recipient)

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked_at timestamptz,
     acked_by text
 );
+CREATE INDEX IF NOT EXISTS alerts_thread_root ON alerts (thread_root);
 CREATE TABLE IF NOT EXISTS threads (
     dedup_key text PRIMARY KEY,
     root_alert_id text NOT NULL,
@@ -140,7 +141,7 @@ class Store:
 
     def conn(self) -> psycopg.Connection[dict[str, Any]]:
         conn: psycopg.Connection[dict[str, Any]] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
+        if conn is None or conn.closed or conn.broken:
             conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
                                    options=f"-c search_path={self.schema}")
             self._local.conn = conn
@@ -159,7 +160,7 @@ class Store:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
                 conn.execute(f"SET LOCAL search_path = {self.schema}")
-                conn.execute(SCHEMA_SQL)  # type: ignore[arg-type]
+                conn.execute(SCHEMA_SQL)
 
     def ping(self) -> None:
         self.conn().execute("SELECT 1")
@@ -167,7 +168,8 @@ class Store:
     @contextmanager
     def tick_lock(self) -> Iterator[bool]:
         conn = self.conn()
-        got = bool(conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (TICK_LOCK_ID,)).fetchone()["ok"])  # type: ignore[index]
+        row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (TICK_LOCK_ID,)).fetchone()
+        got = bool(row and row["ok"])
         try:
             yield got
         finally:
@@ -235,11 +237,16 @@ class Store:
                 return None, False
             if row["acked_at"] is not None:
                 return _stored(row), False
-            ids = list({alert_id, row["thread_root"]})
+            # Acknowledging any alert of a thread acknowledges the whole thread (its root carries
+            # the escalation; a threaded tier raise carries its own).
+            ids = [r["alert_id"] for r in conn.execute(
+                "SELECT alert_id FROM alerts WHERE thread_root = %s OR alert_id = %s",
+                (row["thread_root"], alert_id)).fetchall()]
             conn.execute("UPDATE alerts SET acked_at = %s, acked_by = %s WHERE alert_id = ANY(%s) "
                          "AND acked_at IS NULL", (at, by, ids))
             conn.execute("UPDATE escalations SET next_due = NULL WHERE alert_id = ANY(%s)", (ids,))
             row = conn.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
+            assert row is not None
             return _stored(row), True
 
     # --- escalation -------------------------------------------------------------------------
@@ -276,8 +283,8 @@ class Store:
         self.conn().execute("UPDATE deliveries SET status = %s, detail = %s, updated_at = now() "
                             "WHERE delivery_key = %s", (status, detail[:2000], key))
 
-    def ledger_recorded(self, key: str) -> None:
-        self.conn().execute("UPDATE deliveries SET recorded = true WHERE delivery_key = %s", (key,))
+    def ledger_recorded(self, keys: list[str]) -> None:
+        self.conn().execute("UPDATE deliveries SET recorded = true WHERE delivery_key = ANY(%s)", (keys,))
 
     def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
         return self.conn().execute("SELECT * FROM deliveries WHERE alert_id = %s ORDER BY updated_at",

@@ -48,7 +48,7 @@ class _Strict(BaseModel):
 
 
 def _duration_field(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str | int) else value
+    return parse_duration(str(value)) if isinstance(value, str | int) else value
 
 
 class ChannelConfig(_Strict):

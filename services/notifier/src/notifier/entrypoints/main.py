@@ -7,10 +7,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
+import psycopg
 import uvicorn
 from confluent_kafka import Producer
 
@@ -106,18 +109,31 @@ def main() -> None:
                                  clock_id=settings.clock_id)
     else:
         clock = SystemClock()
-    producer = Producer(kafka.producer())
+    # Records are flushed once per alert: no linger, the flush is the batch.
+    producer = Producer(kafka.producer(**{"linger.ms": 0}))
     notifier = Notifier(rules=rules, store=store, channels=build_channels(rules, settings), producer=producer,
                         clock=clock, links=Links(service.public_base_url, settings.ack_secret,
                                                  settings.calendar_secret, timedelta(days=settings.ack_link_ttl_days)),
                         alerts_topic=settings.alerts_topic, notifications_topic=settings.notifications_topic)
 
     def handle(envelope: Envelope, _msg: object) -> None:
-        if not isinstance(envelope.event, Alert):
+        alert = envelope.event
+        if not isinstance(alert, Alert):
             raise ValueError(f"expected an Alert on {settings.alerts_topic}, got {envelope.type}")
-        notifier.handle_alert(envelope.event)
+        # The database being away is not the alert's fault: wait for it (holding the partition)
+        # rather than dead-lettering a good alert. Bad data still raises and goes to the DLQ.
+        delay = 0.5
+        while True:
+            try:
+                notifier.handle_alert(alert)
+                return
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable handling alert %s, retrying in %.1fs: %s", alert.alert_id,
+                            delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
-    overrides: dict[str, object] = {"session.timeout.ms": settings.session_timeout_ms}
+    overrides: dict[str, Any] = {"session.timeout.ms": settings.session_timeout_ms}
     if settings.instance_id:
         overrides["group.instance.id"] = settings.instance_id
     consumer = EventConsumer(kafka, service=SERVICE, group_id=settings.group_id, topics=[settings.alerts_topic],
