@@ -10,6 +10,8 @@ import signal
 from datetime import date, timedelta
 from decimal import Decimal
 
+from obligation_engine.samples import contract, obligations, terms_v
+
 from contract_schema import (
     Alert,
     ContractTerminated,
@@ -31,8 +33,6 @@ from contract_schema import (
 )
 from contract_schema.topics import ERP_PERFORMANCE
 from mesh_testing import unique_name
-
-from obligation_engine.samples import contract, obligations, terms_v
 
 from .conftest import Stack
 
@@ -56,3 +56,173 @@ def test_contract_schedules_one_off_recurring_milestone_and_sla_instances(stack:
     card = stack.wait(lambda: [e for e in stack.events(cid, Scorecard) if e.scope == ScorecardScope.CONTRACT],
                       "contract scorecard")[-1]
     assert card.scorecard_id == f"acme/{cid}" and card.overdue == 0
+
+
+def test_amendment_moves_changed_dates_and_cancels_removed_obligations(stack: Stack) -> None:
+    cid = unique_name("c-amend")
+    start = stack.now.date()
+    stack.send(_contract(stack, cid))
+    stack.wait(lambda: {"go-live", "insurance-cert"} <= _scheduled_ids(stack, cid), "first schedule")
+    amended = tuple(o.model_copy(update={"due_date": start + timedelta(days=60)}) if o.obligation_id == "go-live"
+                    else o for o in obligations(start) if o.obligation_id != "insurance-cert")
+    v2 = terms_v(2, start, amended)
+    stack.send(contract(cid, start, now=stack.now, versions=(terms_v(1, start, obligations(start)), v2)))
+    moved = stack.wait(lambda: [e for e in stack.events(cid, ObligationScheduled)
+                                if e.instance_id == "go-live" and e.due_at.date() == start + timedelta(days=61)],
+                       "go-live moved")
+    assert len(moved) == 1
+    cancelled = stack.wait(lambda: stack.events(cid, ObligationCancelled), "insurance-cert cancelled")
+    assert [e.instance_id for e in cancelled] == ["insurance-cert"]
+
+
+def test_termination_cancels_future_obligations(stack: Stack) -> None:
+    cid = unique_name("c-term")
+    stack.send(_contract(stack, cid))
+    stack.wait(lambda: "go-live" in _scheduled_ids(stack, cid), "scheduled")
+    snap = _contract(stack, cid)
+    stack.send(ContractTerminated(contract_id=cid, tenant_id="t1", version=1, occurred_at=stack.now,
+                                  terminated_on=stack.now.date() + timedelta(days=15)))
+    cancelled = stack.wait(lambda: {e.instance_id for e in stack.events(cid, ObligationCancelled)} >= {"go-live"},
+                           "future cancelled")
+    assert cancelled
+    ids = {e.instance_id for e in stack.events(cid, ObligationCancelled)}
+    assert "monthly-report#1" not in ids and "monthly-report#2" in ids
+    assert snap.contract_id == cid
+
+
+def test_erp_milestone_completion_completes_and_is_never_sent_back(stack: Stack) -> None:
+    cid = unique_name("c-erp")
+    stack.send(_contract(stack, cid))
+    stack.wait(lambda: "go-live" in _scheduled_ids(stack, cid), "scheduled")
+    stack.send(MilestoneCompleted(contract_id=cid, obligation_id="go-live", source_system="sap", origin=Origin.ERP,
+                                  occurred_at=stack.now, completed_at=stack.now, evidence_ref="GR-42"))
+    done = stack.wait(lambda: stack.events(cid, ObligationCompleted), "completed")
+    assert done[0].origin == Origin.ERP and done[0].on_time and done[0].evidence_ref == "GR-42"
+    assert done[0].amount == Decimal("25000.00")
+    green = stack.wait(lambda: [a for a in stack.events(cid, Alert) if a.alert_type == "obligation.completed"], "green")
+    assert green[0].tier == Tier.GREEN
+    # A later record of the same contract is processed after the first one: when it is done, so is that.
+    stack.send(DeliverableAccepted(contract_id=cid, obligation_id="monthly-report", source_system="pm",
+                                   occurred_at=stack.now, accepted_at=stack.now))
+    stack.wait(lambda: len(stack.events(cid, ObligationCompleted)) == 2, "sentinel completed")
+    assert stack.events(cid, ReleaseMilestoneBilling) == []
+    assert [c for c in stack.erp.calls if cid in c["path"]] == []
+
+
+def test_contract_side_completion_calls_erp_and_publishes_the_command(stack: Stack) -> None:
+    cid = unique_name("c-ctr")
+    stack.send(_contract(stack, cid))
+    stack.wait(lambda: "go-live" in _scheduled_ids(stack, cid), "scheduled")
+    stack.send(MilestoneCompleted(contract_id=cid, obligation_id="go-live", source_system="contract-registry",
+                                  origin=Origin.CONTRACT, occurred_at=stack.now, completed_at=stack.now))
+    calls = stack.wait(lambda: [c for c in stack.erp.calls if c["path"] == f"/milestones/{cid}/go-live/release"],
+                       "ERP endpoint called")
+    assert calls[0]["body"]["amount"] == "25000.00" and calls[0]["body"]["currency"] == "EUR"
+    assert calls[0]["idempotency_key"]
+    commands = stack.wait(lambda: stack.events(cid, ReleaseMilestoneBilling), "command on the topic")
+    assert commands[0].origin == Origin.CONTRACT and commands[0].erp_vendor_id == "V-100"
+    done = stack.wait(lambda: stack.events(cid, ObligationCompleted), "completed")
+    assert [d.origin for d in done] == [Origin.CONTRACT]
+    assert stack.erp.unauthorised == 0
+
+
+def test_both_directions_at_once_complete_once_and_do_not_loop(stack: Stack) -> None:
+    cid = unique_name("c-both")
+    stack.send(_contract(stack, cid))
+    stack.wait(lambda: "go-live" in _scheduled_ids(stack, cid), "scheduled")
+    for origin, system in ((Origin.CONTRACT, "contract-registry"), (Origin.ERP, "sap")):
+        stack.send(MilestoneCompleted(contract_id=cid, obligation_id="go-live", source_system=system, origin=origin,
+                                      occurred_at=stack.now, completed_at=stack.now))
+    # ERP echoing our command back as a completion, and a redelivery, must change nothing either.
+    stack.send(MilestoneCompleted(contract_id=cid, obligation_id="go-live", source_system="sap",
+                                  origin=Origin.CONTRACT, occurred_at=stack.now, completed_at=stack.now))
+    stack.send(DeliverableAccepted(contract_id=cid, obligation_id="monthly-report", source_system="pm",
+                                   occurred_at=stack.now, accepted_at=stack.now))
+    stack.wait(lambda: any(e.obligation_id == "monthly-report" for e in stack.events(cid, ObligationCompleted)),
+               "sentinel")
+    go_live = [e for e in stack.events(cid, ObligationCompleted) if e.obligation_id == "go-live"]
+    assert len(go_live) == 1 and go_live[0].origin == Origin.CONTRACT
+    assert len(stack.events(cid, ReleaseMilestoneBilling)) == 1
+    assert len([c for c in stack.erp.calls if cid in c["path"]]) == 1
+
+
+def test_sla_breach_earns_the_credit_and_updates_scorecards(stack: Stack) -> None:
+    cid, cp = unique_name("c-sla"), unique_name("cp")
+    stack.send(_contract(stack, cid, counterparty=cp))
+    month = stack.now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    stack.wait(lambda: f"availability@{month.date().isoformat()}" in _scheduled_ids(stack, cid), "sla window")
+    nxt = (month + timedelta(days=32)).replace(day=1)
+    stack.send(SlaMeasurement(contract_id=cid, obligation_id="availability", source_system="monitoring",
+                              occurred_at=stack.now, metric="availability", window_start=month, window_end=nxt,
+                              value=Decimal("99.65")))
+    breach = stack.wait(lambda: stack.events(cid, SlaBreached), "breach")[0]
+    assert breach.service_credit == Decimal("1500.00") and breach.currency == "EUR"  # 3 steps x 5% of 10,000
+    measured = stack.events(cid, SlaMeasured)
+    assert len(measured) == 1 and measured[0].met is False
+    red = stack.wait(lambda: [a for a in stack.events(cid, Alert) if a.alert_type == "obligation.sla-breached"], "red")
+    assert red[0].tier == Tier.RED and red[0].amount_at_stake == Decimal("1500.00")
+    card = stack.wait(lambda: [s.event for s in stack.records(f"{cp}/{cid}") if isinstance(s.event, Scorecard)
+                               and s.event.sla_measurements == 1], "contract scorecard")[-1]
+    assert (card.sla_met, card.credits_earned, card.currency) == (0, Decimal("1500.00"), "EUR")
+    total = stack.wait(lambda: [s.event for s in stack.records(cp) if isinstance(s.event, Scorecard)
+                                and s.event.scope == ScorecardScope.COUNTERPARTY and s.event.sla_measurements == 1],
+                       "counterparty scorecard")[-1]
+    assert total.credits_earned == Decimal("1500.00") and total.sla_attainment == Decimal(0)
+
+
+def test_unknown_contract_is_parked_then_applied_when_the_contract_arrives(stack: Stack) -> None:
+    cid = unique_name("c-late")
+    stack.send(MilestoneCompleted(contract_id=cid, obligation_id="go-live", source_system="sap", origin=Origin.ERP,
+                                  occurred_at=stack.now, completed_at=stack.now))
+    stack.send(_contract(stack, cid))
+    done = stack.wait(lambda: stack.events(cid, ObligationCompleted), "completed once the contract came")
+    assert done[0].instance_id == "go-live"
+
+
+def test_bad_records_go_to_the_dlq_and_the_worker_keeps_going(stack: Stack) -> None:
+    cid = unique_name("c-bad")
+    stack.send_raw("clm.contract.state.v1", cid.encode(), b"{not json", [("ce_specversion", b"1.0"),
+                   ("ce_id", b"x1"), ("ce_source", b"/t"), ("ce_type", b"contractmesh.ContractSnapshot")])
+    dead = stack.wait(lambda: [s for s in stack.records(cid) if s.topic.endswith("clm.contract.state.v1.dlq")],
+                      "dead letter")
+    assert "not JSON" in dead[0].headers["dlq_reason"]
+    stack.send(_contract(stack, cid))
+    stack.wait(lambda: "go-live" in _scheduled_ids(stack, cid), "still scheduling")
+
+
+def test_due_soon_and_overdue_fire_once_across_restart_and_catch_up(stack: Stack) -> None:
+    cid, ghost = unique_name("c-time"), unique_name("c-ghost")
+    stack.send(_contract(stack, cid))
+    stack.send(MilestoneCompleted(contract_id=ghost, obligation_id="x", source_system="sap", origin=Origin.ERP,
+                                  occurred_at=stack.now, completed_at=stack.now))
+    sched = stack.wait(lambda: [e for e in stack.events(cid, ObligationScheduled) if e.instance_id == "insurance-cert"],
+                       "scheduled")
+    due = sched[0].due_at
+    stack.advance(due - timedelta(days=14) + timedelta(minutes=1))  # compliance lead time: 14 days
+    stack.wait(lambda: [e for e in stack.events(cid, ObligationDueSoon) if e.instance_id == "insurance-cert"],
+               "due soon")
+    yellow = stack.wait(lambda: [a for a in stack.events(cid, Alert) if a.alert_type == "obligation.due-soon"
+                                 and "insurance-cert" in a.alert_id], "yellow alert")[0]
+    assert yellow.tier == Tier.YELLOW and yellow.deadline == due and yellow.backup_owner is not None
+    stack.restart(signal.SIGTERM)
+    stack.advance(due + timedelta(hours=1))  # passes while the worker is starting up: caught up on recovery
+    overdue = stack.wait(lambda: [e for e in stack.events(cid, ObligationOverdue)
+                                  if e.instance_id == "insurance-cert"], "overdue after restart", timeout=60)
+    red = stack.wait(lambda: [a for a in stack.events(cid, Alert) if a.alert_type == "obligation.overdue"
+                              and "insurance-cert" in a.alert_id], "red alert")
+    assert red[0].tier == Tier.RED
+    # the parked record of an unknown contract survived the restart and is dead-lettered when its time is up
+    stack.advance_by(timedelta(hours=2))
+    dead = stack.wait(lambda: [s for s in stack.records(ghost) if s.topic.endswith(ERP_PERFORMANCE.name + ".dlq")],
+                      "parked record dead-lettered")
+    assert "unknown contract" in dead[0].headers["dlq_reason"]
+    # once each: a second restart fires nothing again
+    stack.restart(signal.SIGKILL)
+    stack.advance_by(timedelta(minutes=5))
+    probe = unique_name("c-probe")
+    stack.send(_contract(stack, probe))
+    stack.wait(lambda: _scheduled_ids(stack, probe), "worker back", timeout=60)
+    due_soon = [e for e in stack.events(cid, ObligationDueSoon) if e.instance_id == "insurance-cert"]
+    assert len(due_soon) == 1 and len(overdue) == 1
+    assert len([e for e in stack.events(cid, ObligationOverdue) if e.instance_id == "insurance-cert"]) == 1
+    assert stack.now.date() > date(2030, 1, 1)
