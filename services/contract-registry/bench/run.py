@@ -31,6 +31,7 @@ from contract_registry.examples import draft
 from contract_registry.service import Caller, Registry
 from sqlalchemy import create_engine, text
 
+from contract_schema.codec import header_map
 from contract_schema.topics import CATALOG
 from mesh_common.auth import AuthSettings, issue_token
 from mesh_common.settings import KafkaSettings
@@ -135,7 +136,7 @@ def run_variant(name: str, db_url: str, bootstrap: str, n: int, concurrency: int
                 if msg.error():
                     print("reader:", msg.error())
                     continue
-                ce_time = dict(msg.headers() or [])["ce_time"].decode()
+                ce_time = header_map(msg.headers())["ce_time"]
                 lags.append(time.time() - datetime.fromisoformat(ce_time).timestamp())
             consumer.close()
 

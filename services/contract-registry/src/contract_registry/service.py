@@ -232,7 +232,7 @@ class Registry:
             snap = old
         return snap, decision
 
-    def list(self, tenant: str, *, status: str | None = None, counterparty: str | None = None,
+    def list_contracts(self, tenant: str, *, status: str | None = None, counterparty: str | None = None,
              owner: str | None = None, ending_before: date | None = None, tag: str | None = None,
              limit: int = 50, cursor: str | None = None) -> ContractPage:
         query = select(ContractRow).where(ContractRow.tenant_id == tenant)
@@ -344,4 +344,5 @@ def _obligation_status(event: ObligationEvent) -> tuple[str, dict[str, Any]]:
 
 
 def snapshot_json(snapshot: ContractSnapshot) -> dict[str, Any]:
-    return json.loads(snapshot.model_dump_json())
+    body: dict[str, Any] = json.loads(snapshot.model_dump_json())
+    return body

@@ -16,6 +16,7 @@ from contract_registry.entrypoints.app import AppConfig, create_app
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from contract_schema.codec import header_map
 from contract_schema.topics import CATALOG
 from mesh_common.auth import AuthSettings, issue_token
 from mesh_common.settings import KafkaSettings
@@ -119,8 +120,9 @@ def client(env: Env) -> Iterator[TestClient]:
 
 
 def ce(msg: Message, name: str = "ce_id") -> str:
-    return dict((k, v.decode()) for k, v in (msg.headers() or []))[name]
+    return header_map(msg.headers())[name]
 
 
 def body(msg: Message) -> dict[str, Any]:
-    return json.loads(msg.value() or b"{}")
+    value: dict[str, Any] = json.loads(msg.value() or b"{}")
+    return value

@@ -22,7 +22,8 @@ R = token(scopes=("contracts:read",))
 def create(client: TestClient, headers: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     resp = client.post("/v1/contracts", json=draft(**overrides), headers=headers or W)
     assert resp.status_code == 201, resp.text
-    return resp.json()
+    created: dict[str, Any] = resp.json()
+    return created
 
 
 def outbox_ids(env: Env) -> list[str]:
@@ -135,7 +136,7 @@ def test_auth_401_403_and_tenant_isolation_404(client: TestClient) -> None:
 
 
 def _rate_card(**changes: Any) -> list[dict[str, Any]]:
-    card = terms()["rate_card"]
+    card: list[dict[str, Any]] = terms()["rate_card"]
     for path, value in changes.items():
         line, attr = path.split("__", 1)
         if "__" in attr:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from confluent_kafka import Producer
 from contract_registry.examples import draft
@@ -50,11 +51,11 @@ def test_obligation_events_and_renewal_decisions_show_on_get_once_per_ce_id(clie
     produce_event(producer, decision, source="/crm", event_id="ev-5", topic=env.settings.renewal_decision_topic)
     producer.flush(10)
 
-    def seen() -> dict[str, object] | None:
-        body = client.get(f"/v1/contracts/{cid}", headers=W).json()
+    def seen() -> dict[str, Any]:
+        body: dict[str, Any] = client.get(f"/v1/contracts/{cid}", headers=W).json()
         states = {s["obligation_id"]: s for s in body["obligation_states"]}
         ready = states.get("M1", {}).get("status") == "completed" and "R1" in states and body["renewal_decision"]
-        return body if ready else None
+        return body if ready else {}
 
     body = wait_for(seen, timeout=30, interval=0.1, message="obligation states and renewal decision")
     states = {s["obligation_id"]: s for s in body["obligation_states"]}

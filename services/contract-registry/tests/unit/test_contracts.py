@@ -11,12 +11,12 @@ from contract_registry.domain.validation import BusinessRuleError
 from contract_registry.examples import draft, terms
 
 from contract_schema.base import Origin
-from contract_schema.contract import ContractAmended, ContractStatus, ContractTerminated
+from contract_schema.contract import ContractAmended, ContractSnapshot, ContractStatus, ContractTerminated
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
-def _active() -> contracts.ContractSnapshot:
+def _active() -> ContractSnapshot:
     created = contracts.create(ContractDraft.model_validate(draft()), contract_id="c1", tenant_id="t1", now=NOW)
     return contracts.activate(created.snapshot, now=NOW).snapshot
 

@@ -129,7 +129,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             claimed = [r.seq for r in rows]
-            blockers = dict(conn.execute(_BLOCKERS, {"aggregates": list({r.aggregate_id for r in rows}),
+            blockers: dict[str, int] = dict(conn.execute(_BLOCKERS, {"aggregates": list({r.aggregate_id for r in rows}),
                                                      "claimed": claimed}).all())
             ready = [r for r in rows if r.aggregate_id not in blockers or r.seq < blockers[r.aggregate_id]]
             delivery = self._produce(ready)

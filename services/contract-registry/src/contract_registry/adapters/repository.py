@@ -30,16 +30,16 @@ def load(session: Session, tenant_id: str, contract_id: str, *, for_update: bool
                                .order_by(ContractVersionRow.version)).all()
     states = session.scalars(select(ObligationStateRow).where(ObligationStateRow.contract_id == contract_id)
                              .order_by(ObligationStateRow.obligation_id)).all()
-    return ContractSnapshot(
-        contract_id=row.id, tenant_id=row.tenant_id, title=row.title, counterparty=row.counterparty,
-        direction=row.direction, contract_type=row.contract_type, business_unit=row.business_unit,
-        owner=row.owner, backup_owner=row.backup_owner, timezone=row.timezone, tags=tuple(row.tags),
-        status=row.status, terminated_on=row.terminated_on,
-        versions=tuple(ContractTerms.model_validate(v.terms) for v in versions),
-        obligation_states=tuple(ObligationState(obligation_id=s.obligation_id, status=s.status,
-                                                completed_at=s.completed_at, source_system=s.source_system)
-                                for s in states),
-        updated_at=row.updated_at)
+    return ContractSnapshot.model_validate({
+        "contract_id": row.id, "tenant_id": row.tenant_id, "title": row.title, "counterparty": row.counterparty,
+        "direction": row.direction, "contract_type": row.contract_type, "business_unit": row.business_unit,
+        "owner": row.owner, "backup_owner": row.backup_owner, "timezone": row.timezone, "tags": tuple(row.tags),
+        "status": row.status, "terminated_on": row.terminated_on,
+        "versions": tuple(ContractTerms.model_validate(v.terms) for v in versions),
+        "obligation_states": tuple(ObligationState(obligation_id=s.obligation_id, status=s.status,
+                                                   completed_at=s.completed_at, source_system=s.source_system)
+                                   for s in states),
+        "updated_at": row.updated_at})
 
 
 def renewal_decision(session: Session, contract_id: str) -> dict[str, Any] | None:

@@ -171,7 +171,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
                        owner: str | None = None, ending_before: date | None = None, tag: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None) -> JSONResponse:
         try:
-            page = registry.list(principal.tenant, status=status.value if status else None,
+            page = registry.list_contracts(principal.tenant, status=status.value if status else None,
                                  counterparty=counterparty, owner=owner, ending_before=ending_before, tag=tag,
                                  limit=limit, cursor=cursor)
         except ValueError as exc:
