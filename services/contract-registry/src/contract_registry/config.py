@@ -21,6 +21,11 @@ class RegistrySettings(BaseSettings):
     relay_batch_size: int = 500
     relay_fallback_poll_seconds: float = 5.0  # LISTEN/NOTIFY wakes the relay; this only catches lost notifies
     source: str = "/contract-registry"  # CloudEvents ce_source
+    # Housekeeping by the relay: published outbox rows are kept a while for inspection; inbound
+    # dedup ids longer than the inbound topics' retention (30 days), so a replay is still a no-op.
+    outbox_retention_hours: float = 72.0
+    processed_events_retention_days: float = 35.0
+    purge_interval_seconds: float = 600.0
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -254,3 +255,13 @@ def test_ops_endpoints_and_openapi(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.1")
     assert "/v1/contracts/{contract_id}/amendments" in spec["paths"]
+
+
+def test_concurrent_retries_with_one_idempotency_key_create_one_contract(client: TestClient, env: Env) -> None:
+    headers = {**W, "Idempotency-Key": "burst-1"}
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: client.post("/v1/contracts", json=draft(), headers=headers), range(6)))
+    assert [r.status_code for r in responses] == [201] * 6
+    assert len({r.json()["contract_id"] for r in responses}) == 1
+    assert len(client.get("/v1/contracts", headers=R).json()["items"]) == 1
+    assert len(outbox_ids(env)) == 1

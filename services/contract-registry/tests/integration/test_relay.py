@@ -17,7 +17,7 @@ from contract_registry.adapters.relay import OutboxRelay
 from contract_registry.entrypoints.app import create_app
 from contract_registry.examples import draft, terms
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from mesh_testing import wait_for
 
@@ -156,3 +156,26 @@ def test_the_relay_wakes_on_commit_not_on_its_fallback_poll(db_url: str, schema:
             # Well under the 600 s poll: only NOTIFY can have woken the relay.
         messages = env.read(env.settings.state_topic, 3, timeout=10)
         assert len(messages) == 3
+
+
+def test_purge_deletes_only_published_rows_past_retention(api: TestClient, quiet: Env) -> None:
+    commit_changes(api, contracts=2, amendments=0)  # 2 * (1 + 2) = 6 rows, unpublished
+    relay = OutboxRelay(quiet.db_url, quiet.settings, quiet.config.kafka, name="purge")
+    try:
+        assert relay.publish_batch() == 6
+        commit_changes(api, contracts=1, amendments=0)  # 3 more, unpublished
+        engine = make_engine(quiet.db_url, quiet.schema, 1)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE outbox SET published_at = now() - interval '4 days' "
+                              "WHERE published_at IS NOT NULL"))
+            conn.execute(text("INSERT INTO processed_events VALUES ('old', 't', now() - interval '40 days'), "
+                              "('new', 't', now())"))
+        assert relay.purge() == (6, 1)
+        rows, pending = outbox(quiet)
+        assert len(rows) == pending == 3  # unpublished rows are never purged
+        with engine.connect() as conn:
+            assert conn.scalars(text("SELECT event_id FROM processed_events")).all() == ["new"]
+        engine.dispose()
+    finally:
+        relay.stop()
+        relay.engine.dispose()

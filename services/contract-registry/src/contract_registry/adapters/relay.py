@@ -52,6 +52,8 @@ _BLOCKERS = text("""
     GROUP BY aggregate_id
 """)
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+_PURGE_OUTBOX = text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :seconds)")
+_PURGE_PROCESSED = text("DELETE FROM processed_events WHERE processed_at < now() - make_interval(secs => :seconds)")
 
 
 @dataclass
@@ -71,6 +73,7 @@ class OutboxRelay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self._next_purge = time.monotonic() + settings.purge_interval_seconds
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -99,6 +102,8 @@ class OutboxRelay:
                     while not self._stop.is_set():
                         while self.publish_batch() >= self.settings.relay_batch_size:
                             pass  # a full batch: there may be more right away
+                        if time.monotonic() >= self._next_purge:
+                            self.purge()
                         self._wait(listener)
                 self.last_error = None
             except Exception as exc:  # database or broker trouble: back off and start over, never die
@@ -145,6 +150,15 @@ class OutboxRelay:
             raise RuntimeError(f"{len(delivery.failed)} outbox records not delivered, e.g. "
                                f"{next(iter(delivery.failed.values()))}")
         return len(rows)
+
+    def purge(self) -> tuple[int, int]:
+        """Delete published outbox rows and inbound dedup ids past their retention. Returns the counts."""
+        self._next_purge = time.monotonic() + self.settings.purge_interval_seconds
+        with self.engine.begin() as conn:
+            outbox = conn.execute(_PURGE_OUTBOX, {"seconds": self.settings.outbox_retention_hours * 3600}).rowcount
+            processed = conn.execute(_PURGE_PROCESSED,
+                                     {"seconds": self.settings.processed_events_retention_days * 86400}).rowcount
+        return outbox, processed
 
     def _produce(self, rows: list[Any]) -> _Delivery:
         delivery = _Delivery(set(), {})
