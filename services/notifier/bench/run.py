@@ -110,7 +110,7 @@ def bench(bootstrap: str, db_url: str, n: int) -> None:
     alerts = make_alerts(n)
     for a in alerts:
         r = encode(a, source="bench", event_id=a.alert_id)
-        producer.produce(alerts_topic, key=r.key, value=r.value, headers=r.headers)
+        producer.produce(alerts_topic, key=r.key, value=r.value, headers=r.headers)  # type: ignore[arg-type]
     producer.flush(60)
     print(f"{n} alerts on {alerts_topic} ({n - int(n * 0.8)} repeats for dedup)")
 
@@ -169,4 +169,4 @@ def bench(bootstrap: str, db_url: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

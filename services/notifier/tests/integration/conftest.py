@@ -61,8 +61,9 @@ class SmtpSink:
             if self.reject_held:  # the client died before the end of DATA was confirmed: not accepted
                 return "451 4.3.0 client went away, message not accepted"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
         with self.lock:
-            self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+            self.messages.append((list(envelope.rcpt_tos), msg))
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -280,13 +281,14 @@ class Mesh:
         self.produce_raw(record.key, record.value, record.headers)
 
     def produce_raw(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        self.producer.produce(self.alerts_topic, key=key, value=value, headers=headers)
+        self.producer.produce(self.alerts_topic, key=key, value=value, headers=headers)  # type: ignore[arg-type]
         self.producer.flush(10)
 
     def set_clock(self, when: datetime) -> None:
         self.now = when
         record = encode(ClockAdvanced(now=when), source="test")
-        self.producer.produce(self.clock_topic, key=record.key, value=record.value, headers=record.headers)
+        self.producer.produce(self.clock_topic, key=record.key, value=record.value,
+                              headers=record.headers)  # type: ignore[arg-type]
         self.producer.flush(10)
 
     def advance(self, delta: timedelta) -> None:
@@ -297,7 +299,7 @@ class Mesh:
 
         with psycopg.connect(self.database_url.replace("postgresql+psycopg://", "postgresql://"),
                              options=f"-c search_path={self.prefix}") as conn:
-            return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+            return conn.execute(query.encode(), params).fetchall()
 
     def reader(self, topic: str | None = None) -> TopicReader:
         return TopicReader(self.bootstrap, topic or self.notifications_topic)

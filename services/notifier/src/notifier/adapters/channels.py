@@ -87,7 +87,8 @@ class EmailChannel:
         msg = MIMEMultipart("alternative")
         msg["From"] = formataddr(("Contract mesh", self.settings.sender))
         msg["To"] = recipient
-        msg["Subject"] = Header(message.subject, "utf-8") if not message.subject.isascii() else message.subject
+        subject = message.subject if message.subject.isascii() else Header(message.subject, "utf-8").encode()
+        msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = message.message_id
         if message.in_reply_to:
