@@ -25,6 +25,7 @@ from confluent_kafka import Producer
 from prometheus_client import Counter
 
 from contract_schema.alert import Alert, NotificationKind, NotificationRecorded, Tier
+from contract_schema.codec import encode
 from mesh_common.clock import Clock
 from mesh_common.delivery import DeliveryError
 from mesh_common.kafka import produce_dead_letter, produce_event
@@ -174,12 +175,17 @@ class Notifier:
             in_reply_to = message_id(f"{thread_root}|{name}|{to}|0") if thread_root else None
             body = Outgoing(subject=n.subject, text=render.email_text(n), html=render.email_html(n),
                             payload=payload, message_id="", in_reply_to=in_reply_to)
-            ok = self.deliver(alert.alert_id, alert.contract_id, channel, to, step, body, alert=alert) and ok
+            ok = self.deliver(alert.alert_id, alert.contract_id, channel, to, step, body, alert=alert,
+                              retry_failed=step == "0" or step == "0-fallback") and ok
         return ok
 
     def deliver(self, alert_id: str, contract_id: str | None, channel: Channel, recipient: str, step: str,
-                body: Outgoing, alert: Alert | None = None) -> bool:
-        """Send one message at most once per (alert, channel, recipient, step); True when it is sent."""
+                body: Outgoing, alert: Alert | None = None, retry_failed: bool = False) -> bool:
+        """Send one message at most once per (alert, channel, recipient, step); True when it is sent.
+
+        A delivery that failed for good is tried again only when its alert comes in again (a replay
+        from the DLQ after the channel is fixed), never by ticks, so a dead endpoint is not hammered.
+        """
         key = f"{alert_id}|{channel.name}|{recipient}|{step}"
         mid = message_id(key)
         entry = self.store.ledger_begin(key, alert_id=alert_id, channel=channel.name, recipient=recipient,
@@ -189,7 +195,9 @@ class Notifier:
                 self._record_delivery(key, alert_id, contract_id, channel.name, recipient, step)
             return True
         if entry.status == "failed":
-            return False
+            if not (retry_failed and alert is not None):
+                return False
+            self.store.ledger_finish(key, "sending", "retrying a failed delivery")
         if entry.attempts > 1:
             log.warning("resuming delivery %s interrupted before it was confirmed; same Message-ID %s", key, mid)
         outgoing = Outgoing(subject=body.subject, text=body.text, html=body.html, payload=body.payload,
@@ -233,10 +241,12 @@ class Notifier:
             pending.clear()
 
     def _dead_letter(self, alert: Alert | None, alert_id: str, reason: str) -> None:
-        value = alert.model_dump_json().encode() if alert else alert_id.encode()
-        produce_dead_letter(self.producer, topic=self.alerts_topic, partition=-1, offset=-1,
-                            key=(alert.contract_id if alert else alert_id).encode(), value=value,
-                            headers=[("ce_id", alert_id.encode())], error=reason, service=SERVICE)
+        """The alert as a CloudEvent on the alerts DLQ, so the DLQ tool can replay it once the channel works."""
+        if alert is None:
+            return  # a digest: it stays pending and goes out with the next period
+        record = encode(alert, source=SERVICE, event_id=alert.alert_id)
+        produce_dead_letter(self.producer, topic=self.alerts_topic, partition=-1, offset=-1, key=record.key,
+                            value=record.value, headers=list(record.headers), error=reason, service=SERVICE)
 
     def record(self, alert_id: str, contract_id: str | None, kind: NotificationKind, channel: str | None,
                recipient: str | None, detail: str, *, key: str) -> None:

@@ -19,6 +19,8 @@ from contract_schema.base import Link, Person
 from contract_schema.codec import encode
 from mesh_common.auth import AuthSettings, issue_token
 from mesh_common.dlq import read_dead_letter
+from mesh_common.dlq_tool import replay
+from mesh_common.settings import KafkaSettings
 from mesh_common.signing import verify
 from mesh_testing import unique_name, wait_for
 
@@ -265,6 +267,12 @@ def test_permanent_channel_failure_goes_to_the_dlq_and_falls_back_for_red(mesh: 
                          what="failures recorded")
     assert {n.channel for n in failed} == {"slack", "teams"}
     assert len(mesh.smtp.to(OWNER)) == 1  # e-mail itself worked
+    # Slack is fixed; replaying the dead letters delivers there, and nothing else twice.
+    mesh.http.status["/slack"] = 200
+    assert replay(KafkaSettings(bootstrap_servers=mesh.bootstrap), mesh.alerts_topic, idle_timeout=2) == 2
+    wait_for(lambda: mesh.http.to("/slack"), timeout=30, message="slack delivery after the replay")
+    assert len(mesh.http.to("/webhook")) == 1
+    assert len(mesh.smtp.to(OWNER)) == 1
     dlq.close()
     reader.close()
 
