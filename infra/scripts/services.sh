@@ -177,7 +177,7 @@ start_one() {
     return 1
   fi
   cmd="$(command_of "$name")"
-  mkdir -p "$PID_DIR" "$LOG_DIR"
+  mkdir -p "$PID_DIR" "$LOG_DIR" "$RUN_DIR/data/$name"
   echo "=== $(date -u +%FT%TZ) start: $cmd" >>"$LOG_DIR/$name.log"
   # setsid: its own process group (stop kills the whole group) that outlives this shell.
   # shellcheck disable=SC2046
@@ -210,6 +210,15 @@ start() {
   STARTED=()
   for name in $(selected "$@"); do start_one "$name" || failed=1; done
   for name in "${STARTED[@]}"; do wait_healthy "$name" || failed=1; done
+  # A process can answer /healthz and die a moment later (a worker failing after the HTTP thread is up).
+  for name in "${STARTED[@]}"; do
+    if [[ -f "$PID_DIR/$name.pid" ]] && ! running_pid "$name" >/dev/null; then
+      log "$name died right after start; last lines of $LOG_DIR/$name.log:"
+      tail -n 15 "$LOG_DIR/$name.log" | sed 's/^/    /' >&2
+      rm -f "$PID_DIR/$name.pid"
+      failed=1
+    fi
+  done
   return "$failed"
 }
 

@@ -188,7 +188,8 @@ def describe(event: Event) -> str:
         return f"Alert {d['tier']} {d['alert_type']}: {d['title']}"
     if "kind" in d and "alert_id" in d:
         return f"{name} {d['kind']} via {d.get('channel')} to {d.get('recipient')}"
-    bits = [str(d[k]) for k in ("contract_id", "obligation_id", "status", "decision", "stage") if d.get(k)]
+    bits = [str(d[k]) for k in ("invoice_number", "contract_id", "contract_ref", "obligation_id", "status",
+                                "decision", "stage") if d.get(k)]
     return f"{name} {' '.join(bits)}"
 
 
@@ -215,6 +216,7 @@ class Demo:
     now: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     watcher: TopicWatcher | None = None
     healthy: set[str] = field(default_factory=set)
+    answered: set[str] = field(default_factory=set)
     invoices: dict[str, str] = field(default_factory=dict)  # label -> invoice_id
     sla_backup_escalated: bool | None = None
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=20))
@@ -235,13 +237,24 @@ class Demo:
         except ServiceMissing as exc:
             observed, ok = str(exc), False
         except StepFailed as exc:
-            observed, ok = str(exc), False
+            observed, ok = str(exc) + self.crashed(), False
         except Exception as exc:  # a demo step must report, never crash the story
-            observed, ok = f"error: {type(exc).__name__}: {exc}", False
+            observed, ok = f"error: {type(exc).__name__}: {exc}" + self.crashed(), False
         self.outcomes.append(Outcome(name, expected, observed, ok))
         mark = _c("32", "OK") if ok else _c("31", "FAIL")
         note(f"{mark}: {observed}")
         return ok
+
+    def crashed(self) -> str:
+        """Name the processes that answered at the start but do not now: the likely cause of a failure."""
+        gone = []
+        for name in sorted(self.healthy & self.answered):
+            try:
+                self.http.get(url_of(name) + "/healthz", timeout=2).raise_for_status()
+            except httpx.HTTPError:
+                gone.append(name)
+        self.healthy -= set(gone)
+        return "".join(f" [{n} stopped answering: see .run/logs/{n}.log]" for n in gone)
 
     def need(self, *names: str) -> None:
         missing = [n for n in names if n not in self.healthy]
@@ -273,38 +286,41 @@ class Demo:
     # -- start-up --
 
     def bring_up(self) -> str:
-        def answering() -> set[str]:
-            up = set()
-            for name in SERVICES + SIMULATORS:
-                try:
-                    if self.http.get(url_of(name) + "/healthz", timeout=2).status_code == 200:
-                        up.add(name)
-                except httpx.HTTPError:
-                    pass
-            return up
+        script = str(repo_root() / "infra" / "scripts" / "services.sh")
 
-        up = answering()
-        kafka_ok = kafka_answers(self.bootstrap)
-        if not kafka_ok or up != set(SERVICES + SIMULATORS):
+        def states() -> tuple[int, dict[str, str]]:
+            """services.sh status: running / starting (alive, no /healthz) / stopped / absent, per process."""
+            result = subprocess.run(["bash", script, "status"], text=True, capture_output=True)
+            found = {}
+            for line in result.stdout.splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] in SERVICES + SIMULATORS:
+                    found[parts[0]] = parts[1]
+            return result.returncode, found
+
+        code, state = states()
+        if not kafka_answers(self.bootstrap) or code != 0:
             note("the mesh is not (fully) running: make up")
             result = subprocess.run(["make", "--no-print-directory", "up"], cwd=repo_root(), text=True,
                                     capture_output=True)
             for line in (result.stdout + result.stderr).splitlines():
                 note("  | " + line)
-            up = answering()
-        self.healthy = up
-        absent = [n for n in SERVICES + SIMULATORS if n not in up]
+            code, state = states()
         if not kafka_answers(self.bootstrap):
             raise StepFailed(f"Kafka at {self.bootstrap} does not answer")
-        # Ready (caught up with their topics) before the story starts; a missing one is reported per step.
-        for name in sorted(up):
-            try:
+        # A process that is alive but has no /healthz still takes part; it is reported below.
+        self.healthy = {n for n, s in state.items() if s in ("running", "starting")}
+        self.answered = {n for n, s in state.items() if s == "running"}
+        for name in sorted(n for n, s in state.items() if s == "running"):
+            try:  # ready = caught up with its topics, before the story starts
                 poll(lambda n=name: self.http.get(url_of(n) + "/readyz", timeout=3).status_code == 200,
                      min(self.timeout, 60), f"{name} /readyz")
             except StepFailed as exc:
                 note(f"{name} not ready: {exc}")
-        if absent:
-            raise StepFailed(f"{len(up)}/8 running; not running: {', '.join(absent)}")
+        problems = [f"{n} {state.get(n, 'unknown')}" for n in SERVICES + SIMULATORS if state.get(n) != "running"]
+        if problems:
+            raise StepFailed(f"{sum(s == 'running' for s in state.values())}/8 answer /healthz; "
+                             + ", ".join(p.replace("starting", "alive without /healthz") for p in problems))
         return "5 services and 3 simulators answer /healthz"
 
     def start_clock(self) -> str:
@@ -544,9 +560,13 @@ class Demo:
         self.need("renewal-sync", "crm-simulator", "notifier", "smtp-catcher")
         self.need_contracts("auto-renew")
         c = self.contracts["auto-renew"]
-        red = poll(lambda: [m for m in self.mails(c, to=c.owner) if m["subject"].startswith("[RED]")],
-                   self.timeout, f"the red 30-day renewal e-mail to {c.owner}")
-        note(f"red alert to the owner: {red[0]['subject']}")
+        try:
+            red = poll(lambda: [m for m in self.mails(c, to=c.owner) if m["subject"].startswith("[RED]")],
+                       self.timeout, f"the red 30-day renewal e-mail to {c.owner}")
+            note(f"red alert to the owner: {red[0]['subject']}")
+        except StepFailed as exc:
+            red = []
+            note(f"no red renewal e-mail to stop: {exc}")
         resp = self.http.post(url_of("crm-simulator") + "/decisions",
                               json={"contract_id": c.contract_id, "decision": "renew", "tenant_id": TENANT,
                                     "decided_by": c.owner, "note": "Renew for 12 months at the current price"})
@@ -569,6 +589,9 @@ class Demo:
             except StepFailed:
                 control = "; control: no escalation seen for the SLA breach either"
         escalated = [m for m in self.mails(c, to=c.backup) if "[ESCALATED]" in m["subject"]]
+        if not red:
+            raise StepFailed(f"decision recorded (RenewalDecision on the topic), but no red renewal e-mail was "
+                             f"sent to {c.owner}, so there was no escalation to stop{control}")
         if escalated:
             raise StepFailed(f"escalated anyway: {escalated[0]['subject']}{control}")
         if not control.startswith("; control: the"):
