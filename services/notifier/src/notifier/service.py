@@ -89,11 +89,20 @@ class Notifier:
         decision = decide(self.rules, alert, at)
         escalation = (Escalation(alert.alert_id, at, decision.escalation)
                       if decision.escalation and decision.immediate else None)
-        outcome, thread, is_new = self.store.record_alert(alert, tier=decision.tier, rule=decision.rule, at=at,
-                                                           window=decision.dedup_window, escalation=escalation)
+        roles = decision.recipients
+        recipients = resolve(self.rules, alert, roles)
+        # One transaction (one commit to wait for) for everything the alert changes before delivery.
+        with self.store.tx():
+            outcome, thread, is_new = self.store.record_alert(alert, tier=decision.tier, rule=decision.rule, at=at,
+                                                               window=decision.dedup_window, escalation=escalation)
+            self._update_calendar(alert, at)
+            if outcome is not Outcome.SUPPRESSED and (
+                    decision.tier is Tier.GREEN or (decision.tier is Tier.YELLOW and decision.immediate)):
+                # Greens only live in digests; unacknowledged yellows roll into them too.
+                for r in recipients:
+                    self.store.add_digest_item(r.address, alert.alert_id, decision.tier, r.timezone, at)
         if is_new:
             ALERTS.labels(decision.tier.value, outcome.value).inc()
-        self._update_calendar(alert, at)
         if outcome is Outcome.SUPPRESSED:
             if is_new:
                 SUPPRESSED.labels(decision.tier.value).inc()
@@ -102,15 +111,9 @@ class Notifier:
                         f"threaded into it; suppressed so far: {thread.suppressed}",
                         key=f"{alert.alert_id}|suppressed")
             return outcome
-        roles = decision.recipients
-        recipients = resolve(self.rules, alert, roles)
         if decision.immediate:
             root = thread.root_alert_id if outcome is Outcome.THREADED else None
             self.deliver_all(alert, decision, recipients, step="0", now=at, thread_root=root)
-        if decision.tier is Tier.GREEN or (decision.tier is Tier.YELLOW and decision.immediate):
-            # Greens only live in digests; unacknowledged yellows roll into them too.
-            for r in recipients:
-                self.store.add_digest_item(r.address, alert.alert_id, decision.tier, r.timezone, at)
         return outcome
 
     def _update_calendar(self, alert: Alert, at: datetime) -> None:
