@@ -76,6 +76,7 @@ class CrmServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *_: Any) -> None:
                 pass
@@ -83,8 +84,9 @@ class CrmServer:
             def do_POST(self) -> None:  # noqa: N802
                 at = time.perf_counter()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                props = body["inputs"][0]["properties"]
-                server.arrivals.append((at, props["contract_id"], props["renewal_stage"]))
+                for item in body["inputs"]:
+                    props = item["properties"]
+                    server.arrivals.append((at, props["contract_id"], props["renewal_stage"]))
                 data = b'{"status":"COMPLETE","results":[]}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -148,7 +150,7 @@ def run(n: int, days: int, bootstrap: str, db_url: str) -> None:
     crm_server = CrmServer()
     cfg = RenewalSettings(topic_prefix=prefix, group_id=prefix + "renewal-sync",
                           db_schema="bench_" + prefix[6:-1].replace("-", "_"), crm="hubspot",
-                          crm_base_url=crm_server.url, hubspot_token="bench", crm_concurrency=32,
+                          crm_base_url=crm_server.url, hubspot_token="bench", crm_concurrency=8,
                           batch_size=2000)
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     clock = ManualClock(START)
@@ -164,7 +166,8 @@ def run(n: int, days: int, bootstrap: str, db_url: str) -> None:
 
     consumer = BatchEventConsumer(kafka, service="renewal-sync-bench", group_id=cfg.group_id,
                                   topics=[prefix + CONTRACT_STATE.name], handler=worker.handle,
-                                  after_batch=after_batch, batch_size=cfg.batch_size)
+                                  after_batch=after_batch, batch_size=cfg.batch_size,
+                                  poll_timeout=cfg.poll_timeout)
 
     # --- 1. start-up from the compacted topic -------------------------------------------------
     rss0 = rss_mb()

@@ -19,6 +19,7 @@ class RenewalSettings(BaseSettings):
     review_every_months: int = 12
     red_within_days: int = 30
     batch_size: int = 500
+    poll_timeout: float = 0.1  # seconds; also bounds how late a due stage is noticed
 
     crm: str = Field(default="none", pattern="^(none|salesforce|hubspot)$")
     crm_base_url: str = "http://127.0.0.1:8800"
@@ -30,6 +31,7 @@ class RenewalSettings(BaseSettings):
     hubspot_token: str = ""
     hubspot_id_property: str = "contract_id"
     hubspot_pipeline: str = "default"
+    hubspot_batch_size: int = 100  # deals per batch upsert call (API maximum 100)
 
     # Each delivery round makes `crm_attempts` calls with backoff and jitter (mesh_common.delivery);
     # after `crm_rounds` failed rounds the update goes to the DLQ with a red alert.

@@ -75,6 +75,8 @@ class FakeCrm:
         crm = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+
             def log_message(self, *_: Any) -> None:
                 pass
 
@@ -143,11 +145,13 @@ class FakeCrm:
                                                   body["CloseDate"], body))
                         return self._reply(201, {"id": f"006{path_id}", "success": True, "errors": [],
                                                  "created": True})
-                    props = body["inputs"][0]["properties"]
-                    crm.upserts.append(Upsert(props["contract_id"], props["renewal_stage"], props["dealstage"],
-                                              props["closedate"], body))
-                    return self._reply(200, {"status": "COMPLETE", "results": [
-                        {"id": "1", "properties": props, "new": True}]})
+                    results = []
+                    for item in body["inputs"]:
+                        props = item["properties"]
+                        crm.upserts.append(Upsert(props["contract_id"], props["renewal_stage"], props["dealstage"],
+                                                  props["closedate"], {"inputs": [item]}))
+                        results.append({"id": props["contract_id"], "properties": props, "new": True})
+                    return self._reply(200, {"status": "COMPLETE", "results": results})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -163,14 +167,19 @@ class FakeCrm:
             date.fromisoformat(body["CloseDate"])
             return None
         inputs = body.get("inputs")
-        if not isinstance(inputs, list) or len(inputs) != 1:
-            return "hubspot payload needs inputs: [one]"
-        item = inputs[0]
-        props = item.get("properties", {})
-        if item.get("idProperty") != "contract_id" or item.get("id") != props.get("contract_id"):
-            return f"hubspot upsert must use idProperty contract_id = id, got {item.get('idProperty')}"
-        missing = [f for f in ("dealname", "dealstage", "closedate", "amount", "pipeline") if f not in props]
-        return f"hubspot properties miss {missing}" if missing else None
+        if not isinstance(inputs, list) or not 1 <= len(inputs) <= 100:
+            return "hubspot batch upsert takes 1..100 inputs"
+        ids = [item.get("id") for item in inputs]
+        if len(set(ids)) != len(ids):
+            return "the same deal twice in one batch"
+        for item in inputs:
+            props = item.get("properties", {})
+            if item.get("idProperty") != "contract_id" or item.get("id") != props.get("contract_id"):
+                return f"hubspot upsert must use idProperty contract_id = id, got {item.get('idProperty')}"
+            missing = [f for f in ("dealname", "dealstage", "closedate", "amount", "pipeline") if f not in props]
+            if missing:
+                return f"hubspot properties miss {missing}"
+        return None
 
     def stages(self, contract_id: str) -> list[str]:
         with self.lock:

@@ -24,8 +24,11 @@ from renewal_sync.config import RenewalSettings
 
 class CrmClient(Protocol):
     name: str
+    max_batch: int  # opportunities per call
 
     async def upsert(self, opp: RenewalOpportunity) -> httpx.Response: ...
+
+    async def upsert_batch(self, opps: list[RenewalOpportunity]) -> httpx.Response: ...
 
     async def aclose(self) -> None: ...
 
@@ -46,6 +49,7 @@ def _description(opp: RenewalOpportunity) -> str:
 
 class SalesforceClient:
     name = "salesforce"
+    max_batch = 1
     _STAGES = {OpportunityStatus.OPEN: "Negotiation/Review", OpportunityStatus.WON: "Closed Won",
                OpportunityStatus.LOST: "Closed Lost"}
 
@@ -96,6 +100,10 @@ class SalesforceClient:
                 raise
         return await self._patch(path, body, await self._ensure_token(force=True))
 
+    async def upsert_batch(self, opps: list[RenewalOpportunity]) -> httpx.Response:
+        assert len(opps) == 1, "the sObject upsert by external id takes one record"
+        return await self.upsert(opps[0])
+
     async def _patch(self, path: str, body: dict[str, Any], token: str) -> httpx.Response:
         url = (self._instance.rstrip("/") + path) if self._instance else path
         return await send_with_retries(
@@ -115,8 +123,12 @@ class HubSpotClient:
                  http: httpx.AsyncClient | None = None) -> None:
         self.cfg, self.policy, self.breaker = cfg, policy, breaker
         self.http = http or httpx.AsyncClient(base_url=cfg.crm_base_url, timeout=cfg.crm_timeout)
+        self.max_batch = max(1, min(100, cfg.hubspot_batch_size))  # the API takes up to 100 inputs
 
     def payload(self, opp: RenewalOpportunity) -> dict[str, Any]:
+        return {"inputs": [self._input(opp)]}
+
+    def _input(self, opp: RenewalOpportunity) -> dict[str, Any]:
         prop = self.cfg.hubspot_id_property
         properties: dict[str, Any] = {
             prop: opp.contract_id,
@@ -131,10 +143,13 @@ class HubSpotClient:
             "auto_renewal_risk": str(opp.auto_renewal_risk).lower(),
             "renewal_decision": opp.decision or "",
         }
-        return {"inputs": [{"idProperty": prop, "id": opp.contract_id, "properties": properties}]}
+        return {"idProperty": prop, "id": opp.contract_id, "properties": properties}
 
     async def upsert(self, opp: RenewalOpportunity) -> httpx.Response:
-        body = self.payload(opp)
+        return await self.upsert_batch([opp])
+
+    async def upsert_batch(self, opps: list[RenewalOpportunity]) -> httpx.Response:
+        body = {"inputs": [self._input(opp) for opp in opps]}
         headers = {"Authorization": f"Bearer {self.cfg.hubspot_token}"}
         return await send_with_retries(
             lambda: self.http.post("/crm/v3/objects/deals/batch/upsert", json=body, headers=headers),

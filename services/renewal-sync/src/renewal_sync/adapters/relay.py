@@ -46,6 +46,7 @@ class OutboxRelay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sem: asyncio.Semaphore | None = None
+        self._sent: list[int] = []
         self.thread: threading.Thread | None = None
 
     def wake(self) -> None:
@@ -88,7 +89,8 @@ class OutboxRelay:
             def report(err: object, _msg: object, row_id: int = row.id) -> None:
                 if err is not None:
                     failed.append(row_id)
-            self.producer.produce(row.topic, key=row.key, value=row.value, headers=list(row.headers), on_delivery=report)
+            self.producer.produce(row.topic, key=row.key, value=row.value, headers=list(row.headers),
+                                  on_delivery=report)
             self.producer.poll(0)
         if self.producer.flush(30) > 0:
             raise KafkaException("outbox relay: records still in flight after 30 s")
@@ -106,32 +108,40 @@ class OutboxRelay:
         rows = self.store.pending(CRM, 500)
         if not rows:
             return False
-        await asyncio.gather(*(self._deliver(row) for row in rows))
+        self._sent = []
+        size = max(1, self.crm.max_batch)
+        await asyncio.gather(*(self._deliver(rows[i:i + size]) for i in range(0, len(rows), size)))
+        self.store.mark_done(self._sent)  # one transaction for the round, not one per call
         return True
 
-    async def _deliver(self, row: PendingRow) -> None:
+    async def _deliver(self, rows: list[PendingRow]) -> None:
+        """One CRM call for `rows` (one row per contract: HubSpot takes up to 100 in a batch upsert)."""
         assert self.crm is not None and self._sem is not None
-        opp = RenewalOpportunity.model_validate_json(row.value)
+        opps = [RenewalOpportunity.model_validate_json(row.value) for row in rows]
         async with self._sem:
             started = time.perf_counter()
             try:
                 if self.on_crm_call is not None:
-                    self.on_crm_call(row, opp)
-                await self.crm.upsert(opp)
+                    for row, opp in zip(rows, opps, strict=True):
+                        self.on_crm_call(row, opp)
+                await self.crm.upsert_batch(opps)
             except CircuitOpen as exc:  # the breaker protects a CRM that is down; still a failed round
-                self._failed(row, opp, exc, permanent=False, delay=self.cfg.crm_breaker_reset)
+                for row, opp in zip(rows, opps, strict=True):
+                    self._failed(row, opp, exc, permanent=False, delay=self.cfg.crm_breaker_reset)
                 return
             except DeliveryError as exc:
-                self._failed(row, opp, exc, permanent=exc.permanent)
+                for row, opp in zip(rows, opps, strict=True):
+                    self._failed(row, opp, exc, permanent=exc.permanent)
                 return
             except Exception as exc:  # an adapter bug must not kill the relay; treat as a failed round
-                log.exception("CRM upsert of %s crashed", row.event_id)
-                self._failed(row, opp, exc, permanent=False)
+                log.exception("CRM upsert of %s crashed", [r.event_id for r in rows])
+                for row, opp in zip(rows, opps, strict=True):
+                    self._failed(row, opp, exc, permanent=False)
                 return
             finally:
                 CRM_SECONDS.labels(self.crm.name).observe(time.perf_counter() - started)
-        CRM_UPSERTS.labels(self.crm.name, "ok").inc()
-        self.store.mark_done([row.id])
+        CRM_UPSERTS.labels(self.crm.name, "ok").inc(len(rows))
+        self._sent.extend(row.id for row in rows)
 
     def _failed(self, row: PendingRow, opp: RenewalOpportunity, exc: BaseException, *, permanent: bool,
                 delay: float = 0.0) -> None:

@@ -61,7 +61,7 @@ def main() -> None:
     worker.on_flush = relay.wake
     consumer = BatchEventConsumer(
         kafka, service=SERVICE, group_id=cfg.group_id, handler=worker.handle, after_batch=worker.after_batch,
-        batch_size=cfg.batch_size,
+        batch_size=cfg.batch_size, poll_timeout=cfg.poll_timeout,
         topics=[cfg.topic(t.name) for t in (CONTRACT_STATE, CONTRACT_EVENTS, SCORECARD, RENEWAL_DECISION)])
 
     def run_worker() -> None:
