@@ -91,11 +91,14 @@ ENV
       echo "REGISTRY_MIGRATE_ON_START=true" ;;
     obligation-engine)
       echo "OBLIGATION_ERP_BASE_URL=$(url_of erp-simulator)"
-      echo "OBLIGATION_ERP_TOKEN=$ERP_TOKEN" ;;
+      echo "OBLIGATION_ERP_TOKEN=$ERP_TOKEN"
+      echo "OBLIGATION_DATA_DIR=$RUN_DIR/data/obligation-engine" ;;
     invoice-validator)
       echo "VALIDATOR_AP_WEBHOOK_URL=$(url_of erp-simulator)/ap/verdicts"
       echo "VALIDATOR_AP_WEBHOOK_SECRET=$AP_WEBHOOK_SECRET"
-      echo "VALIDATOR_DATA_DIR=$RUN_DIR/data/invoice-validator" ;;
+      echo "VALIDATOR_DATA_DIR=$RUN_DIR/data/invoice-validator"
+      # Local runs: a red alert for any rejected invoice above 500 (the shipped default is 10,000).
+      echo "VALIDATOR_ALERT_THRESHOLD=${VALIDATOR_ALERT_THRESHOLD:-500}" ;;
     renewal-sync)
       echo "RENEWAL_CRM=salesforce"
       echo "RENEWAL_CRM_BASE_URL=$(url_of crm-simulator)"

@@ -11,6 +11,7 @@ after the latest tick already on the topic, so runs never see each other's outco
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -105,7 +106,7 @@ class Outcome:
     ok: bool
 
 
-def poll(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
+def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
     """Poll until `predicate` returns something truthy; StepFailed naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -172,7 +173,7 @@ class TopicWatcher:
 
     def find(self, kind: type[T], where: Callable[[T], bool] = lambda _: True) -> list[T]:
         with self._lock:
-            return [e.event for _, e in self.events if isinstance(e.event, kind) and where(e.event)]  # type: ignore[misc]
+            return [e.event for _, e in self.events if isinstance(e.event, kind) and where(e.event)]
 
 
 def describe(event: Event) -> str:
@@ -256,6 +257,12 @@ class Demo:
         self.healthy -= set(gone)
         return "".join(f" [{n} stopped answering: see .run/logs/{n}.log]" for n in gone)
 
+    @property
+    def w(self) -> TopicWatcher:
+        if self.watcher is None:
+            raise StepFailed("skipped: not watching the topics (the clock step failed)")
+        return self.watcher
+
     def need(self, *names: str) -> None:
         missing = [n for n in names if n not in self.healthy]
         if missing:
@@ -311,10 +318,12 @@ class Demo:
         # A process that is alive but has no /healthz still takes part; it is reported below.
         self.healthy = {n for n, s in state.items() if s in ("running", "starting")}
         self.answered = {n for n, s in state.items() if s == "running"}
+        def ready(name: str) -> bool:
+            return self.http.get(url_of(name) + "/readyz", timeout=3).status_code == 200
+
         for name in sorted(n for n, s in state.items() if s == "running"):
             try:  # ready = caught up with its topics, before the story starts
-                poll(lambda n=name: self.http.get(url_of(n) + "/readyz", timeout=3).status_code == 200,
-                     min(self.timeout, 60), f"{name} /readyz")
+                poll(functools.partial(ready, name), min(self.timeout, 60), f"{name} /readyz")
             except StepFailed as exc:
                 note(f"{name} not ready: {exc}")
         problems = [f"{n} {state.get(n, 'unknown')}" for n in SERVICES + SIMULATORS if state.get(n) != "running"]
@@ -348,8 +357,7 @@ class Demo:
                                             body["backup_owner"]["email"])
             note(f"→ registered and activated {role} contract {cid} ({body['title']})")
             made.append(cid)
-        assert self.watcher is not None
-        poll(lambda: {c.contract_id for c in self.watcher.find(ContractSnapshot)} >= set(made),
+        poll(lambda: {c.contract_id for c in self.w.find(ContractSnapshot)} >= set(made),
              self.timeout, "the 3 snapshots on clm.contract.state.v1")
         return "3 contracts active; their snapshots are on clm.contract.state.v1"
 
@@ -367,9 +375,9 @@ class Demo:
         return invoice_id
 
     def verdict(self, invoice_id: str) -> InvoiceValidated:
-        assert self.watcher is not None
-        found = poll(lambda: self.watcher.find(InvoiceValidated, lambda v: v.invoice_id == invoice_id),
-                     self.timeout, f"a verdict for {invoice_id} on ap.invoice.validated.v1")
+        found: list[InvoiceValidated] = poll(
+            lambda: self.w.find(InvoiceValidated, lambda v: v.invoice_id == invoice_id),
+            self.timeout, f"a verdict for {invoice_id} on ap.invoice.validated.v1")
         return found[0]
 
     def expect_verdict(self, label: str, number: str, lines: list[dict[str, Any]], status: str,
@@ -431,8 +439,7 @@ class Demo:
         if resp.status_code != 202:
             raise StepFailed(f"ERP simulator: {resp.status_code} {resp.text[:300]}")
         note("→ ERP posts MilestoneCompleted(M1) to erp.performance.v1")
-        assert self.watcher is not None
-        done = poll(lambda: self.watcher.find(ObligationCompleted, lambda e: e.contract_id == c.contract_id
+        done = poll(lambda: self.w.find(ObligationCompleted, lambda e: e.contract_id == c.contract_id
                                               and e.obligation_id == "M1"),
                     self.timeout, "ObligationCompleted(M1) on clm.obligation.events.v1")[0]
         observed = f"ObligationCompleted(M1, origin {done.origin.value}, on time {done.on_time})"
@@ -465,12 +472,11 @@ class Demo:
                     if i["body"]["contract_id"] == c.contract_id and i["body"]["obligation_id"] == "M2"]
 
         got = poll(released, self.timeout, "POST /milestones/{contract}/M2/release at the ERP simulator")
-        assert self.watcher is not None
-        commands = self.watcher.find(ReleaseMilestoneBilling, lambda e: e.contract_id == c.contract_id)
+        commands = self.w.find(ReleaseMilestoneBilling, lambda e: e.contract_id == c.contract_id)
         auth = "with a valid token" if got[0]["accepted"] else f"REFUSED: {got[0]['problem']}"
         if not got[0]["accepted"]:
             raise StepFailed(f"release call reached the ERP simulator but was {auth}")
-        echo = self.watcher.find(ObligationCompleted, lambda e: e.contract_id == c.contract_id
+        echo = self.w.find(ObligationCompleted, lambda e: e.contract_id == c.contract_id
                                  and e.obligation_id == "M1")
         return (f"ERP simulator received {len(got)} release call(s) {auth}; "
                 f"{len(commands)} command(s) on erp.milestone.commands.v1; M1 completions seen {len(echo)} (no echo)")
@@ -489,8 +495,7 @@ class Demo:
         if resp.status_code != 202:
             raise StepFailed(f"ERP simulator: {resp.status_code} {resp.text[:300]}")
         note(f"→ monitoring reports availability 99.50% for {start.date()}..{end.date()} (target 99.9%)")
-        assert self.watcher is not None
-        breach = poll(lambda: self.watcher.find(SlaBreached, lambda e: e.contract_id == c.contract_id),
+        breach = poll(lambda: self.w.find(SlaBreached, lambda e: e.contract_id == c.contract_id),
                       self.timeout, "SlaBreached on clm.obligation.events.v1")[0]
         return (f"SlaBreached: measured {breach.measured} vs {breach.target}, "
                 f"credit {breach.service_credit} {breach.currency}")
@@ -503,7 +508,8 @@ class Demo:
             self.clock_to(self.at(day))
 
             def upserted() -> dict[str, Any] | None:
-                for opp in self.http.get(url_of("crm-simulator") + "/opportunities").json():
+                opps: list[dict[str, Any]] = self.http.get(url_of("crm-simulator") + "/opportunities").json()
+                for opp in opps:
                     if opp["external_id"] == c.contract_id and any(
                             h["fields"].get("Renewal_Stage__c") == stage for h in opp["history"]):
                         return opp
@@ -532,29 +538,37 @@ class Demo:
         return out
 
     def tiered_alerts(self) -> str:
+        """Red for the overbilled invoice and the SLA breach, yellow for the 90/60-day renewal stages, and
+        green items (completions, the 120-day stage) rolled into digests."""
         self.need("notifier", "smtp-catcher")
-        if not self.contracts:
-            raise StepFailed("skipped: the contracts were not registered")
+        self.need_contracts("milestone", "sla", "auto-renew")
+        wanted = {("RED", "milestone"): "red e-mail for the overbilled invoice",
+                  ("RED", "sla"): "red e-mail for the SLA breach",
+                  ("YELLOW", "auto-renew"): "yellow e-mail for a 90/60-day renewal stage",
+                  ("DIGEST", None): "a digest e-mail with green items"}
 
-        def tiers() -> dict[str, int]:
-            counts = {"RED": 0, "YELLOW": 0, "DIGEST": 0}
+        def seen() -> dict[tuple[str, str | None], list[str]]:
+            found: dict[tuple[str, str | None], list[str]] = {}
             for m in self.mails():
-                for tier in counts:
-                    if m["subject"].startswith(f"[{tier}]"):
-                        counts[tier] += 1
-            return counts
+                tier = m["subject"].split("]", 1)[0].lstrip("[")
+                roles: list[str | None] = [c.role for c in self.contracts.values()
+                                           if c.contract_id in m["subject"] + m["text"]]
+                for role in roles or [None]:
+                    key = (tier, None if tier == "DIGEST" else role)
+                    found.setdefault(key, []).append(m["subject"])
+            return found
 
-        def all_tiers() -> dict[str, int] | str:
-            counts = tiers()
-            return counts if all(counts.values()) else f"so far {counts}"
+        def complete() -> dict[tuple[str, str | None], list[str]] | str:
+            found = seen()
+            missing = [w for k, w in wanted.items() if k not in found]
+            return found if not missing else "missing " + "; ".join(missing)
 
         try:
-            counts = poll(all_tiers, self.timeout, "red, yellow and digest (green) e-mails in the SMTP catcher")
-        except StepFailed:
-            counts = tiers()
-            subjects = [m["subject"] for m in self.mails()][:6]
-            raise StepFailed(f"got {counts}; subjects {subjects}") from None
-        return f"e-mails caught: {counts['RED']} red, {counts['YELLOW']} yellow, {counts['DIGEST']} digest"
+            found = poll(complete, self.timeout, "the tiered e-mails in the SMTP catcher")
+        except StepFailed as exc:
+            got = {f"{t} {r or ''}".strip(): len(v) for (t, r), v in seen().items()}
+            raise StepFailed(f"{exc}; caught {got}") from None
+        return "; ".join(f"{w}: {found[k][0]!r}" for k, w in wanted.items())
 
     def decision_stops_escalation(self) -> str:
         self.need("renewal-sync", "crm-simulator", "notifier", "smtp-catcher")
@@ -574,8 +588,7 @@ class Demo:
         if resp.status_code != 200 or body.get("status_code") != 202:
             raise StepFailed(f"CRM decision webhook: {resp.status_code} {body}")
         note("→ the CRM records the decision 'renew' and sends it to renewal-sync's signed webhook")
-        assert self.watcher is not None
-        poll(lambda: self.watcher.find(RenewalDecision, lambda e: e.contract_id == c.contract_id),
+        poll(lambda: self.w.find(RenewalDecision, lambda e: e.contract_id == c.contract_id),
              self.timeout, "RenewalDecision on crm.renewal.decision.v1")
         # Past the first escalation step (24 h): the backup must not be escalated to for this contract.
         self.clock_to(self.now + timedelta(hours=26))
@@ -636,7 +649,7 @@ class Demo:
         self.sender.close()
         say()
         say(_c("1", "Summary"))
-        rows = [("#", "step", "expected", "observed", "result")]
+        rows: list[tuple[str, ...]] = [("#", "step", "expected", "observed", "result")]
         rows += [(str(i), o.step, o.expected, o.observed, "OK" if o.ok else "FAIL")
                  for i, o in enumerate(self.outcomes, 1)]
         say(table(rows))
