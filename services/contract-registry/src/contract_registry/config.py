@@ -15,6 +15,8 @@ class RegistrySettings(BaseSettings):
     migrate_on_start: bool = False  # local runs; production runs `contract-registry migrate` as a Job
     relay_in_process: bool = True  # run the outbox relay beside the API; `contract-registry relay` runs it alone
     consume_in_process: bool = True  # consume obligation events / renewal decisions beside the API
+    expiry_in_process: bool = True  # sweep contracts past their end date (expire / auto-renew) beside the API
+    expiry_interval_seconds: float = 60.0
     db_schema: str | None = None  # PostgreSQL schema (search_path); None = the database default
     topic_prefix: str = ""  # tests and side-by-side deployments prefix every topic name
     consumer_group: str = "contract-registry"

@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -215,6 +215,47 @@ class Registry:
             after = repo.load(session, caller.tenant, contract_id)
             assert after is not None
             return after, True
+
+    def expire_due(self, limit: int = 100) -> int:
+        """Expire (or auto-renew) running contracts past their end date. Returns how many changed.
+
+        Reads only the due contracts through a partial index on end_date, so the cost is the number
+        due, not the number of contracts. Safe on every replica at once: each change re-checks under
+        the contract's row lock, so a second sweeper finds nothing left to do.
+        """
+        now = self.clock.now()
+        horizon = now.date() + timedelta(days=1)  # no time zone is more than a day ahead of UTC
+        changed = 0
+        while True:
+            with self.sessions() as session:
+                due = session.execute(
+                    select(ContractRow.id, ContractRow.tenant_id)
+                    .where(ContractRow.status.in_(["active", "renewed"]), ContractRow.end_date.is_not(None),
+                           ContractRow.end_date < horizon)
+                    .order_by(ContractRow.end_date).limit(limit)).all()
+            round_changed = 0
+            for contract_id, tenant in due:
+                caller = Caller(subject="contract-registry/expiry", tenant=tenant)
+                if self._lapse(caller, contract_id, now):
+                    round_changed += 1
+            changed += round_changed
+            if len(due) < limit or round_changed < len(due):
+                # Either all due ones are done, or the rest are not due yet in their own time zone
+                # (or were auto-renewed into a term that is also past: the next sweep continues).
+                return changed
+
+    def _lapse(self, caller: Caller, contract_id: str, now: Any) -> bool:
+        with self.sessions.begin() as session:
+            before = repo.load(session, caller.tenant, contract_id, for_update=True)
+            if before is None:
+                return False
+            decision = repo.renewal_decision(session, contract_id)
+            change = contracts.lapse(before, now=now, renewal_decision=(decision or {}).get("decision"))
+            if change is None:
+                return False
+            repo.update(session, before, change.snapshot, now=now, actor=caller.subject)
+            self._record(session, caller, change, now)
+            return True
 
     # ---- queries --------------------------------------------------------------------------------
 

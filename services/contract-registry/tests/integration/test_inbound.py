@@ -65,5 +65,7 @@ def test_obligation_events_and_renewal_decisions_show_on_get_once_per_ce_id(clie
     wait_for(lambda: env.count(topic + ".dlq") == 1, timeout=20, message="junk record dead-lettered")
     audit = client.get(f"/v1/contracts/{cid}/audit", headers=W).json()["items"]
     inbound = [(e["action"], e["request_id"]) for e in audit if e["actor"] != "alice"]
-    assert inbound == [("obligation-overdue", "ev-1"), ("obligation-completed", "ev-2"),
-                       ("obligation-sla-breached", "ev-3"), ("renewal-decision", "ev-5")]
+    # Once per ce_id (ev-2 came twice); two topics, so only the obligation events have a defined order.
+    assert [a for a in inbound if a[0] != "renewal-decision"] == [
+        ("obligation-overdue", "ev-1"), ("obligation-completed", "ev-2"), ("obligation-sla-breached", "ev-3")]
+    assert [a for a in inbound if a[0] == "renewal-decision"] == [("renewal-decision", "ev-5")]

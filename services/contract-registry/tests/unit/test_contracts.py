@@ -11,7 +11,13 @@ from contract_registry.domain.validation import BusinessRuleError
 from contract_registry.examples import draft, terms
 
 from contract_schema.base import Origin
-from contract_schema.contract import ContractAmended, ContractSnapshot, ContractStatus, ContractTerminated
+from contract_schema.contract import (
+    ContractAmended,
+    ContractExpired,
+    ContractSnapshot,
+    ContractStatus,
+    ContractTerminated,
+)
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -99,3 +105,36 @@ def test_as_of_keeps_only_versions_in_force() -> None:
     (date(2027, 1, 31), 12, date(2028, 1, 31))])
 def test_add_months_clamps_to_month_end(start: date, months: int, expected: date) -> None:
     assert contracts.add_months(start, months) == expected
+
+
+def _running(**term_overrides: object) -> ContractSnapshot:
+    created = contracts.create(ContractDraft.model_validate(draft(terms=terms(**term_overrides))),
+                               contract_id="c1", tenant_id="t1", now=NOW)
+    return contracts.activate(created.snapshot, now=NOW).snapshot
+
+
+def test_lapse_waits_for_the_day_after_the_end_date_in_the_contracts_time_zone() -> None:
+    snap = _running(auto_renew=False)  # Europe/Berlin, ends 2027-01-31
+    assert contracts.lapse(snap, now=datetime(2027, 1, 31, 22, 59, tzinfo=UTC)) is None  # 23:59 in Berlin
+    change = contracts.lapse(snap, now=datetime(2027, 1, 31, 23, 0, tzinfo=UTC))  # midnight in Berlin
+    assert change is not None and isinstance(change.event, ContractExpired)
+    assert change.snapshot.status is ContractStatus.EXPIRED
+    assert change.event.expired_on == date(2027, 2, 1)
+
+
+def test_lapse_auto_renews_unless_the_crm_decided_to_terminate() -> None:
+    snap = _running(auto_renew=True, renewal_term_months=12)
+    later = datetime(2027, 2, 2, tzinfo=UTC)
+    renewed = contracts.lapse(snap, now=later)
+    assert renewed is not None and renewed.action == "auto-renewed"
+    assert renewed.snapshot.current.end_date == date(2028, 1, 31)
+    ended = contracts.lapse(snap, now=later, renewal_decision="terminate")
+    assert ended is not None and isinstance(ended.event, ContractExpired)
+
+
+def test_lapse_ignores_drafts_and_evergreen_contracts() -> None:
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    draft_snap = contracts.create(ContractDraft.model_validate(draft()), contract_id="c", tenant_id="t",
+                                  now=NOW).snapshot
+    assert contracts.lapse(draft_snap, now=later) is None
+    assert contracts.lapse(_running(end_date=None), now=later) is None

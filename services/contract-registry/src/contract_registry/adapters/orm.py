@@ -73,6 +73,9 @@ class ContractRow(Base):
         Index("ix_contracts_tenant_owner", "tenant_id", "owner_email"),
         Index("ix_contracts_tenant_end_date", "tenant_id", "end_date"),
         Index("ix_contracts_tags", "tags", postgresql_using="gin"),
+        # The expiry sweep reads exactly the running contracts past their end date, earliest first.
+        Index("ix_contracts_running_end_date", "end_date",
+              postgresql_where=text("status IN ('active', 'renewed') AND end_date IS NOT NULL")),
     )
 
 

@@ -17,6 +17,7 @@ from contract_schema.contract import (
     ContractActivated,
     ContractAmended,
     ContractEvent,
+    ContractExpired,
     ContractRenewed,
     ContractSnapshot,
     ContractStatus,
@@ -146,6 +147,27 @@ def renew(snapshot: ContractSnapshot, renewal: Renewal, *, now: datetime) -> Cha
                             occurred_at=now, new_end_date=new_end, renewal_term_months=months)
     return Change(new, event, "renewed", {"version": terms.version, "new_end_date": str(new_end),
                                           "renewal_term_months": months})
+
+
+def lapse(snapshot: ContractSnapshot, *, now: datetime, renewal_decision: str | None = None) -> Change | None:
+    """What happens once a running contract passes its end date (in its own time zone), if anything.
+
+    Auto-renewing contracts renew for their renewal term unless the CRM decided to terminate;
+    all others expire. `expired_on` is the first day no longer in force (like `terminated_on`).
+    """
+    current = snapshot.current
+    if snapshot.status not in (ContractStatus.ACTIVE, ContractStatus.RENEWED) or current.end_date is None:
+        return None
+    if today_in(snapshot.timezone, now) <= current.end_date:
+        return None
+    if current.auto_renew and current.renewal_term_months and renewal_decision != "terminate":
+        change = renew(snapshot, Renewal(), now=now)
+        return Change(change.snapshot, change.event, "auto-renewed", change.details)
+    expired_on = current.end_date + timedelta(days=1)
+    new = snapshot.model_copy(update={"status": ContractStatus.EXPIRED, "updated_at": now})
+    event = ContractExpired(contract_id=snapshot.contract_id, tenant_id=snapshot.tenant_id, version=current.version,
+                            occurred_at=now, expired_on=expired_on)
+    return Change(new, event, "expired", {"expired_on": str(expired_on)})
 
 
 def complete_milestone(snapshot: ContractSnapshot, obligation_id: str, *, now: datetime,

@@ -22,6 +22,7 @@ from mesh_common.ops import ops_router
 from mesh_common.settings import DatabaseSettings, KafkaSettings
 
 from ..adapters.db import make_engine, make_sessionmaker, migrate
+from ..adapters.expiry import ExpirySweeper
 from ..adapters.inbound import InboundConsumer
 from ..adapters.relay import OutboxRelay
 from ..config import RegistrySettings
@@ -97,10 +98,14 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
             inbound = InboundConsumer(registry, cfg.registry, cfg.kafka)
             inbound.start()
             state["inbound"] = inbound
+        if cfg.registry.expiry_in_process:
+            sweeper = ExpirySweeper(registry, cfg.registry.expiry_interval_seconds)
+            sweeper.start()
+            state["expiry"] = sweeper
         try:
             yield
         finally:
-            for name in ("inbound", "relay"):
+            for name in ("expiry", "inbound", "relay"):
                 if name in state:
                     await asyncio.to_thread(state.pop(name).stop)
             engine.dispose()
