@@ -154,7 +154,8 @@ def test_escalation_to_backup_without_ack_and_none_after_ack(mesh: Mesh) -> None
 def test_daily_digest_gathers_green_items_in_the_recipients_time_zone(mesh: Mesh) -> None:
     mesh.start()
     contract = unique_name("C")
-    greens = [alert("obligation.completed", contract, stage=f"ob-{i}", deadline_days=None) for i in range(3)]
+    greens = [alert("obligation.completed", contract, stage=f"ob-{i}", deadline_days=None,
+                    title=f"Milestone {i} completed") for i in range(3)]
     yellow = alert("obligation.due_soon", contract, stage="ob-7")
     for a in (*greens, yellow):
         mesh.send(a)
@@ -172,6 +173,15 @@ def test_daily_digest_gathers_green_items_in_the_recipients_time_zone(mesh: Mesh
     assert all(g.title in text for g in greens)
     assert "Waiting for you (yellow, not acknowledged)" in text and yellow.title in text
     assert "2026-03-03" in str(digest[0]["Subject"])
+    # Next Monday 08:05 in Berlin: the weekly report has the week's items; the daily one only the open yellow.
+    mesh.set_clock(T0.replace(day=9, hour=7, minute=5))
+    weekly = wait_for(lambda: [m for m in mesh.smtp.to(OWNER) if "Weekly report" in str(m["Subject"])],
+                      timeout=20, message="weekly report")
+    assert "2026-W11" in str(weekly[0]["Subject"])
+    assert all(g.title in body_text(weekly[0]) for g in greens) and yellow.title in body_text(weekly[0])
+    daily = wait_for(lambda: [m for m in mesh.smtp.to(OWNER) if "Daily summary 2026-03-09" in str(m["Subject"])],
+                     timeout=20, message="second daily summary")
+    assert yellow.title in body_text(daily[0]) and not any(g.title in body_text(daily[0]) for g in greens)
 
 
 def test_calendar_feed_has_the_deadlines_and_replaces_moved_ones(mesh: Mesh) -> None:

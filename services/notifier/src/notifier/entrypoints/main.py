@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 import psycopg
 import uvicorn
 from confluent_kafka import Producer
+from opentelemetry import trace
 
 from contract_schema.alert import Alert
 from contract_schema.codec import Envelope
@@ -58,6 +60,20 @@ def build_channels(rules: RulesConfig, settings: NotifierSettings,
     return out
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the active trace id so logs and traces join up."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        span = trace.get_current_span().get_span_context()
+        entry: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                                 "service": SERVICE, "msg": record.getMessage()}
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 class Ticker:
     """Runs Notifier.tick when the clock moves (topic clock) or every `interval` seconds (wall clock)."""
 
@@ -86,8 +102,9 @@ class Ticker:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("MESH_LOG_LEVEL", "INFO"),
-                        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=os.environ.get("MESH_LOG_LEVEL", "INFO"), handlers=[handler])
     settings = NotifierSettings()
     service = ServiceSettings()
     kafka = KafkaSettings()
