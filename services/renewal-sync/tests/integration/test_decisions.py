@@ -11,9 +11,10 @@ import httpx
 
 from contract_schema.alert import Tier
 from contract_schema.renewal import RenewalDecision
-from contract_schema.topics import RENEWAL_DECISION
+from contract_schema.topics import CONTRACT_STATE, RENEWAL_DECISION
+from mesh_common.dlq import read_dead_letter
 from mesh_common.signing import SIGNATURE_HEADER, sign
-from mesh_testing import unique_name, wait_for
+from mesh_testing import consume_all, unique_name, wait_for
 
 from .conftest import Launch
 from .harness import WEBHOOK_SECRET, day, snapshot
@@ -72,3 +73,18 @@ def test_a_decision_is_published_and_stops_the_red_escalation(launch: Launch) ->
     assert bus.alerts(undecided)[-1].tier is Tier.RED
     assert bus.alerts(decided)[-1].tier is Tier.GREEN
     assert all(a.tier is not Tier.RED for a in bus.alerts(decided))
+
+
+def test_undecodable_input_goes_to_the_dlq_and_the_service_keeps_going(launch: Launch, kafka_bootstrap: str) -> None:
+    _, bus, _ = launch(None)
+    cid = unique_name("C-after-garbage")
+    bus.producer.produce(bus.prefix + CONTRACT_STATE.name, key=b"C-garbage", value=b"{not json",
+                         headers=[("ce_specversion", b"1.0"), ("ce_id", b"g-1"), ("ce_source", b"/tests"),
+                                  ("ce_type", b"contractmesh.ContractSnapshot")])
+    bus.producer.flush(10)
+    bus.tick(day(2026, 8, 3))
+    bus.contract(snapshot(cid))  # 120d already due: announced at once
+    wait_for(lambda: len(bus.opportunities(cid)) == 1, timeout=30, message="the next record still handled")
+    dead = consume_all(kafka_bootstrap, bus.prefix + CONTRACT_STATE.name + ".dlq", 1, timeout=20)
+    assert dead[0].value() == b"{not json"
+    assert "not JSON" in read_dead_letter(dead[0].headers()).reason
