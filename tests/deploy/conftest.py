@@ -33,7 +33,7 @@ def deploy_tools() -> Path:
         pytest.fail("the deploy tests need Go (kustomize, kubeconform and compose-check are built from "
                     "the Go module proxy by deploy/tools/install.sh)")
     done = subprocess.run(["bash", str(REPO / "deploy" / "tools" / "install.sh")], cwd=REPO,
-                          capture_output=True, text=True, timeout=280, env=os.environ.copy())
+                          capture_output=True, text=True, timeout=840, env=os.environ.copy())
     assert done.returncode == 0, f"deploy/tools/install.sh failed:\n{done.stderr}"
     return Path(done.stdout.strip().splitlines()[-1])
 

@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+# The first test of a fresh machine also builds the pinned tools (deploy/tools/install.sh, ~4 min cold).
+pytestmark = pytest.mark.timeout(900)
+
 RENDER_TARGETS = ("base", "dev", "prod")  # as in conftest.py
 
 SERVICES = ("contract-registry", "obligation-engine", "invoice-validator", "renewal-sync", "notifier")
