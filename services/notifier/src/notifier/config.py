@@ -34,6 +34,7 @@ class NotifierSettings(BaseSettings):
     smtp_password: str | None = None
     smtp_sender: str = "contract-mesh-notifier@localhost"
     smtp_timeout: float = 10.0
+    smtp_ca_file: str | None = None
 
     # HMAC keys for signed acknowledgement links and calendar feed URLs. Set real ones in production.
     ack_secret: str = "local-ack-secret-change-me"

@@ -62,6 +62,7 @@ class SmtpSettings:
     password: str | None = None
     sender: str = "contract-mesh-notifier@localhost"
     timeout: float = 10.0
+    ca_file: str | None = None  # trust this CA bundle (private relay) instead of the system store
 
 
 class EmailChannel:
@@ -100,11 +101,12 @@ class EmailChannel:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        smtp = (smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
+        context = ssl.create_default_context(cafile=s.ca_file)  # verifies the certificate and host name
+        smtp = (smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
                 if s.ssl else smtplib.SMTP(s.host, s.port, timeout=s.timeout))
         try:
             if s.starttls and not s.ssl:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=context)
             if s.username:
                 smtp.login(s.username, s.password or "")
         except BaseException:

@@ -48,7 +48,8 @@ def build_channels(rules: RulesConfig, settings: NotifierSettings,
     policy = RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
     smtp = SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, starttls=settings.smtp_starttls,
                         ssl=settings.smtp_ssl, username=settings.smtp_username, password=settings.smtp_password,
-                        sender=settings.smtp_sender, timeout=settings.smtp_timeout)
+                        sender=settings.smtp_sender, timeout=settings.smtp_timeout,
+                        ca_file=settings.smtp_ca_file)
     out: dict[str, Channel] = {}
     for name, cfg in rules.channels.items():
         if cfg.kind == "email":
