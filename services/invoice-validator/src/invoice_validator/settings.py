@@ -22,12 +22,12 @@ class ValidatorSettings(BaseSettings):
     store: str = "memory://"
     # Prefixed to every catalog topic name (tests and side-by-side deployments share one broker).
     topic_prefix: str = ""
-    topic_partitions: int = Field(6, ge=1)
-    replication_factor: int = Field(1, ge=1)
+    topic_partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
     # An invoice whose contract is unknown waits this long for the contract, then needs review.
-    park_timeout_seconds: float = Field(3600.0, ge=0)
+    park_timeout_seconds: float = Field(default=3600.0, ge=0)
     # How often parked invoices are checked against the clock.
-    sweep_interval_seconds: float = Field(1.0, gt=0)
+    sweep_interval_seconds: float = Field(default=1.0, gt=0)
     # A rejected invoice billing more than this (in its own currency) raises a red alert.
     alert_threshold: Decimal = Decimal("10000")
     ap_webhook_url: str | None = None
@@ -35,4 +35,4 @@ class ValidatorSettings(BaseSettings):
     # With MESH_CLOCK=topic: the topic whose ClockAdvanced ticks move the clock.
     clock_topic: str = "mesh.clock.v1"
     http_enabled: bool = True
-    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)

@@ -17,7 +17,7 @@ from contract_schema import (
 from contract_schema.money import round_money
 
 from . import rules
-from .model import BillingState, Finding, ObligationView, Severity
+from .model import BillingState, Finding, ObligationView, Reason, Severity
 from .rules import LineResult
 
 _STATUS = {Severity.NOTE: VerdictStatus.APPROVED, Severity.REVIEW: VerdictStatus.NEEDS_REVIEW,
@@ -81,7 +81,7 @@ def validate_invoice(invoice: InvoiceReceived, contract: ContractSnapshot, *, ob
             r.findings.append(arithmetic)
 
         if line.amount < 0:  # a credit line (SLA credit, correction): nothing to price
-            r.findings.append(Finding(rules.Reason.CREDIT_LINE, Severity.NOTE,
+            r.findings.append(Finding(Reason.CREDIT_LINE, Severity.NOTE,
                                       f"Credit of {-line.amount} {currency}."))
             r.expected_unit, r.expected_amount = line.unit_price, line.amount
         elif line.milestone_ref:
@@ -210,7 +210,7 @@ def _verdict(invoice: InvoiceReceived, contract: ContractSnapshot | None, result
     )
 
 
-_HOLDS_LINES = {rules.Reason.CONTRACT_UNKNOWN, rules.Reason.CONTRACT_AMBIGUOUS}
+_HOLDS_LINES = {Reason.CONTRACT_UNKNOWN, Reason.CONTRACT_AMBIGUOUS}
 _ORDER = {Severity.NOTE: 0, Severity.REVIEW: 1, Severity.REJECT: 2}
 
 
