@@ -265,3 +265,11 @@ def test_concurrent_retries_with_one_idempotency_key_create_one_contract(client:
     assert len({r.json()["contract_id"] for r in responses}) == 1
     assert len(client.get("/v1/contracts", headers=R).json()["items"]) == 1
     assert len(outbox_ids(env)) == 1
+
+
+def test_the_callers_trace_follows_the_change_onto_kafka(client: TestClient, env: Env) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {**W, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    assert client.post("/v1/contracts", json=draft(), headers=headers).status_code == 201
+    [msg] = env.read(env.settings.state_topic, 1)
+    assert ce(msg, "traceparent").split("-")[1] == trace_id

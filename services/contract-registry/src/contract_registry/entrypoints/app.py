@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from sqlalchemy import text
 
 from contract_schema.contract import ContractSnapshot, ContractStatus
@@ -20,12 +21,13 @@ from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_sco
 from mesh_common.clock import Clock, SystemClock
 from mesh_common.ops import ops_router
 from mesh_common.settings import DatabaseSettings, KafkaSettings
+from mesh_common.tracing import context_from_headers, tracer
 
 from ..adapters.db import make_engine, make_sessionmaker, migrate
 from ..adapters.expiry import ExpirySweeper
 from ..adapters.inbound import InboundConsumer
 from ..adapters.relay import OutboxRelay
-from ..config import RegistrySettings
+from ..config import SERVICE, RegistrySettings
 from ..domain.contracts import InvalidTransition, UnknownObligation
 from ..domain.model import Amendment, ContractDraft, MilestoneCompletion, Renewal, Termination
 from ..domain.validation import BusinessRuleError
@@ -113,6 +115,15 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
     app = FastAPI(title="contract-registry", version="1.0.0", lifespan=lifespan,
                   description="System of record for contracts; every change is published through an outbox.")
     app.state.token_verifier = TokenVerifier(cfg.auth)
+
+    @app.middleware("http")
+    async def trace_requests(request: Request, call_next: Any) -> Any:
+        # Continue the caller's W3C trace; outbox records written in this request carry it on to Kafka.
+        parent = context_from_headers(list(request.headers.items()))
+        with tracer(SERVICE).start_as_current_span(f"{request.method} {request.url.path}", context=parent,
+                                                   kind=trace.SpanKind.SERVER):
+            return await call_next(request)
+
     app.state.registry = registry
     app.state.runtime = state
 

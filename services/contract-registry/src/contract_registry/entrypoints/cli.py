@@ -16,10 +16,11 @@ import sys
 from types import FrameType
 
 from mesh_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
+from mesh_common.tracing import setup_tracing
 
 from ..adapters.db import migrate
 from ..adapters.relay import OutboxRelay
-from ..config import RegistrySettings
+from ..config import SERVICE, RegistrySettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import create_app
 
+    setup_tracing(SERVICE, service.otel_exporter, service.otel_endpoint)
     uvicorn.run(create_app(), host=service.http_host, port=service.http_port, log_level=service.log_level.lower())
     return 0
 
