@@ -15,6 +15,7 @@ from mesh_sim.crm import CrmSimSettings
 from mesh_sim.crm import create_app as crm_app
 from mesh_sim.erp import ErpSimSettings
 from mesh_sim.erp import create_app as erp_app
+from mesh_sim.kafka_out import EventSender
 from mesh_sim.recorder import Recorder
 from mesh_sim.smtp import SmtpCatcher
 from mesh_sim.smtp import create_app as smtp_app
@@ -84,12 +85,14 @@ def test_erp_publishes_a_milestone_completion_on_kafka(kafka_bootstrap: str,
     create_topics(kafka_bootstrap, [topic])
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     completed = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    with serve_in_thread(erp_app(ErpSimSettings(topic_prefix=prefix))) as url:
+    sender = EventSender("erp-simulator", topic_prefix=prefix)
+    with serve_in_thread(erp_app(ErpSimSettings(topic_prefix=prefix), sender=sender)) as url:
         resp = httpx.post(f"{url}/performance/MilestoneCompleted", params={"event_id": "evt-1"}, timeout=30,
                           json={"contract_id": "C-9", "obligation_id": "M-1", "occurred_at": completed.isoformat(),
                                 "completed_at": completed.isoformat(), "evidence_ref": "PRJ-7"})
         assert resp.status_code == 202, resp.text
         assert resp.json()["topic"] == topic
+    sender.close()
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name("sim-reader")})
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])

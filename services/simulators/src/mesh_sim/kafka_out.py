@@ -53,8 +53,11 @@ class EventSender:
         return topic, record
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(5)
+        """Flush and drop the producer (librdkafka closes its connections when it is collected)."""
+        with self._lock:
+            if self._producer is not None:
+                self._producer.flush(5)
+                self._producer = None
 
 
 def make_clock(settings: ServiceSettings | None = None) -> tuple[Clock, ClockFollower | None]:
