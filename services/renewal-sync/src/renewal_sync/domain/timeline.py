@@ -10,6 +10,7 @@ of its date in the contract's time zone.
 from __future__ import annotations
 
 import calendar
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -119,18 +120,22 @@ def add_months(on: date, months: int) -> date:
 def timeline(view: ContractView, settings: TimelineSettings, now: datetime) -> tuple[StagePoint, ...]:
     """The stages of the current term in date order. Evergreen: the last review on or before
     today and the next one (reviews repeat, so only those two matter at any moment)."""
-    tz = view.timezone
     if view.end_date is None:
-        return _reviews(view, settings, local_date(now, tz))
-    deadline = notice_deadline(view.end_date, view.notice_period_days)
-    assert deadline is not None
+        return _reviews(view, settings, local_date(now, view.timezone))
+    return _term_timeline(view.end_date, view.notice_period_days, view.timezone, settings.offsets_days)
+
+
+@functools.lru_cache(maxsize=65536)
+def _term_timeline(end_date: date, notice_days: int, tz: str, offsets: tuple[int, ...]) -> tuple[StagePoint, ...]:
+    # Pure and independent of `now`: many contracts share dates, so cache (start-up builds 100k of these).
+    deadline = end_date - timedelta(days=notice_days)
     points = [StagePoint(_OFFSET_STAGES[o].value, _OFFSET_STAGES[o], deadline - timedelta(days=o),
                          local_midnight(deadline - timedelta(days=o), tz))
-              for o in sorted(settings.offsets_days, reverse=True)]
+              for o in sorted(offsets, reverse=True)]
     points.append(StagePoint(RenewalStage.NOTICE_DEADLINE.value, RenewalStage.NOTICE_DEADLINE, deadline,
                              local_midnight(deadline, tz)))
-    points.append(StagePoint(RenewalStage.END_DATE.value, RenewalStage.END_DATE, view.end_date,
-                             local_midnight(view.end_date, tz)))
+    points.append(StagePoint(RenewalStage.END_DATE.value, RenewalStage.END_DATE, end_date,
+                             local_midnight(end_date, tz)))
     return tuple(sorted(points, key=lambda p: p.on))  # stable: a zero notice period keeps deadline first
 
 
