@@ -145,11 +145,17 @@ sys.exit(0 if found else 1)
 PY
 }
 
+# Start time of a process (clock ticks since boot, /proc/<pid>/stat field 22): with the pid it
+# names one process, so a pid the kernel has since reused is never taken for ours.
+start_time() { awk '{ sub(/.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null; }
+
 running_pid() {
-  local file="$PID_DIR/$1.pid" pid
+  local file="$PID_DIR/$1.pid" pid started
   [[ -f "$file" ]] || return 1
-  pid="$(cat "$file")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  read -r pid started <"$file" || true
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ -z "${started:-}" || "$(start_time "$pid")" == "$started" ]] || return 1
+  echo "$pid"
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -185,13 +191,14 @@ start_one() {
   # setsid: its own process group (stop kills the whole group) that outlives this shell.
   # shellcheck disable=SC2046
   env $(env_of "$name" | tr '\n' ' ') setsid $cmd >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  echo "$!" >"$PID_DIR/$name.pid"
+  pid=$!
+  echo "$pid $(start_time "$pid")" >"$PID_DIR/$name.pid"
   STARTED+=("$name")
 }
 
 wait_healthy() {
   local name="$1" pid deadline=$((SECONDS + START_TIMEOUT))
-  pid="$(cat "$PID_DIR/$name.pid")"
+  read -r pid _ <"$PID_DIR/$name.pid"
   until healthy "$(url_of "$name")"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       log "$name exited during start; last lines of $LOG_DIR/$name.log:"

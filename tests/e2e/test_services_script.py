@@ -67,7 +67,7 @@ def test_second_start_starts_no_twins_and_stop_leaves_nothing(env: dict[str, str
     run_dir = Path(env["MESH_RUN_DIR"])
     first = run(env, "start")
     assert first.returncode == 0, first.stderr
-    pids = {name: int((run_dir / "pids" / f"{name}.pid").read_text()) for name in SIMULATORS}
+    pids = {name: int((run_dir / "pids" / f"{name}.pid").read_text().split()[0]) for name in SIMULATORS}
     started = processes_of(run_dir)
     assert set(pids.values()) <= started
     for name in SIMULATORS:
@@ -104,3 +104,15 @@ def test_start_refuses_a_port_taken_by_another_process(env: dict[str, str]) -> N
     assert result.returncode != 0
     assert "already taken" in result.stderr
     assert processes_of(Path(env["MESH_RUN_DIR"])) == set()
+
+
+def test_a_stale_pid_file_naming_a_reused_pid_is_not_taken_for_a_running_process(env: dict[str, str]) -> None:
+    run_dir = Path(env["MESH_RUN_DIR"])
+    (run_dir / "pids").mkdir(parents=True)
+    # Our own pid is alive, but its start time is not the one the file recorded.
+    (run_dir / "pids" / "erp-simulator.pid").write_text(f"{os.getpid()} 1\n")
+    status = run(env, "status", "erp-simulator")
+    assert "stopped" in status.stdout
+    stop = run(env, "stop", "erp-simulator")
+    assert stop.returncode == 0  # and this test process was not signalled
+    assert not (run_dir / "pids" / "erp-simulator.pid").exists()
