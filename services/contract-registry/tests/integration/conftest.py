@@ -79,7 +79,7 @@ class Env:
                 "REGISTRY_CONSUMER_GROUP": self.settings.consumer_group,
                 "REGISTRY_RELAY_FALLBACK_POLL_SECONDS": "1"}
 
-    def read(self, topic: str, n: int, timeout: float = 30.0) -> list[Message]:
+    def read(self, topic: str, n: int, timeout: float = 60.0) -> list[Message]:
         return consume_all(self.bootstrap, topic, n, timeout=timeout)
 
     def count(self, topic: str) -> int:

@@ -61,7 +61,7 @@ def test_create_activate_amend_terminate_publish_exactly_the_expected_events_in_
 
     state = env.read(env.settings.state_topic, 4)
     events = env.read(env.settings.events_topic, 3)
-    wait_for(lambda: drained(env), timeout=10, message="outbox drained")
+    wait_for(lambda: drained(env), timeout=60, message="outbox drained")
     assert env.count(env.settings.state_topic) == 4 and env.count(env.settings.events_topic) == 3  # exactly
     assert {m.key() for m in state + events} == {cid.encode()}
     assert [(body(m)["status"], len(body(m)["versions"])) for m in state] == [
@@ -239,7 +239,7 @@ def test_milestone_completion_publishes_milestone_completed_from_the_contract_si
     assert client.post(url, headers=W, json={}).status_code == 200  # repeated: no second event
     assert client.post(f"/v1/contracts/{cid}/obligations/nope/complete", headers=W).status_code == 404
     [msg] = env.read(env.settings.performance_topic, 1)
-    wait_for(lambda: drained(env), timeout=10, message="outbox drained")
+    wait_for(lambda: drained(env), timeout=60, message="outbox drained")
     assert env.count(env.settings.performance_topic) == 1
     event = body(msg)
     assert ce(msg, "ce_type") == "contractmesh.MilestoneCompleted" and msg.key() == cid.encode()

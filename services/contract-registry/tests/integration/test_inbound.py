@@ -57,12 +57,12 @@ def test_obligation_events_and_renewal_decisions_show_on_get_once_per_ce_id(clie
         ready = states.get("M1", {}).get("status") == "completed" and "R1" in states and body["renewal_decision"]
         return body if ready else {}
 
-    body = wait_for(seen, timeout=30, interval=0.1, message="obligation states and renewal decision")
+    body = wait_for(seen, timeout=90, interval=0.1, message="obligation states and renewal decision")
     states = {s["obligation_id"]: s for s in body["obligation_states"]}
     assert states["M1"]["source_system"] == "sap"
     assert states["R1"]["status"] == "sla-breached"
     assert body["renewal_decision"]["decision"] == "renegotiate"  # the other tenant's event changed nothing
-    wait_for(lambda: env.count(topic + ".dlq") == 1, timeout=20, message="junk record dead-lettered")
+    wait_for(lambda: env.count(topic + ".dlq") == 1, timeout=60, message="junk record dead-lettered")
     audit = client.get(f"/v1/contracts/{cid}/audit", headers=W).json()["items"]
     inbound = [(e["action"], e["request_id"]) for e in audit if e["actor"] != "alice"]
     # Once per ce_id (ev-2 came twice); two topics, so only the obligation events have a defined order.

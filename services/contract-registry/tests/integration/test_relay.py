@@ -101,7 +101,7 @@ def test_relay_killed_between_commit_and_publish_loses_nothing(api: TestClient, 
 
     first = relay_process(quiet, REGISTRY_RELAY_BATCH_SIZE="2")
     try:
-        wait_for(lambda: outbox(quiet)[1] < 175, timeout=30, interval=0.01, message="first relay publishing")
+        wait_for(lambda: outbox(quiet)[1] < 175, timeout=60, interval=0.01, message="first relay publishing")
     finally:
         first.send_signal(signal.SIGKILL)  # mid-stream: no chance to mark what it already produced
         first.wait(10)
@@ -150,11 +150,11 @@ def test_the_relay_wakes_on_commit_not_on_its_fallback_poll(db_url: str, schema:
     env = make_env(db_url, schema, kafka_bootstrap, relay_fallback_poll_seconds=600.0, consume_in_process=False)
     with TestClient(create_app(env.config)) as client:
         relay: OutboxRelay = client.app.state.runtime["relay"]  # type: ignore[attr-defined]
-        wait_for(lambda: relay.alive, timeout=5)
+        wait_for(lambda: relay.alive, timeout=30)
         for _ in range(3):
             client.post("/v1/contracts", json=draft(), headers=W)
             # Well under the 600 s poll: only NOTIFY can have woken the relay.
-        messages = env.read(env.settings.state_topic, 3, timeout=10)
+        messages = env.read(env.settings.state_topic, 3, timeout=60)  # still far below the poll
         assert len(messages) == 3
 
 
