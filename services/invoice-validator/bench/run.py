@@ -307,7 +307,10 @@ def main() -> None:
            "VALIDATOR_ALERT_THRESHOLD": "1000000000", "MESH_HTTP_PORT": str(port), "MESH_LOG_LEVEL": "WARNING"}
     script = Path(sys.executable).parent / "invoice-validator"
     log = open(Path(tempfile.gettempdir()) / f"{app_id}.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen([str(script)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = [str(script)]
+    if profile := os.environ.get("BENCH_PROFILE"):  # cProfile output of the worker, for finding hot spots
+        command = [sys.executable, "-m", "cProfile", "-o", profile, str(script)]
+    worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     results = []
     try:
         t = time.time()
