@@ -22,6 +22,7 @@ class EngineSettings(BaseSettings):
     provision_topics: bool = True  # create missing catalog topics on start
     clock_id: str = "mesh"  # which ClockAdvanced events to follow when MESH_CLOCK=topic
     tick_interval: float = Field(0.1, gt=0)  # seconds between due-index checks (wall time)
+    session_timeout: float = Field(60.0, gt=1)  # a killed worker's partitions move after this long
 
     erp_base_url: str | None = None
     erp_token: str | None = None

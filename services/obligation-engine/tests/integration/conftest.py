@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from contract_schema import ClockAdvanced, DecodeError, Event, decode, encode
+from contract_schema import ClockAdvanced, DecodeError, Event, ObligationScheduled, decode, encode
 from contract_schema.topics import (
     ALERTS,
     CLOCK,
@@ -141,7 +141,7 @@ class Stack:
                "OBLIGATION_ERP_BASE_URL": self.erp.url, "OBLIGATION_ERP_TOKEN": ERP_TOKEN,
                "OBLIGATION_ERP_ATTEMPTS": "3", "OBLIGATION_ERP_BASE_DELAY": "0.05",
                "OBLIGATION_PARK_SECONDS": "3600", "OBLIGATION_DATA_DIR": str(self.log_dir / f"data{self._runs}"),
-               "MESH_LOG_LEVEL": "INFO"}
+               "OBLIGATION_SESSION_TIMEOUT": "6", "MESH_LOG_LEVEL": "INFO"}
         script = shutil.which("obligation-engine", path=str(Path(sys.executable).parent)) or "obligation-engine"
         log = open(self.log_dir / f"worker{self._runs}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen([script], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -157,9 +157,13 @@ class Stack:
             self.proc.wait(10)
         self.proc = None
 
-    def restart(self, sig: int = signal.SIGTERM) -> None:
-        self.stop(sig)
-        self.start()
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Start-up takes a while on a busy box: wait until a probe contract gets scheduled."""
+        from obligation_engine.samples import contract
+
+        probe = unique_name("c-ready")
+        self.send(contract(probe, self.now.date(), now=self.now))
+        self.wait(lambda: self.records(probe, ObligationScheduled), "worker ready", timeout=timeout)
 
     # --- what came out
 
@@ -230,6 +234,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     s.advance(T0)  # the worker starts at the test's time
     s.follow()
     s.start()
+    s.wait_ready()
     try:
         yield s
     finally:

@@ -113,7 +113,8 @@ class Engine:
             processing_guarantee="at_least_once", topic_partitions=n,
             topic_replication_factor=settings.replication_factor, topic_allow_declare=True,
             table_standby_replicas=0, consumer_auto_offset_reset="earliest", web_enabled=False,
-            stream_wait_empty=False,
+            stream_wait_empty=False, broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         )
         self.app = app
         # contract id -> ContractState json (instances with their status = the fired markers, parked records)
@@ -135,6 +136,7 @@ class Engine:
         app.agent(raw_topic(self.ticks_topic_name, internal=True), name="ticks")(self._ticks_agent)
         app.agent(raw_topic(self.parts_topic_name, internal=True), name="scorecards")(self._scorecards_agent)
         app.timer(interval=settings.tick_interval, name="due-index")(self._fire_due)
+        app.task(self._remember_loop)
         self.contracts.on_recover(self._rebuild_index)
 
         self.index: DueIndex[tuple[str, str]] = DueIndex()
@@ -142,6 +144,7 @@ class Engine:
         self.ready = False
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._partitions: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         policy = RetryPolicy(settings.erp_attempts, settings.erp_base_delay, settings.erp_max_delay)
         self.erp = ErpClient(settings.erp_base_url, settings.erp_token, timeout=settings.erp_timeout,
                              policy=policy) if settings.erp_base_url else None
@@ -278,6 +281,14 @@ class Engine:
         log.info("due index rebuilt: %d entries for %d contracts on partitions %s", len(index), len(where),
                  sorted(assigned))
 
+    async def _remember_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def wake(self, _now: object = None) -> None:
+        """Called from the clock follower's thread when the clock moves: check the index now, not at the next tick."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._fire_due()))
+
     async def _fire_due(self) -> None:
         if not self.ready:
             return
@@ -377,15 +388,16 @@ def topics_to_provision(settings: EngineSettings) -> list[TopicSpec]:
     return [replace(s, name=settings.topic(s.name)) for s in specs]
 
 
-def make_clock(service: ServiceSettings, settings: EngineSettings, kafka: KafkaSettings) -> Clock:
+def make_clock(service: ServiceSettings, settings: EngineSettings,
+               kafka: KafkaSettings) -> tuple[Clock, ClockFollower | None]:
     if service.clock != "topic":
-        return SystemClock()
+        return SystemClock(), None
     clock = ManualClock(EPOCH)
     follower = ClockFollower(clock, kafka.consumer("unused"), topic=settings.topic(CLOCK.name),
                              clock_id=settings.clock_id).start()
     if not follower.wait_caught_up(60):
         log.warning("clock topic not caught up after 60s; starting at %s", clock.now())
-    return clock
+    return clock, follower
 
 
 def check_copartitioning(kafka: KafkaSettings, settings: EngineSettings) -> list[str]:
@@ -413,10 +425,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         for p in problems:
             log.error(p)
         sys.exit(2)
-    clock = make_clock(service, settings, kafka)
+    clock, follower = make_clock(service, settings, kafka)
     log.info("clock: %s at %s", type(clock).__name__, clock.now().isoformat())
     eng = Engine(settings, kafka, clock)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", service.log_level.lower(), *(argv or [])]
+    if follower is not None:
+        follower.on_advance = eng.wake
+    level = {"warning": "warn", "critical": "crit"}.get(service.log_level.lower(), service.log_level.lower())
+    sys.argv = [sys.argv[0], "worker", "--loglevel", level, "--without-web", *(argv or [])]
     eng.app.main()
 
 
