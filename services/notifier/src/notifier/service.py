@@ -237,11 +237,25 @@ class Notifier:
         Once per alert (or tick), not per delivery: a crash in between re-produces them on
         redelivery with the same event ids, which consumers drop as duplicates.
         """
-        self.producer.flush(30)
+        remaining = self.producer.flush(30)
         pending = self._unflushed()
-        if pending:
+        if pending and remaining == 0:
             self.store.ledger_recorded(pending)
-            pending.clear()
+        elif pending:
+            log.warning("%d notification records not acknowledged by the broker yet; the ticker re-produces them",
+                        remaining)
+        pending.clear()
+
+    def republish_unrecorded(self, older_than: timedelta = timedelta(minutes=1)) -> int:
+        """Deliveries sent whose NotificationRecorded never made it to the broker: produce them again.
+
+        Same event ids as the first attempt, so a record that did arrive after all is a duplicate by id.
+        """
+        rows = self.store.unrecorded(older_than)
+        for row in rows:
+            self._record_delivery(row["delivery_key"], row["alert_id"], row["contract_id"], row["channel"],
+                                  row["recipient"], row["step"])
+        return len(rows)
 
     def _dead_letter(self, alert: Alert | None, alert_id: str, reason: str) -> None:
         """The alert as a CloudEvent on the alerts DLQ, so the DLQ tool can replay it once the channel works."""
@@ -283,6 +297,7 @@ class Notifier:
             try:
                 self.escalate(now)
                 self.send_digests(now)
+                self.republish_unrecorded()
             finally:
                 self.flush_records()
 

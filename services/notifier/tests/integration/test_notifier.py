@@ -314,3 +314,24 @@ def test_a_rules_file_with_an_error_is_rejected_naming_the_line(tmp_path: Path) 
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"{bad}:{line}: rules.6.tier" in result.stderr, result.stderr
+
+
+def test_a_record_the_broker_never_confirmed_is_produced_again_with_the_same_id(mesh: Mesh) -> None:
+    mesh.start()
+    a = alert("obligation.due_soon", unique_name("C"))
+    mesh.send(a)
+    reader = mesh.reader()
+    reader.wait(lambda ms: [n for n in notifications(ms) if n.alert_id == a.alert_id], what="first record")
+    wait_for(lambda: mesh.sql("SELECT recorded FROM deliveries WHERE alert_id = %s", a.alert_id) == [(True,)],
+             timeout=10, message="recorded")
+    # As if the process had died before the broker acknowledged the record.
+    mesh.sql("UPDATE deliveries SET recorded = false, updated_at = now() - interval '5 minutes' "
+             "WHERE alert_id = %s RETURNING 1", a.alert_id)
+    mesh.advance(timedelta(minutes=1))  # a tick
+    ids = reader.wait(lambda ms: len(r := [m for m in ms if notifications([m])[0].alert_id == a.alert_id]) == 2
+                      and [dict(m.headers() or [])["ce_id"] for m in r], what="record produced again")
+    assert ids[0] == ids[1]  # a duplicate by event id, which consumers drop
+    wait_for(lambda: mesh.sql("SELECT recorded FROM deliveries WHERE alert_id = %s", a.alert_id) == [(True,)],
+             timeout=10, message="recorded again")
+    assert len(mesh.smtp.about(a.alert_id)) == 1
+    reader.close()

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
+CREATE INDEX IF NOT EXISTS deliveries_unrecorded ON deliveries (updated_at) WHERE status = 'sent' AND NOT recorded;
 CREATE TABLE IF NOT EXISTS digest_items (
     recipient text NOT NULL,
     alert_id text NOT NULL,
@@ -289,6 +290,13 @@ class Store:
         with self.tx() as conn:
             conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute("UPDATE deliveries SET recorded = true WHERE delivery_key = ANY(%s)", (keys,))
+
+    def unrecorded(self, older_than: timedelta, limit: int = 500) -> list[dict[str, Any]]:
+        """'sent' deliveries whose record is not confirmed (wall-clock age: this is about the broker)."""
+        return self.conn().execute(
+            """SELECT d.*, a.contract_id FROM deliveries d LEFT JOIN alerts a USING (alert_id)
+               WHERE d.status = 'sent' AND NOT d.recorded AND d.updated_at < now() - %s
+               ORDER BY d.updated_at LIMIT %s""", (older_than, limit)).fetchall()
 
     def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
         return self.conn().execute("SELECT * FROM deliveries WHERE alert_id = %s ORDER BY updated_at",
