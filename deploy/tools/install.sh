@@ -5,6 +5,10 @@
 #   compose-check    deploy/tools/checkers                (compose-go: the loader of `docker compose config`)
 #   dockerfile-check deploy/tools/checkers                (BuildKit's Dockerfile parser and lint rules)
 #   Kubernetes JSON schemas in .cache/k8s-schemas/<version>-standalone-strict (from the kubernetes-validate wheel)
+# Optional, with --with-compose-plugin (or DEPLOY_TOOLS_COMPOSE_PLUGIN=1): the Docker Compose CLI
+# plugin (github.com/docker/compose/v5, pinned in deploy/tools/compose-plugin/go.mod) into
+# .cache/docker/cli-plugins, so `DOCKER_CONFIG=.cache/docker docker compose config` works with the
+# plain docker client. It is opt-in because a cold build downloads and compiles ~5 minutes of Go.
 # A second run with everything in place does nothing and takes well under a second.
 # Needs: go (Go module proxy), python3 with pip (PyPI). Prints the tool directory on success.
 set -euo pipefail
@@ -17,6 +21,13 @@ CACHE="$ROOT/.cache"
 BIN="$CACHE/bin"
 SCHEMAS="$CACHE/k8s-schemas/$K8S_SCHEMA_VERSION-standalone-strict"
 PYTHON="${PYTHON:-python3}"
+WITH_COMPOSE_PLUGIN="${DEPLOY_TOOLS_COMPOSE_PLUGIN:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --with-compose-plugin) WITH_COMPOSE_PLUGIN=1 ;;
+    *) echo "usage: $0 [--with-compose-plugin]" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$BIN"
 
 log() { echo "deploy-tools: $*" >&2; }
@@ -61,6 +72,20 @@ if [[ ! -f "$SCHEMAS/.stamp" || "$(cat "$SCHEMAS/.stamp")" != "$schema_stamp" ]]
   rm -rf "$SCHEMAS"
   "$PYTHON" "$TOOLS/k8s_schemas.py" "$wheel" "$K8S_SCHEMA_VERSION" "$SCHEMAS" >&2
   echo "$schema_stamp" > "$SCHEMAS/.stamp"
+fi
+
+if [[ "$WITH_COMPOSE_PLUGIN" == 1 ]]; then
+  plugins="$CACHE/docker/cli-plugins"
+  plugin_hash=$(cat "$TOOLS"/compose-plugin/{go.mod,go.sum,tools.go} | sha256sum | cut -c1-16)
+  if [[ ! -x "$plugins/docker-compose" || "$(cat "$plugins/.docker-compose.version" 2>/dev/null)" != "$plugin_hash" ]]; then
+    log "building the docker compose plugin ($(grep 'docker/compose/v5 ' "$TOOLS/compose-plugin/go.mod" | tr -s ' \t' ' '))"
+    mkdir -p "$plugins"
+    version=$(awk '$1 == "require" && $2 == "github.com/docker/compose/v5" {print $3}' "$TOOLS/compose-plugin/go.mod")
+    (cd "$TOOLS/compose-plugin" && GOFLAGS=-mod=readonly go build -trimpath \
+      -ldflags "-X github.com/docker/compose/v5/internal.Version=$version" -o "$plugins/docker-compose" \
+      github.com/docker/compose/v5/cmd)
+    echo "$plugin_hash" > "$plugins/.docker-compose.version"
+  fi
 fi
 
 echo "$BIN"

@@ -1,13 +1,15 @@
 """docker-compose.yml is a valid compose project and wires the mesh the way docs/operations.md says.
 
-`docker compose config` needs the compose CLI plugin; this machine has the docker client without it.
-compose-check (deploy/tools/checkers/compose-check) runs the same loader the plugin uses (compose-go:
-compose-spec JSON schema, interpolation, merges, cross-references), so the validity check does not
-depend on the plugin. When the plugin is installed, `docker compose config -q` runs too.
+`docker compose config` needs the compose CLI plugin, which the plain docker client here lacks.
+compose-check (deploy/tools/checkers/compose-check) runs the loader the plugin is built on (compose-go:
+compose-spec JSON schema, interpolation, merges, cross-references), so validity never depends on the
+plugin. When the plugin is there (system-wide, or built into .cache/docker by
+`deploy/tools/install.sh --with-compose-plugin`), `docker compose config -q` runs too.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -45,13 +47,32 @@ def test_compose_file_is_valid(deploy_tools: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_docker_compose_config_when_the_plugin_is_installed() -> None:
+def _docker_compose() -> tuple[list[str], dict[str, str]] | None:
+    """`docker compose` if the plugin is there: system-wide, or built by install.sh --with-compose-plugin."""
     docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("docker compose plugin not installed (validity is covered by compose-check)")
-    done = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    if docker is None:
+        return None
+    for env in ({}, {"DOCKER_CONFIG": str(REPO / ".cache" / "docker")}):
+        full_env = os.environ | env
+        if subprocess.run([docker, "compose", "version"], capture_output=True, env=full_env).returncode == 0:
+            return [docker, "compose"], full_env
+    return None
+
+
+def test_docker_compose_config_when_the_plugin_is_installed(tmp_path: Path) -> None:
+    found = _docker_compose()
+    if found is None:
+        pytest.skip("no docker compose plugin (deploy/tools/install.sh --with-compose-plugin builds one); "
+                    "validity is covered by compose-check")
+    compose, env = found
+    done = subprocess.run([*compose, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("    healthcheck: *mesh-healthcheck", "    healtcheck: 1", 1))
+    done = subprocess.run([*compose, "-f", str(broken), "config", "-q"], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=60)
+    assert done.returncode != 0 and "healtcheck" in done.stderr
 
 
 DEPENDS = "    depends_on:\n      <<: *mesh-depends\n    restart: unless-stopped\n\n  renewal-sync:"
