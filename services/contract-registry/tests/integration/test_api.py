@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from contract_registry.adapters.db import make_engine
 from contract_registry.adapters.orm import OutboxRow
+from contract_registry.entrypoints.app import ContractView
 from contract_registry.examples import draft, terms
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -86,6 +87,7 @@ def test_get_as_of_a_past_date_returns_the_version_in_force_then(client: TestCli
     assert old.status_code == 200
     assert old.headers["ETag"] == '"1"'
     assert old.json()["in_force"]["total_value"] == "120000.00" and old.json()["as_of"] == "2026-03-15"
+    assert ContractView.model_validate(old.json()).version == 1  # the documented response model holds
     assert client.get(f"/v1/contracts/{cid}", params={"as_of": "2026-06-01"}, headers=R).json()["version"] == 2
     assert client.get(f"/v1/contracts/{cid}", params={"as_of": "2025-01-01"}, headers=R).status_code == 404
 

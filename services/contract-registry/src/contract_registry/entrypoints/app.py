@@ -14,9 +14,10 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
+from pydantic import BaseModel
 from sqlalchemy import text
 
-from contract_schema.contract import ContractSnapshot, ContractStatus
+from contract_schema.contract import ContractSnapshot, ContractStatus, ContractTerms
 from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_scope
 from mesh_common.clock import Clock, SystemClock
 from mesh_common.ops import ops_router
@@ -42,6 +43,49 @@ from ..service import (
 )
 
 log = logging.getLogger(__name__)
+
+class ContractView(ContractSnapshot, abstract=True):
+    """GET/POST response: the snapshot plus the terms in force and what the registry heard back."""
+
+    version: int
+    in_force: ContractTerms
+    as_of: date | None = None
+    renewal_decision: dict[str, Any] | None = None
+
+
+class ContractSummary(BaseModel):
+    contract_id: str
+    title: str
+    status: ContractStatus
+    counterparty: dict[str, Any]
+    owner: dict[str, Any]
+    tags: list[str]
+    version: int
+    currency: str
+    end_date: date | None
+    updated_at: str
+
+
+class ContractPageView(BaseModel):
+    items: list[ContractSummary]
+    next_cursor: str | None
+
+
+class Problem(BaseModel):
+    detail: Any
+
+
+VIEW = {"model": ContractView, "description": "the contract; ETag header = its version"}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no valid bearer token"},
+    403: {"model": Problem, "description": "token lacks the scope"},
+    404: {"model": Problem, "description": "no such contract for this tenant"},
+    422: {"model": Problem, "description": "invalid input; detail[].field names the field"},
+}
+CHANGE_ERRORS: dict[int | str, dict[str, Any]] = ERRORS | {
+    409: {"model": Problem, "description": "not allowed in the contract's status"},
+    412: {"model": Problem, "description": "If-Match does not match the current version"},
+}
 
 READ = require_scope("contracts:read")
 WRITE = require_scope("contracts:write")
@@ -172,7 +216,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
         return _problem(422, [{"loc": ["header", "Idempotency-Key"], "field": "Idempotency-Key", "msg": str(exc),
                                "type": "idempotency_key_reused"}])
 
-    @app.post("/v1/contracts", status_code=201, tags=["contracts"])
+    @app.post("/v1/contracts", status_code=201, tags=["contracts"], responses={201: VIEW, **ERRORS})
     def create_contract(draft: ContractDraft, request: Request, principal: Annotated[Principal, Depends(WRITE)],
                         idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
         result = registry.create(_caller(principal, request), draft, idempotency_key)
@@ -181,7 +225,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
             headers["Idempotent-Replayed"] = "true"
         return _respond(result.snapshot, 201, headers=headers)
 
-    @app.get("/v1/contracts", tags=["contracts"])
+    @app.get("/v1/contracts", tags=["contracts"], responses={200: {"model": ContractPageView}, **ERRORS})
     def list_contracts(principal: Annotated[Principal, Depends(READ)],
                        status: ContractStatus | None = None, counterparty: str | None = None,
                        owner: str | None = None, ending_before: date | None = None, tag: str | None = None,
@@ -195,36 +239,39 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
                                    "type": "value_error"}])
         return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
 
-    @app.get("/v1/contracts/{contract_id}", tags=["contracts"])
+    @app.get("/v1/contracts/{contract_id}", tags=["contracts"], responses={200: VIEW, **ERRORS})
     def get_contract(contract_id: str, principal: Annotated[Principal, Depends(READ)],
                      as_of: date | None = None) -> JSONResponse:
         snapshot, decision = registry.get(principal.tenant, contract_id, as_of)
         return _respond(snapshot, decision=decision, as_of=as_of)
 
-    @app.post("/v1/contracts/{contract_id}/amendments", tags=["contracts"])
+    @app.post("/v1/contracts/{contract_id}/amendments", tags=["contracts"],
+              responses={200: VIEW, 428: {"model": Problem, "description": "If-Match missing"}, **CHANGE_ERRORS})
     def amend_contract(contract_id: str, amendment: Amendment, request: Request,
                        principal: Annotated[Principal, Depends(WRITE)],
                        if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
         return _respond(registry.amend(_caller(principal, request), contract_id, amendment, if_match))
 
-    @app.post("/v1/contracts/{contract_id}/activate", tags=["contracts"])
+    @app.post("/v1/contracts/{contract_id}/activate", tags=["contracts"], responses={200: VIEW, **CHANGE_ERRORS})
     def activate_contract(contract_id: str, request: Request, principal: Annotated[Principal, Depends(WRITE)],
                           if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
         return _respond(registry.activate(_caller(principal, request), contract_id, if_match))
 
-    @app.post("/v1/contracts/{contract_id}/terminate", tags=["contracts"])
+    @app.post("/v1/contracts/{contract_id}/terminate", tags=["contracts"], responses={200: VIEW, **CHANGE_ERRORS})
     def terminate_contract(contract_id: str, termination: Termination, request: Request,
                            principal: Annotated[Principal, Depends(WRITE)],
                            if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
         return _respond(registry.terminate(_caller(principal, request), contract_id, termination, if_match))
 
-    @app.post("/v1/contracts/{contract_id}/renew", tags=["contracts"])
+    @app.post("/v1/contracts/{contract_id}/renew", tags=["contracts"], responses={200: VIEW, **CHANGE_ERRORS})
     def renew_contract(contract_id: str, renewal: Renewal, request: Request,
                        principal: Annotated[Principal, Depends(WRITE)],
                        if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
         return _respond(registry.renew(_caller(principal, request), contract_id, renewal, if_match))
 
-    @app.post("/v1/contracts/{contract_id}/obligations/{obligation_id}/complete", tags=["obligations"])
+    @app.post("/v1/contracts/{contract_id}/obligations/{obligation_id}/complete", tags=["obligations"],
+              responses={202: VIEW | {"description": "completed; MilestoneCompleted published"},
+                         200: VIEW | {"description": "already completed; nothing published"}, **CHANGE_ERRORS})
     def complete_obligation(contract_id: str, obligation_id: str, request: Request,
                             principal: Annotated[Principal, Depends(WRITE)],
                             body: MilestoneCompletion | None = None) -> JSONResponse:
