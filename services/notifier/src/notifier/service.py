@@ -33,10 +33,10 @@ from mesh_common.kafka import produce_dead_letter, produce_event
 from .adapters.channels import Channel, Outgoing
 from .adapters.store import Store, StoredAlert
 from .domain import render
-from .domain.calendar import feed_token, uid_for
+from .domain.calendar import calendar_key, feed_token, uid_for
 from .domain.digest import DigestKind, due_period, last_slot
 from .domain.links import ack_url
-from .domain.rules import Decision, Recipient, RulesConfig, decide, resolve, stage_of
+from .domain.rules import Decision, Recipient, RulesConfig, condition_of, decide, resolve
 from .domain.state import Escalation, Outcome
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,10 @@ class Notifier:
         return outcome
 
     def _update_calendar(self, alert: Alert, at: datetime) -> None:
-        if alert.alert_type.endswith(".completed") and (stage := stage_of(alert)):
-            self.store.remove_calendar(alert.contract_id, stage)
+        """Keep the owner's feed current: one event per deadline, replaced by UID, removed when done."""
+        uid = uid_for(calendar_key(alert.alert_type, alert.contract_id, condition_of(alert)))
+        if alert.alert_type.endswith(".completed"):
+            self.store.remove_calendar(uid)
             return
         if alert.deadline is None or alert.owner is None:
             return
@@ -126,7 +128,7 @@ class Notifier:
         description = "\n".join(filter(None, [alert.what, f"Action: {alert.required_action}"
                                               if alert.required_action else "", alert.why]))
         self.store.upsert_calendar(
-            uid=uid_for(alert.dedup_key), token=feed_token(self.links.calendar_secret, owner), owner_email=owner,
+            uid=uid, token=feed_token(self.links.calendar_secret, owner), owner_email=owner,
             contract_id=alert.contract_id, dedup_key=alert.dedup_key, alert_id=alert.alert_id,
             summary=f"{alert.title} ({alert.contract_id})", description=description, deadline=alert.deadline,
             url=alert.links[0].url if alert.links else None, at=at)

@@ -189,8 +189,11 @@ def test_calendar_feed_has_the_deadlines_and_replaces_moved_ones(mesh: Mesh) -> 
     contract = unique_name("C")
     owner = f"{unique_name('owner')}@example.com"
     person = Person(name="Cal Owner", email=owner, timezone="UTC")
-    notice = alert("renewal.stage", contract, stage="30d", owner=person, deadline_days=28, title="Notice deadline")
-    due = alert("obligation.due_soon", contract, stage="ob-1", owner=person, deadline_days=5, title="Report due")
+    # dedup keys shaped as renewal-sync and obligation-engine shape them
+    notice = alert("renewal.stage", contract, stage="t1:30d", owner=person, deadline_days=28,
+                   title="Notice deadline")
+    due = alert("obligation.due-soon", contract, stage="due-soon:inst-1:r1", owner=person, deadline_days=5,
+                title="Report due")
     mesh.send(notice)
     mesh.send(due)
     url = f"{mesh.base_url}/v1/calendar/{feed_token('calendar-secret', owner)}.ics"
@@ -211,14 +214,15 @@ def test_calendar_feed_has_the_deadlines_and_replaces_moved_ones(mesh: Mesh) -> 
     assert found[f"Report due ({contract})"]["DTSTART"].dt == T0 + timedelta(days=5)
     assert all(list(e.walk("VALARM")) for e in found.values())
     uid = str(found[f"Report due ({contract})"]["UID"])
-    # the deadline moves: same condition, same UID, new date (no second event)
-    mesh.send(alert("obligation.due_soon", contract, stage="ob-1", owner=person, deadline_days=9, title="Report due"))
+    # the deadline moves (a new revision of the obligation): same UID, new date, no second event
+    mesh.send(alert("obligation.due-soon", contract, stage="due-soon:inst-1:r2", owner=person, deadline_days=9,
+                    title="Report due"))
     wait_for(lambda: (d := when("Report due")) is not None and d.dt == T0 + timedelta(days=9), timeout=20,
              message="moved deadline")
     moved = events()
     assert len(moved) == 2 and str(moved[f"Report due ({contract})"]["UID"]) == uid
     # completed: it leaves the calendar
-    mesh.send(alert("obligation.completed", contract, stage="ob-1", owner=person, deadline_days=None))
+    mesh.send(alert("obligation.completed", contract, stage="completed:inst-1", owner=person, deadline_days=None))
     wait_for(lambda: list(events()) == [f"Notice deadline ({contract})"], timeout=20, message="completed removed")
     assert httpx.get(f"{mesh.base_url}/v1/calendar/{'0' * 40}.ics").status_code == 404
 

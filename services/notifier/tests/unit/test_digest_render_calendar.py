@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import icalendar
-from notifier.domain.calendar import CalendarEntry, build_calendar, feed_token, uid_for
+from notifier.domain.calendar import CalendarEntry, build_calendar, calendar_key, feed_token, uid_for
 from notifier.domain.digest import DigestItem, DigestKind, due_period, last_slot
 from notifier.domain.links import ack_url, check_ack_signature
 from notifier.domain.render import (
@@ -84,6 +84,15 @@ def test_calendar_feed_parses_and_has_one_event_with_alarm_per_deadline() -> Non
     assert events[0].decoded("DTSTART") == T0 + timedelta(days=3)
     assert all(len(list(e.walk("VALARM"))) == 1 for e in events)
     assert len({str(e["UID"]) for e in events}) == 2
+
+
+def test_one_calendar_event_per_deadline_whatever_step_the_alert_is_at() -> None:
+    due = calendar_key("obligation.due-soon", "C-1", ("due-soon", "inst-7", "r2"))
+    assert due == calendar_key("obligation.overdue", "C-1", ("overdue", "inst-7", "r2"))
+    assert due == calendar_key("obligation.completed", "C-1", ("completed", "inst-7"))
+    assert due != calendar_key("obligation.due-soon", "C-1", ("due-soon", "inst-8", "r1"))
+    assert calendar_key("renewal.stage", "C-1", ("t1", "120d")) == calendar_key("renewal.stage", "C-1", ("t1", "30d"))
+    assert calendar_key("renewal.stage", "C-1", ("t1", "30d")) != calendar_key("renewal.stage", "C-1", ("t2", "30d"))
 
 
 def test_feed_tokens_and_ack_links_are_hmacs() -> None:

@@ -16,23 +16,34 @@ RULES = parse_rules(TEXT, "default.yaml")
 
 @pytest.mark.parametrize(("alert_type", "stage", "tier"), [
     ("renewal.decision_overdue", "s", Tier.RED),
-    ("renewal.stage", "30d", Tier.RED),
-    ("renewal.stage", "60d", Tier.YELLOW),
-    ("renewal.stage", "90d", Tier.YELLOW),
-    ("renewal.stage", "120d", Tier.GREEN),
     ("sla.breached", "s", Tier.RED),
-    ("invoice.rejected", "s", Tier.RED),
-    ("invoice.overbilled", "s", Tier.RED),
-    ("obligation.overdue", "s", Tier.RED),
-    ("obligation.escalated", "s", Tier.RED),
+    ("obligation.sla-breached", "sla-breached:i1", Tier.RED),
+    ("invoice.rejected", "INV-1", Tier.RED),
+    ("invoice.overbilled", "INV-1", Tier.RED),
+    ("obligation.overdue", "overdue:i1:r1", Tier.RED),
+    ("obligation.escalated", "escalated:i1:r1", Tier.RED),
     ("obligation.due_soon", "s", Tier.YELLOW),
+    ("obligation.due-soon", "due-soon:i1:r1", Tier.YELLOW),
     ("crm.sync_failing", "s", Tier.YELLOW),
+    ("renewal.crm_sync_failing", "s", Tier.YELLOW),
     ("erp.sync_failing", "s", Tier.YELLOW),
-    ("obligation.completed", "s", Tier.GREEN),
+    ("obligation.completed", "completed:i1", Tier.GREEN),
 ])
 def test_shipped_rules_tier_every_known_alert_type(alert_type: str, stage: str, tier: Tier) -> None:
     alert = make_alert(alert_type, tier=Tier.GREEN if tier is not Tier.GREEN else Tier.RED, stage=stage)
     assert decide(RULES, alert, T0).tier is tier
+
+
+@pytest.mark.parametrize(("stage", "sender_tier", "tier"), [
+    ("t1:30d", Tier.YELLOW, Tier.RED),  # under 30 days, no decision: red
+    ("t1:notice-deadline", Tier.RED, Tier.RED),
+    ("t1:60d", Tier.YELLOW, Tier.YELLOW),  # renewal decision due in 60-90 days: yellow
+    ("t1:90d", Tier.YELLOW, Tier.YELLOW),
+    ("t1:120d", Tier.YELLOW, Tier.GREEN),  # early notice: digest
+    ("t1:30d", Tier.GREEN, Tier.GREEN),  # a decision is recorded: information only
+])
+def test_renewal_stages_by_the_shipped_rules(stage: str, sender_tier: Tier, tier: Tier) -> None:
+    assert decide(RULES, make_alert("renewal.stage", tier=sender_tier, stage=stage), T0).tier is tier
 
 
 def test_unknown_type_takes_the_alerts_own_tier_and_a_safe_default() -> None:

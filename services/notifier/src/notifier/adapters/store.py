@@ -361,10 +361,9 @@ class Store:
                WHERE calendar_entries.alert_id <> EXCLUDED.alert_id""",
             (uid, token, owner_email, contract_id, dedup_key, alert_id, summary, description, deadline, url, at))
 
-    def remove_calendar(self, contract_id: str, stage: str) -> None:
-        """A completed obligation / decided stage leaves the calendar."""
-        self.conn().execute("DELETE FROM calendar_entries WHERE contract_id = %s "
-                            "AND split_part(dedup_key, ':', 3) = %s", (contract_id, stage))
+    def remove_calendar(self, uid: str) -> None:
+        """A completed obligation leaves the calendar."""
+        self.conn().execute("DELETE FROM calendar_entries WHERE uid = %s", (uid,))
 
     def calendar(self, token: str, since: datetime) -> tuple[str | None, list[CalendarEntry]]:
         rows = self.conn().execute("SELECT * FROM calendar_entries WHERE token = %s ORDER BY deadline",

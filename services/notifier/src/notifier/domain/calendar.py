@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,8 +34,22 @@ def feed_token(secret: str, owner_email: str) -> str:
     return hmac.new(secret.encode(), owner_email.strip().lower().encode(), hashlib.sha256).hexdigest()[:40]
 
 
-def uid_for(dedup_key: str) -> str:
-    return hashlib.sha256(dedup_key.encode()).hexdigest()[:32] + "@contract-mesh"
+# Parts of a dedup key that name the step of a condition rather than the thing with the deadline:
+# obligation.due-soon:C:due-soon:inst-7:r2 and obligation.overdue:C:overdue:inst-7:r2 are one
+# deadline (inst-7); renewal.stage:C:t1:90d and ...:t1:30d are one notice deadline (term 1).
+_STEP = re.compile(r"^(r\d+|\d+d|notice-deadline|end-date|due[-_]soon|overdue|escalated|completed|"
+                   r"sla[-_]breached|review)$")
+
+
+def calendar_key(alert_type: str, contract_id: str, condition: tuple[str, ...]) -> str:
+    """What one calendar event stands for: the family of the alert, the contract, the subject."""
+    family = alert_type.split(".", 1)[0]
+    subject = [p for p in condition if not _STEP.match(p)]
+    return ":".join([family, contract_id, *subject])
+
+
+def uid_for(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32] + "@contract-mesh"
 
 
 def build_calendar(owner: str, entries: list[CalendarEntry], now: datetime) -> bytes:

@@ -68,8 +68,9 @@ class EscalationStep(_Strict):
 
 
 class Match(_Strict):
-    alert_type: str = Field(description="exact type or a glob such as 'obligation.*'")
-    stage: tuple[str, ...] | None = None  # third part of the dedup key, e.g. 30d
+    alert_type: str | tuple[str, ...] = Field(description="exact type or a glob such as 'obligation.*', or a list")
+    stage: tuple[str, ...] | None = None  # last part of the dedup key, e.g. 30d
+    alert_tier: tuple[Tier, ...] | None = None  # the tier the sender gave, e.g. green once a decision is recorded
     deadline_within: Duration | None = None  # deadline - now <= this
     deadline_beyond: Duration | None = None  # deadline - now > this
 
@@ -249,16 +250,26 @@ def _check_references(config: RulesConfig, lines: Mapping[Path, int], source: st
 # --- Applying the rules ---------------------------------------------------------------------
 
 
+def condition_of(alert: Alert) -> tuple[str, ...]:
+    """The parts of the dedup key after 'type:contract:' (the whole key split, if it is not shaped so)."""
+    prefix = f"{alert.alert_type}:{alert.contract_id}:"
+    rest = alert.dedup_key[len(prefix):] if alert.dedup_key.startswith(prefix) else alert.dedup_key
+    return tuple(p for p in rest.split(":") if p)
+
+
 def stage_of(alert: Alert) -> str | None:
-    """The stage part of a dedup key 'type:contract:stage' (None when there is none)."""
-    parts = alert.dedup_key.split(":")
-    return parts[2] if len(parts) >= 3 else None
+    """The stage: the last part of the dedup key ('renewal.stage:C-1:t2:30d' -> '30d')."""
+    parts = condition_of(alert)
+    return parts[-1] if parts else None
 
 
 def matches(match: Match, alert: Alert, now: datetime) -> bool:
-    if not fnmatch.fnmatchcase(alert.alert_type, match.alert_type):
+    patterns = (match.alert_type,) if isinstance(match.alert_type, str) else match.alert_type
+    if not any(fnmatch.fnmatchcase(alert.alert_type, p) for p in patterns):
         return False
     if match.stage is not None and stage_of(alert) not in match.stage:
+        return False
+    if match.alert_tier is not None and alert.tier not in match.alert_tier:
         return False
     if match.deadline_within is not None or match.deadline_beyond is not None:
         if alert.deadline is None:
