@@ -120,6 +120,12 @@ def test_escalation_to_backup_without_ack_and_none_after_ack(mesh: Mesh) -> None
     # acknowledge one with a JWT, one with the signed link from its e-mail
     token = issue_token(AuthSettings(), subject="olivia", tenant="t1", scopes=["alerts:ack"])
     assert httpx.post(f"{mesh.base_url}/v1/alerts/{acked_api.alert_id}/ack").status_code == 401
+    other_tenant = issue_token(AuthSettings(), subject="eve", tenant="t2", scopes=["alerts:ack"])
+    assert httpx.post(f"{mesh.base_url}/v1/alerts/{acked_api.alert_id}/ack",
+                      headers={"Authorization": f"Bearer {other_tenant}"}).status_code == 404
+    read_only = issue_token(AuthSettings(), subject="olivia", tenant="t1", scopes=["alerts:read"])
+    assert httpx.post(f"{mesh.base_url}/v1/alerts/{acked_api.alert_id}/ack",
+                      headers={"Authorization": f"Bearer {read_only}"}).status_code == 403
     response = httpx.post(f"{mesh.base_url}/v1/alerts/{acked_api.alert_id}/ack",
                           headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200 and response.json()["acknowledged_by"] == "olivia"

@@ -31,9 +31,16 @@ def create_app(notifier: Notifier, *, auth: AuthSettings | None = None,
         return {"alert_id": alert_id, "acknowledged_at": stored.acked_at.isoformat() if stored.acked_at else None,
                 "acknowledged_by": stored.acked_by}
 
+    def check_tenant(alert_id: str, principal: Principal) -> None:
+        # The tenant claim scopes data access; another tenant's alert is as good as absent.
+        stored = notifier.store.get_alert(alert_id)
+        if stored is None or stored.alert.tenant_id != principal.tenant:
+            raise HTTPException(404, detail=f"alert_id: no alert {alert_id!r}")
+
     @app.post("/v1/alerts/{alert_id}/ack")
     def ack(alert_id: AlertId,
             principal: Annotated[Principal, Depends(require_scope("alerts:ack"))]) -> dict[str, Any]:
+        check_tenant(alert_id, principal)
         return ack_body(alert_id, principal.subject)
 
     @app.get("/v1/alerts/{alert_id}/ack", response_class=HTMLResponse)
@@ -49,9 +56,9 @@ def create_app(notifier: Notifier, *, auth: AuthSettings | None = None,
 
     @app.get("/v1/alerts/{alert_id}")
     def get_alert(alert_id: AlertId,
-                  _: Annotated[Principal, Depends(require_scope("alerts:read"))]) -> dict[str, Any]:
+                  principal: Annotated[Principal, Depends(require_scope("alerts:read"))]) -> dict[str, Any]:
         stored = notifier.store.get_alert(alert_id)
-        if stored is None:
+        if stored is None or stored.alert.tenant_id != principal.tenant:
             raise HTTPException(404, detail=f"alert_id: no alert {alert_id!r}")
         thread = notifier.store.get_thread(stored.alert.dedup_key)
         return {"alert_id": alert_id, "tier": stored.tier.value, "rule": stored.rule, "outcome": stored.outcome.value,
