@@ -61,7 +61,11 @@ def test_messages_carry_deadline_countdown_action_people_amount_and_links() -> N
     slack = slack_payload(n)
     assert slack["blocks"][0]["type"] == "header"
     assert any(b["type"] == "actions" for b in slack["blocks"])
-    assert teams_payload(n)["@type"] == "MessageCard"
+    teams = teams_payload(n)
+    card = teams["attachments"][0]["content"]
+    assert teams["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert {"title": "Required action", "value": "Claim the credit"} in card["body"][-1]["facts"]
+    assert {"type": "Action.OpenUrl", "title": "Acknowledge", "url": "https://n/ack?sig=x"} in card["actions"]
     assert webhook_payload(n)["alert"]["alert_id"] == alert.alert_id
 
 

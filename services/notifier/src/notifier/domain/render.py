@@ -88,6 +88,7 @@ class Notice:
             rows.append(("Amount at stake", amount))
         if self.thread_note:
             rows.append(("Thread", self.thread_note))
+        rows.append(("Source", f"{a.source_service}" + (f" event {a.source_event_id}" if a.source_event_id else "")))
         rows.append(("Alert id", a.alert_id))
         return rows
 
@@ -143,15 +144,20 @@ def slack_payload(n: Notice) -> dict[str, Any]:
 
 
 def teams_payload(n: Notice) -> dict[str, Any]:
-    """Microsoft Teams incoming-webhook MessageCard."""
-    return {
-        "@type": "MessageCard", "@context": "https://schema.org/extensions",
-        "summary": n.subject, "themeColor": TIER_COLOUR[n.tier], "title": n.subject,
-        "sections": [{"activityTitle": n.banner or n.alert.title, "text": n.alert.what,
-                      "facts": [{"name": k, "value": v} for k, v in n.facts()]}],
-        "potentialAction": [{"@type": "OpenUri", "name": title, "targets": [{"os": "default", "uri": url}]}
-                            for title, url in n.links()],
+    """Microsoft Teams incoming webhook (classic connector or Workflows): an Adaptive Card message."""
+    card: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
+        "msteams": {"width": "Full"},
+        "body": [
+            {"type": "TextBlock", "text": n.subject, "weight": "Bolder", "size": "Medium", "wrap": True,
+             "color": "Attention" if n.tier is Tier.RED else "Warning" if n.tier is Tier.YELLOW else "Good"},
+            *([{"type": "TextBlock", "text": n.banner, "wrap": True, "color": "Attention"}] if n.banner else []),
+            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in n.facts()]},
+        ],
+        "actions": [{"type": "Action.OpenUrl", "title": title, "url": url} for title, url in n.links()],
     }
+    return {"type": "message", "summary": n.subject,
+            "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
 
 
 def webhook_payload(n: Notice) -> dict[str, Any]:
