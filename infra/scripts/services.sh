@@ -16,6 +16,8 @@
 # They point at the `make up` stack: Kafka 127.0.0.1:$KAFKA_PORT (9092) and PostgreSQL
 # 127.0.0.1:$PG_PORT (5432), database contracts, user mesh. MESH_CLOCK=topic: every
 # process follows ClockAdvanced events on mesh.clock.v1, so the demo moves time.
+# Spans go, one JSON object a line, to $MESH_RUN_DIR/traces/<name>.jsonl (MESH_OTEL_EXPORTER=console
+# with MESH_OTEL_FILE; set MESH_OTEL_EXPORTER=otlp and MESH_OTEL_ENDPOINT for a collector instead).
 #
 # Env: MESH_RUN_DIR (<repo>/.run), MESH_SERVICES (names to manage, default all),
 #      MESH_START_TIMEOUT (60 s to answer /healthz), MESH_STOP_TIMEOUT (20 s before SIGKILL),
@@ -82,7 +84,8 @@ MESH_CLOCK=${MESH_CLOCK:-topic}
 MESH_HTTP_HOST=127.0.0.1
 MESH_HTTP_PORT=$port
 MESH_PUBLIC_BASE_URL=http://127.0.0.1:$port
-MESH_OTEL_EXPORTER=${MESH_OTEL_EXPORTER:-none}
+MESH_OTEL_EXPORTER=${MESH_OTEL_EXPORTER:-console}
+MESH_OTEL_FILE=${MESH_OTEL_FILE:-$RUN_DIR/traces/$name.jsonl}
 MESH_LOG_LEVEL=${MESH_LOG_LEVEL:-INFO}
 PYTHONUNBUFFERED=1
 ENV
@@ -186,7 +189,7 @@ start_one() {
     return 1
   fi
   cmd="$(command_of "$name")"
-  mkdir -p "$PID_DIR" "$LOG_DIR" "$RUN_DIR/data/$name"
+  mkdir -p "$PID_DIR" "$LOG_DIR" "$RUN_DIR/data/$name" "$RUN_DIR/traces"
   echo "=== $(date -u +%FT%TZ) start: $cmd" >>"$LOG_DIR/$name.log"
   # setsid: its own process group (stop kills the whole group) that outlives this shell.
   # shellcheck disable=SC2046

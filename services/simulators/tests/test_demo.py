@@ -3,9 +3,14 @@ absent reports FAIL "service missing" instead of crashing the story."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
-from mesh_sim.demo import Demo, consulting_line, contract_bodies, milestone_line, table
+from mesh_sim.demo import Demo, consulting_line, contract_bodies, milestone_line, spans_by_trace, table
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from contract_schema.base import Person
 from contract_schema.contract import ContractTerms, Party
@@ -61,3 +66,28 @@ def test_summary_table_wraps_long_cells_inside_their_columns() -> None:
     assert lines[0].startswith("#   | step")
     assert all(len(line) <= 3 + 3 + 10 for line in lines)
     assert "a step" in out and "long name" in out
+
+
+def test_spans_from_several_processes_are_grouped_by_trace_id(tmp_path: Path) -> None:
+    """Real OpenTelemetry spans, exported as services.sh configures them (one JSON span a line per service)."""
+    since = datetime.now(UTC)
+    carrier: dict[str, str] = {}
+    files = []
+    for n, service in enumerate(("contract-registry", "invoice-validator", "notifier")):
+        path = tmp_path / f"{service}.jsonl"
+        files.append(path)
+        with path.open("a", buffering=1) as out:
+            provider = TracerProvider(resource=Resource.create({"service.name": service}))
+            provider.add_span_processor(SimpleSpanProcessor(
+                ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")))
+            parent = TraceContextTextMapPropagator().extract(carrier) if n else None
+            with provider.get_tracer("test").start_as_current_span(f"{service} work", context=parent):
+                if not n:
+                    TraceContextTextMapPropagator().inject(carrier)  # what goes into the Kafka headers
+            with provider.get_tracer("test").start_as_current_span("unrelated"):
+                pass
+            provider.shutdown()
+    traces = spans_by_trace(files, since=since)
+    shared = [services for services in traces.values() if len(services) == 3]
+    assert shared == [{"contract-registry", "invoice-validator", "notifier"}]
+    assert spans_by_trace(files, since=datetime.now(UTC) + timedelta(seconds=5)) == {}

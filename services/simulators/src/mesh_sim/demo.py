@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -219,7 +220,7 @@ class Demo:
     healthy: set[str] = field(default_factory=set)
     answered: set[str] = field(default_factory=set)
     invoices: dict[str, str] = field(default_factory=dict)  # label -> invoice_id
-    sla_backup_escalated: bool | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=20))
 
     def __post_init__(self) -> None:
@@ -636,6 +637,24 @@ class Demo:
                              + control)
         return f"decision recorded; no escalation to {c.backup} after 26 h{control}"
 
+    def one_trace(self) -> str:
+        """Spans of this run (services.sh writes them to <run dir>/traces/*.jsonl) sharing one trace id."""
+        run_dir = Path(os.environ.get("MESH_RUN_DIR") or repo_root() / ".run")
+        files = sorted((run_dir / "traces").glob("*.jsonl"))
+        if not files:
+            raise StepFailed(f"no span files in {run_dir / 'traces'} (MESH_OTEL_EXPORTER=console, MESH_OTEL_FILE)")
+
+        def best() -> tuple[str, set[str]] | str:
+            by_trace = spans_by_trace(files, since=self.started)
+            if not by_trace:
+                return "no spans of this run yet"
+            trace_id, services = max(by_trace.items(), key=lambda kv: len(kv[1]))
+            return (trace_id, services) if len(services) >= 3 else f"widest trace spans {sorted(services)}"
+
+        # Batch span processors export every few seconds: poll until the spans are on disk.
+        trace_id, services = poll(best, self.timeout, "a trace id shared by spans of 3 services")
+        return f"trace {trace_id} has spans from {len(services)} services: {', '.join(sorted(services))}"
+
     # -- the whole story --
 
     def run_story(self) -> int:
@@ -665,6 +684,8 @@ class Demo:
                   self.tiered_alerts)
         self.step("CRM decision stops escalation", "no escalation to the backup after the decision",
                   self.decision_stops_escalation)
+        self.step("One trace across the mesh", "spans of >= 3 services share one trace id (traceparent in headers)",
+                  self.one_trace)
         return self.summary()
 
     def summary(self) -> int:
@@ -765,6 +786,24 @@ def consulting_line(today: date, hours: int, price: str) -> dict[str, Any]:
 def milestone_line(today: date) -> dict[str, Any]:
     return {"line_no": 1, "item_code": "MILESTONE", "description": "Design sign-off", "quantity": "1", "unit": "EA",
             "unit_price": "5000.00", "amount": "5000.00", "service_date": today.isoformat(), "milestone_ref": "M1"}
+
+
+def spans_by_trace(files: Iterable[Path], since: datetime) -> dict[str, set[str]]:
+    """trace id -> service names, from JSON-lines span files (ConsoleSpanExporter), spans started after `since`."""
+    out: dict[str, set[str]] = {}
+    for path in files:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    span = json.loads(line)
+                    started = datetime.fromisoformat(span["start_time"].replace("Z", "+00:00"))
+                    trace_id = span["context"]["trace_id"]
+                    service = span["resource"]["attributes"].get("service.name") or path.stem
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # a partly written last line, or not a span
+                if started >= since:
+                    out.setdefault(trace_id, set()).add(service)
+    return out
 
 
 # --- Kafka helpers -----------------------------------------------------------------------------
