@@ -14,30 +14,17 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # builder: resolve every installable project of the repo into one virtualenv, pinned by constraints.txt
 FROM ${PYTHON_IMAGE} AS builder
 
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
+ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     UV_LINK_MODE=copy
 
 WORKDIR /src
-RUN python -m venv /opt/mesh
-COPY constraints.txt ./
-# uv comes from the same constraints as everything else.
-RUN /opt/mesh/bin/pip install -c constraints.txt uv
-
-# Sources only (see .dockerignore): the libraries, the services and any other project with a pyproject.
+# Sources only (see .dockerignore): constraints, libraries, services, and the install script.
 COPY . .
-
-# Non-editable installs, so the runtime stage needs the venv only, not the sources.
-# The test-only plugin (libs/mesh_testing) stays out of the image.
-RUN set -eu; \
-    projects=$(find libs services tools sim simulators -mindepth 1 -maxdepth 2 -name pyproject.toml \
-                 -not -path 'libs/mesh_testing/*' 2>/dev/null | xargs -n1 dirname | sort); \
-    echo "installing: $projects"; \
-    /opt/mesh/bin/uv pip install --python /opt/mesh/bin/python --no-cache --compile-bytecode \
-        -c constraints.txt $projects; \
-    /opt/mesh/bin/uv pip uninstall --python /opt/mesh/bin/python uv pip; \
-    /opt/mesh/bin/python -c "import contract_schema, mesh_common"
+# Non-editable installs, so the runtime stage needs the venv only, not the sources. The same script
+# builds the venv in tests/deploy/test_image.py. The cache mount only speeds up rebuilds.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    bash deploy/docker/install-venv.sh /opt/mesh
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the venv and a non-root user, nothing else

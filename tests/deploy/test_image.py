@@ -6,8 +6,10 @@ end (dockerfile-check), since there is no Docker engine to build with here.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -61,9 +63,9 @@ def test_multi_stage_build_runs_as_non_root(recipe: dict[str, Any]) -> None:
     default_base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.M)
     assert default_base and default_base.group(1).startswith("python:3.11-slim")
     assert builder["base"] == runtime["base"] == "${PYTHON_IMAGE}"
-    # The builder installs from the repo's constraints; the test-only plugin stays out.
-    install = next(r for r in builder["runs"] if "uv pip install" in r)
-    assert "-c constraints.txt" in install and "libs/mesh_testing" in install and "-not -path" in install
+    # The builder runs the venv recipe that test_image_recipe_builds_every_command runs here.
+    assert any("deploy/docker/install-venv.sh /opt/mesh" in r for r in builder["runs"])
+    assert ". -> ." in builder["copies"]
     # The runtime stage gets the venv only, and a numeric non-root user (runAsNonRoot can verify it).
     assert runtime["copies"] == ["builder /opt/mesh -> /opt/mesh"]
     uid, _, gid = runtime["user"].partition(":")
@@ -115,8 +117,36 @@ def test_every_command_the_deployments_run_is_in_the_image(deploy_tools: Path, r
             assert command[0] in scripts, f"{command[0]} is no console script of any installed project"
 
 
+def test_image_recipe_builds_every_command(tmp_path: Path) -> None:
+    """deploy/docker/install-venv.sh (the builder stage's RUN) gives a venv with every console script that works
+    outside the source tree, and without the test-only plugin."""
+    venv = tmp_path / "venv"
+    # The dev venv's uv (from constraints.txt) saves bootstrapping one; the install step is the image's.
+    uv = Path(sys.executable).parent / "uv"
+    env = os.environ | ({"UV": str(uv)} if uv.exists() else {})
+    done = subprocess.run(["bash", str(REPO / "deploy" / "docker" / "install-venv.sh"), str(venv)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    installed = {p.name for p in (venv / "bin").iterdir()}
+    assert _installed_scripts() <= installed
+    assert not (venv / "bin" / "uv").exists() and not (venv / "bin" / "pip").exists()
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    for command in (["contract-registry", "--help"], ["mesh-sim", "--help"], ["mesh-dlq", "--help"]):
+        ran = subprocess.run([str(venv / "bin" / command[0]), *command[1:]], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env=env)
+        assert ran.returncode == 0 and "usage" in ran.stdout, ran.stderr
+    # Installed as packages (not editable paths into the repo), and no test plugin.
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import importlib.util, contract_registry, mesh_common; "
+                            "print(contract_registry.__file__); print(importlib.util.find_spec('mesh_testing'))"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    location, testing = probe.stdout.split()
+    assert location.startswith(str(venv)) and testing == "None"
+
+
 def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}
     assert {".git", ".venv", ".cache", ".env"} <= ignored
     assert "libs" not in ignored and "services" not in ignored and "constraints.txt" not in ignored
+    assert "!deploy/docker/" in ignored, "the builder stage runs deploy/docker/install-venv.sh"
