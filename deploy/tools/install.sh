@@ -29,6 +29,9 @@ for arg in "$@"; do
   esac
 done
 mkdir -p "$BIN"
+# Two test runs starting at once must not build into the same files.
+exec 9>"$CACHE/.deploy-tools.lock"
+flock 9
 
 log() { echo "deploy-tools: $*" >&2; }
 

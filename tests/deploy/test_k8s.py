@@ -136,8 +136,18 @@ def check_custom_resource(doc: Doc, docs: list[Doc]) -> list[str]:
         triggers = spec.get("triggers") or []
         if not triggers:
             problems.append("no triggers")
+        if not any(trigger.get("type") == "kafka" for trigger in triggers):
+            problems.append("no kafka (consumer lag) trigger")
         for trigger in triggers:
             meta = trigger.get("metadata", {})
+            if trigger.get("type") == "cpu":  # needs CPU requests on the target, a Utilization % value
+                if trigger.get("metricType") != "Utilization" or not str(meta.get("value", "")).isdigit():
+                    problems.append("cpu trigger needs metricType Utilization and a whole-number value")
+                container = deployments.get(target.get("name"), {}).get("spec", {}).get("template", {}) \
+                    .get("spec", {}).get("containers", [{}])[0]
+                if "cpu" not in container.get("resources", {}).get("requests", {}):
+                    problems.append("cpu trigger on a target without CPU requests")
+                continue
             if trigger.get("type") != "kafka":
                 problems.append(f"trigger type {trigger.get('type')}")
             if not all(isinstance(v, str) for v in meta.values()):
@@ -191,6 +201,10 @@ def test_custom_resource_check_catches_mistakes(rendered_docs: dict[str, list[Do
     problems = " | ".join(check_custom_resource(scaled, docs))
     for expected in ("names no Deployment", "lagTreshold", "needs bootstrapServers", "maxReplicaCount 12"):
         assert expected in problems
+    scaled["spec"] = dict(scaled["spec"], triggers=[{"type": "cpu", "metricType": "AverageValue",
+                                                     "metadata": {"value": "70%"}}])
+    problems = " | ".join(check_custom_resource(scaled, docs))
+    assert "no kafka (consumer lag) trigger" in problems and "cpu trigger needs" in problems
     topic = dict(next(d for d in docs if d["kind"] == "KafkaTopic"))
     topic["metadata"] = {"name": "Bad_Name"}
     topic["spec"] = {"partitions": 0, "replicas": 3, "partition": 6}
