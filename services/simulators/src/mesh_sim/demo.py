@@ -640,9 +640,11 @@ class Demo:
     def one_trace(self) -> str:
         """Spans of this run (services.sh writes them to <run dir>/traces/*.jsonl) sharing one trace id."""
         run_dir = Path(os.environ.get("MESH_RUN_DIR") or repo_root() / ".run")
-        files = sorted((run_dir / "traces").glob("*.jsonl"))
+        # MESH_OTEL_FILE where a service honours it; a service that ignores it prints its spans to stdout,
+        # which services.sh sends to its log file.
+        files = sorted((run_dir / "traces").glob("*.jsonl")) + sorted((run_dir / "logs").glob("*.log"))
         if not files:
-            raise StepFailed(f"no span files in {run_dir / 'traces'} (MESH_OTEL_EXPORTER=console, MESH_OTEL_FILE)")
+            raise StepFailed(f"no span or log files under {run_dir}")
 
         def best() -> tuple[str, set[str]] | str:
             by_trace = spans_by_trace(files, since=self.started)
@@ -794,6 +796,8 @@ def spans_by_trace(files: Iterable[Path], since: datetime) -> dict[str, set[str]
     for path in files:
         with path.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
+                if not line.startswith('{"name"'):  # ConsoleSpanExporter's JSON; log lines are skipped
+                    continue
                 try:
                     span = json.loads(line)
                     started = datetime.fromisoformat(span["start_time"].replace("Z", "+00:00"))
