@@ -156,10 +156,10 @@ class Store:
 
     def migrate(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             # Serialise concurrent first starts (replicas, tests) on the DDL.
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                 conn.execute(f"SET LOCAL search_path = {self.schema}")
                 conn.execute(SCHEMA_SQL)
 
