@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,28 +18,29 @@ class EngineSettings(BaseSettings):
 
     app_id: str = SERVICE  # Faust app id: consumer group and changelog topic names
     topic_prefix: str = ""  # prefixed to every catalog topic (tests and side-by-side deployments)
-    topic_partitions: int = Field(6, ge=1)  # must match the catalog's input topics (co-partitioning)
-    replication_factor: int = Field(1, ge=1)  # of the engine's own changelog and internal topics
+    topic_partitions: Annotated[int, Field(ge=1)] = 6  # must match the catalog's input topics (co-partitioning)
+    replication_factor: Annotated[int, Field(ge=1)] = 1  # of the engine's own changelog and internal topics
     data_dir: str | None = None
     provision_topics: bool = True  # create missing catalog topics on start
+    http_enabled: bool = True  # /healthz /readyz /metrics on MESH_HTTP_HOST:MESH_HTTP_PORT
     clock_id: str = "mesh"  # which ClockAdvanced events to follow when MESH_CLOCK=topic
-    tick_interval: float = Field(0.1, gt=0)  # seconds between due-index checks (wall time)
-    session_timeout: float = Field(60.0, gt=1)  # a killed worker's partitions move after this long
+    tick_interval: Annotated[float, Field(gt=0)] = 0.1  # seconds between due-index checks (wall time)
+    session_timeout: Annotated[float, Field(gt=1)] = 60.0  # a killed worker's partitions move after this long
 
     erp_base_url: str | None = None
     erp_token: str | None = None
-    erp_attempts: int = Field(5, ge=1)
-    erp_base_delay: float = Field(0.5, ge=0)
-    erp_max_delay: float = Field(30.0, ge=0)
-    erp_timeout: float = Field(10.0, gt=0)
+    erp_attempts: Annotated[int, Field(ge=1)] = 5
+    erp_base_delay: Annotated[float, Field(ge=0)] = 0.5
+    erp_max_delay: Annotated[float, Field(ge=0)] = 30.0
+    erp_timeout: Annotated[float, Field(gt=0)] = 10.0
 
     lead_days: dict[str, int] = Field(default_factory=dict)  # JSON, e.g. {"milestone": 21}
     escalate_days: dict[str, int] = Field(default_factory=dict)
-    horizon_days: int = Field(400, ge=1)
-    lookback_days: int = Field(31, ge=0)
-    sla_grace_days: int = Field(3, ge=0)
-    park_seconds: int = Field(86_400, ge=0)
-    replan_days: int = Field(7, ge=1)
+    horizon_days: Annotated[int, Field(ge=1)] = 400
+    lookback_days: Annotated[int, Field(ge=0)] = 31
+    sla_grace_days: Annotated[int, Field(ge=0)] = 3
+    park_seconds: Annotated[int, Field(ge=0)] = 86_400
+    replan_days: Annotated[int, Field(ge=1)] = 7
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(lead_days=DEFAULT_LEAD_DAYS | self.lead_days,

@@ -98,9 +98,11 @@ class Stack:
     now: datetime = T0
     seen: list[Seen] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    second: subprocess.Popen[bytes] | None = None  # a second replica, for rebalance tests
     _producer: Producer | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _runs: int = 0
+    http_port: int = 0
 
     def topic(self, name: str) -> str:
         return self.prefix + name
@@ -134,6 +136,21 @@ class Stack:
     # --- the worker subprocess
 
     def start(self) -> None:
+        self.http_port = free_port()
+        self.proc = self._spawn(self.http_port)
+
+    def start_second(self) -> Path:
+        """Another replica in the same consumer group; returns its log file."""
+        self.second = self._spawn(free_port())
+        return self.log_dir / f"worker{self._runs}.log"
+
+    def stop_second(self) -> None:
+        if self.second is not None:
+            self.second.send_signal(signal.SIGTERM)
+            self.second.wait(30)
+            self.second = None
+
+    def _spawn(self, http_port: int) -> subprocess.Popen[bytes]:
         self._runs += 1
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "MESH_CLOCK": "topic",
                "OBLIGATION_TOPIC_PREFIX": self.prefix, "OBLIGATION_APP_ID": self.app_id,
@@ -141,10 +158,11 @@ class Stack:
                "OBLIGATION_ERP_BASE_URL": self.erp.url, "OBLIGATION_ERP_TOKEN": ERP_TOKEN,
                "OBLIGATION_ERP_ATTEMPTS": "3", "OBLIGATION_ERP_BASE_DELAY": "0.05",
                "OBLIGATION_PARK_SECONDS": "3600", "OBLIGATION_DATA_DIR": str(self.log_dir / f"data{self._runs}"),
-               "OBLIGATION_SESSION_TIMEOUT": "6", "MESH_LOG_LEVEL": "INFO"}
+               "OBLIGATION_SESSION_TIMEOUT": "6", "MESH_LOG_LEVEL": "INFO",
+               "MESH_HTTP_HOST": "127.0.0.1", "MESH_HTTP_PORT": str(http_port)}
         script = shutil.which("obligation-engine", path=str(Path(sys.executable).parent)) or "obligation-engine"
         log = open(self.log_dir / f"worker{self._runs}.log", "wb")  # noqa: SIM115 (closed with the process)
-        self.proc = subprocess.Popen([script], env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen([script], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
@@ -194,6 +212,32 @@ class Stack:
 
         threading.Thread(target=run, daemon=True).start()
 
+    def changelog_has(self, key: str, table: str = "contracts") -> bool:
+        """Whether the worker's table changelog holds a record for `key` (its state is persisted)."""
+        topic = f"{self.app_id}-{table}-changelog"
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": unique_name("oe-changelog"),
+                             "enable.auto.commit": False})
+        try:
+            md = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if md is None or not md.partitions:
+                return False
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p, end in ends.items() if end > 0])
+            remaining = {p for p, end in ends.items() if end > 0}
+            while remaining:
+                msg = consumer.poll(5)
+                if msg is None:
+                    return False
+                if msg.error() is not None:
+                    continue
+                if key.encode() in (msg.key() or b""):
+                    return True
+                if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+                    remaining.discard(msg.partition() or 0)
+            return False
+        finally:
+            consumer.close()
+
     def records(self, contract_id: str, cls: type | None = None, topic: str | None = None) -> list[Seen]:
         out = []
         for s in list(self.seen):
@@ -238,6 +282,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         yield s
     finally:
+        s.stop_second()
         s.stop()
         s._stop.set()
         erp.stop()

@@ -6,10 +6,13 @@ Tests run in file order and the clock only moves forward.
 
 from __future__ import annotations
 
+import re
 import signal
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
+import httpx
 from obligation_engine.adapters.partitioning import partition_for
 from obligation_engine.samples import contract, obligations, terms_v
 
@@ -224,10 +227,15 @@ def test_due_soon_and_overdue_fire_once_across_restart_and_catch_up(stack: Stack
     # dead-lettered when its parking time (1 h here) has passed on the clock.
     ghost = unique_name("c-ghost")
     probe = _same_partition_as(ghost, "c-probe")
+    stack.send(_contract(stack, probe))
+    stack.wait(lambda: _scheduled_ids(stack, probe), "probe scheduled")
     stack.send(MilestoneCompleted(contract_id=ghost, obligation_id="x", source_system="sap", origin=Origin.ERP,
                                   occurred_at=stack.now, completed_at=stack.now))
-    stack.send(_contract(stack, probe))  # same partition, sent after: once it is scheduled the ghost is parked
-    stack.wait(lambda: _scheduled_ids(stack, probe), "ghost parked")
+    # same topic and partition, sent after the ghost: once it is done, the ghost has been parked
+    stack.send(MilestoneCompleted(contract_id=probe, obligation_id="go-live", source_system="sap", origin=Origin.ERP,
+                                  occurred_at=stack.now, completed_at=stack.now))
+    stack.wait(lambda: stack.events(probe, ObligationCompleted), "ghost parked")
+    stack.wait(lambda: stack.changelog_has(ghost), "parked state in the changelog")
     stack.stop(signal.SIGKILL)
     stack.advance_by(timedelta(hours=2))
     stack.start()
@@ -237,3 +245,39 @@ def test_due_soon_and_overdue_fire_once_across_restart_and_catch_up(stack: Stack
     # Once each, over two restarts (one of them a kill).
     for cls in (ObligationDueSoon, ObligationOverdue):
         assert len([e for e in stack.events(cid, cls) if e.instance_id == "insurance-cert"]) == 1, cls
+
+
+def _assigned_in(log: Path) -> list[list[int]]:
+    """The partitions each index rebuild of that worker covered, from its log."""
+    found = re.findall(r"due index rebuilt: .* on partitions \[([0-9, ]*)\]", log.read_text(errors="replace"))
+    return [[int(p) for p in f.split(",") if p.strip()] for f in found]
+
+
+def test_two_replicas_split_the_partitions_and_fire_each_transition_once(stack: Stack) -> None:
+    cids = [unique_name("c-rebal") for _ in range(8)]
+    for cid in cids:
+        stack.send(_contract(stack, cid))
+    stack.wait(lambda: all("insurance-cert" in _scheduled_ids(stack, c) for c in cids), "all scheduled")
+    log = stack.start_second()
+    # both replicas hold some partitions: each index now covers only its own
+    stack.wait(lambda: any(0 < len(a) < PARTITIONS for a in _assigned_in(log)), "second replica assigned",
+               timeout=120)
+    due = next(e.due_at for e in stack.events(cids[0], ObligationScheduled) if e.instance_id == "insurance-cert")
+    stack.advance(due - timedelta(days=14) + timedelta(minutes=1))
+    stack.wait(lambda: all(any(e.instance_id == "insurance-cert" for e in stack.events(c, ObligationDueSoon))
+                           for c in cids), "due soon on every contract", timeout=60)
+    stack.stop_second()  # its partitions come back to the first replica, whose index is rebuilt
+    stack.advance(due + timedelta(minutes=1))
+    stack.wait(lambda: all(any(e.instance_id == "insurance-cert" for e in stack.events(c, ObligationOverdue))
+                           for c in cids), "overdue on every contract", timeout=120)
+    for cid in cids:
+        for cls in (ObligationDueSoon, ObligationOverdue):
+            assert len([e for e in stack.events(cid, cls) if e.instance_id == "insurance-cert"]) == 1, (cid, cls)
+
+
+def test_health_readiness_and_metrics_endpoints(stack: Stack) -> None:
+    base = f"http://127.0.0.1:{stack.http_port}"
+    assert httpx.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+    assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    assert 'mesh_records_processed_total{service="obligation-engine"' in metrics

@@ -107,7 +107,7 @@ def _recurrences(d: ObligationDefinition, terms: ContractTerms, tz: ZoneInfo, fi
     rule_text = d.recurrence.removeprefix("RRULE:")
     rule = rrulestr(rule_text, dtstart=dtstart)
     out: list[Planned] = []
-    for n, occurrence in enumerate(rule, start=1):  # type: ignore[attr-defined]
+    for n, occurrence in enumerate(rule, start=1):
         day = occurrence.date()
         if day > last or n > 50 * cfg.max_occurrences:
             break

@@ -22,6 +22,7 @@ import json
 import logging
 import sys
 import tempfile
+import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -411,6 +412,23 @@ def check_copartitioning(kafka: KafkaSettings, settings: EngineSettings) -> list
     return problems
 
 
+def serve_ops(eng: Engine, service: ServiceSettings) -> None:
+    """Health, readiness and metrics for Kubernetes, in a thread with its own loop (Faust owns the main one)."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from mesh_common.ops import ops_router
+
+    async def worker_ready() -> str | None:
+        return None if eng.ready else "partitions not assigned or tables still recovering"
+
+    api = FastAPI(title="obligation-engine")
+    api.include_router(ops_router({"worker": worker_ready}))
+    server = uvicorn.Server(uvicorn.Config(api, host=service.http_host, port=service.http_port,
+                                           log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, name="ops-http", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     service = ServiceSettings()
     logging.basicConfig(level=service.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -430,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     eng = Engine(settings, kafka, clock)
     if follower is not None:
         follower.on_advance = eng.wake
+    if settings.http_enabled:
+        serve_ops(eng, service)
     level = {"warning": "warn", "critical": "crit"}.get(service.log_level.lower(), service.log_level.lower())
     sys.argv = [sys.argv[0], "worker", "--loglevel", level, "--without-web", *(argv or [])]
     eng.app.main()
