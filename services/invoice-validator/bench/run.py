@@ -353,6 +353,8 @@ def main() -> None:
     print(f"RESULT baseline  {b.lines_per_s:,.0f} lines/s, p50 {b.p50_ms:.1f} ms, p99 {b.p99_ms:.1f} ms, "
           f"peak {b.peak_mb:.0f} MB")
     print(f"RESULT ratio validator/baseline = {v.lines_per_s / b.lines_per_s:.2f} (goal >= 0.5)")
+    producer.flush(10)
+    del producer
     if server is not None:
         server.stop()  # type: ignore[attr-defined]
 

@@ -12,8 +12,10 @@ from typing import Any
 from contract_schema import ContractSnapshot
 
 
-def table_value(snapshot: ContractSnapshot) -> dict[str, Any]:
-    return {"vendor": snapshot.counterparty.erp_vendor_id, "snapshot": snapshot.model_dump_json()}
+def table_value(snapshot: ContractSnapshot, raw_json: bytes | None = None) -> dict[str, Any]:
+    """What the table keeps; `raw_json` (the record value the snapshot was decoded from) saves a re-dump."""
+    text = raw_json.decode() if raw_json is not None else snapshot.model_dump_json()
+    return {"vendor": snapshot.counterparty.erp_vendor_id, "snapshot": text}
 
 
 class ContractCache:

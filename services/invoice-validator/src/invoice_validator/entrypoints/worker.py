@@ -90,6 +90,11 @@ class Validator:
             key_serializer="json",
             value_serializer="json",
             stream_wait_empty=False,
+            # Verdicts and table records are ~10 KB: the 16 KB default batch held one record each, so the
+            # producer (one in-flight request per broker) capped throughput. Batch them and compress.
+            producer_max_batch_size=1_048_576,
+            producer_linger=0.005,
+            producer_compression_type="lz4",
         )
         self.app = app
         n = settings.topic_partitions
@@ -198,10 +203,10 @@ class Validator:
 
     async def _contract_agent(self, stream: Any) -> None:
         async for event, envelope in self._events(stream):
-            async def handle(env: Any) -> None:
+            async def handle(env: Any, raw: bytes = event.value) -> None:
                 if not isinstance(env.event, ContractSnapshot):
                     raise DecodeError(f"unexpected {env.type} on {CONTRACT_STATE.name}")
-                await self.handle_contract(env.event)
+                await self.handle_contract(env.event, raw)
             await self._guarded(event, envelope, handle)
 
     async def _obligation_agent(self, stream: Any) -> None:
@@ -225,9 +230,9 @@ class Validator:
 
     # --- handlers ---------------------------------------------------------------------------
 
-    async def handle_contract(self, snapshot: ContractSnapshot) -> None:
+    async def handle_contract(self, snapshot: ContractSnapshot, raw_json: bytes | None = None) -> None:
         previous = self.contracts.get(snapshot.contract_id)
-        self.contracts[snapshot.contract_id] = table_value(snapshot)
+        self.contracts[snapshot.contract_id] = table_value(snapshot, raw_json)
         self.cache.put(snapshot, previous.get("vendor") if previous else None)
         # Invoices that waited for this contract: by its id, and by its vendor.
         keys = [f"ref:{snapshot.contract_id}"]
