@@ -5,7 +5,8 @@
 #   infra/scripts/kafka.sh jars|start|stop|status   (jars: fetch the pinned broker jars)
 #
 # Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1),
-#      KAFKA_DIR (<repo>/.run/kafka), KAFKA_START_TIMEOUT (60 s),
+#      KAFKA_DIR (<repo>/.run/kafka), KAFKA_START_TIMEOUT (60 s), KAFKA_HEAP_MAX (1536m: a whole test
+#      session creates thousands of partitions; 512m ran out of heap),
 #      PYTHON (interpreter with confluent_kafka, default <repo>/.venv/bin/python).
 # Jars live in .cache/kafka/libs, fetched with Maven from infra/kafka/pom.xml.
 set -euo pipefail
@@ -107,7 +108,7 @@ start() {
     || { log "$PYTHON cannot import confluent_kafka (needed to probe readiness): run make venv or set PYTHON"; exit 1; }
   ensure_jars
   write_config
-  local java_opts=(-Xms256m -Xmx512m -Djava.awt.headless=true
+  local java_opts=(-Xms256m -Xmx${KAFKA_HEAP_MAX:-1536m} -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.properties")
   if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
     local cluster_id
@@ -152,10 +153,12 @@ stop() {
   kill -TERM "$pid"
   # Controlled shutdown normally takes a few seconds; escalate after 30 s.
   local deadline=$((SECONDS + 30))
+  local killed=0
   while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
+    if ((SECONDS >= deadline && !killed)); then
       log "pid $pid ignored SIGTERM for 30s, killing"
       kill -KILL "$pid" 2>/dev/null || true
+      killed=1
     fi
     sleep 0.2 # poll interval
   done

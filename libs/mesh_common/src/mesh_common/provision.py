@@ -144,7 +144,13 @@ def provision(
 
 
 def bootstrap_from_env() -> dict[str, str]:
-    return {"bootstrap.servers": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)}
+    """The admin client config from KAFKA_* variables, TLS and SASL included (see KafkaSettings)."""
+    from .settings import KafkaSettings
+
+    conf = KafkaSettings().admin()
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+        conf["bootstrap.servers"] = DEFAULT_BOOTSTRAP
+    return {k: str(v) for k, v in conf.items()}
 
 
 def catalog_topics() -> tuple[TopicLike, ...]:
