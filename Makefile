@@ -15,11 +15,11 @@ LIBS := libs/contract_schema libs/mesh_common libs/mesh_testing
 PROJECTS = $(foreach d,$(LIBS) $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml)),$(if $(wildcard $(d)/pyproject.toml),$(d)))
 PYPROJECTS = $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 # Dev tools nobody's package depends on; versions come from constraints.txt.
-DEV_TOOLS := ruff mypy types-PyYAML types-python-dateutil jsonschema
+DEV_TOOLS := ruff mypy types-PyYAML types-python-dateutil jsonschema pyyaml
 
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(KAFKA_PORT),9092)
 
-.PHONY: venv kafka-jars postgres-install test lint typecheck pytest up down status schemas bench demo clean
+.PHONY: venv kafka-jars postgres-install deploy-tools test lint typecheck pytest up down status schemas bench demo clean
 
 venv: $(STAMP)
 
@@ -37,7 +37,11 @@ kafka-jars:
 postgres-install:
 	@bash infra/scripts/postgres.sh install
 
-test: venv kafka-jars postgres-install
+# kustomize, kubeconform and the compose/Dockerfile checkers (Go module proxy), cached in .cache/bin.
+deploy-tools:
+	@bash deploy/tools/install.sh
+
+test: venv kafka-jars postgres-install deploy-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
@@ -48,7 +52,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-pytest: venv kafka-jars postgres-install
+pytest: venv kafka-jars postgres-install deploy-tools
 	$(VENV)/bin/pytest $(ARGS)
 
 # The local stack. The scripts themselves refuse to start a second copy.
