@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from contract_schema.codec import header_map
-from contract_schema.topics import CATALOG
 from mesh_common.auth import AuthSettings, issue_token
 from mesh_common.settings import KafkaSettings
 from mesh_testing import consume_all, create_topics, unique_name
@@ -96,13 +95,20 @@ def topic_count(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def make_env(db_url: str, schema: str, bootstrap: str, **overrides: Any) -> Env:
+def make_env(db_url: str, schema: str, bootstrap: str, *, kafka: bool = True, **overrides: Any) -> Env:
+    """Settings for one test: its own schema and topic prefix. kafka=False: no relay, consumers or topics."""
     prefix = unique_name("t") + "."
     values: dict[str, Any] = {"db_schema": schema, "topic_prefix": prefix, "consumer_group": unique_name("registry"),
                               "relay_fallback_poll_seconds": 1.0}
+    if not kafka:
+        values |= {"relay_in_process": False, "consume_in_process": False}
     settings = RegistrySettings(**(values | overrides))
-    names = [prefix + spec.name for spec in CATALOG]
-    create_topics(bootstrap, names + [n + ".dlq" for n in names], partitions=3)
+    if kafka:
+        # Only the topics the registry touches (the shared dev broker hosts every engineer's tests).
+        names = [settings.state_topic, settings.events_topic, settings.performance_topic,
+                 settings.obligation_events_topic, settings.renewal_decision_topic]
+        create_topics(bootstrap, names + [settings.obligation_events_topic + ".dlq",
+                                          settings.renewal_decision_topic + ".dlq"], partitions=3)
     config = AppConfig(database_url=db_url, registry=settings,
                        kafka=KafkaSettings(bootstrap_servers=bootstrap), auth=AUTH)
     return Env(db_url, schema, bootstrap, settings, config)
@@ -116,6 +122,18 @@ def env(db_url: str, schema: str, kafka_bootstrap: str) -> Env:
 @pytest.fixture
 def client(env: Env) -> Iterator[TestClient]:
     with TestClient(create_app(env.config)) as c:
+        yield c
+
+
+@pytest.fixture
+def db_env(db_url: str, schema: str) -> Env:
+    """For tests that only look at HTTP and the database: nothing runs against Kafka."""
+    return make_env(db_url, schema, "127.0.0.1:9", kafka=False)
+
+
+@pytest.fixture
+def db_client(db_env: Env) -> Iterator[TestClient]:
+    with TestClient(create_app(db_env.config)) as c:
         yield c
 
 

@@ -77,65 +77,65 @@ def test_create_activate_amend_terminate_publish_exactly_the_expected_events_in_
     assert sorted(ce(m) for m in state + events) == sorted(outbox_ids(env))
 
 
-def test_get_as_of_a_past_date_returns_the_version_in_force_then(client: TestClient) -> None:
-    cid = create(client)["contract_id"]
-    client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'},
+def test_get_as_of_a_past_date_returns_the_version_in_force_then(db_client: TestClient) -> None:
+    cid = create(db_client)["contract_id"]
+    db_client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'},
                 json={"effective_from": "2026-06-01", "reason": "more", "terms": terms(total_value="200000.00")})
-    now = client.get(f"/v1/contracts/{cid}", headers=R)
+    now = db_client.get(f"/v1/contracts/{cid}", headers=R)
     assert now.headers["ETag"] == '"2"' and now.json()["in_force"]["total_value"] == "200000.00"
-    old = client.get(f"/v1/contracts/{cid}", params={"as_of": "2026-03-15"}, headers=R)
+    old = db_client.get(f"/v1/contracts/{cid}", params={"as_of": "2026-03-15"}, headers=R)
     assert old.status_code == 200
     assert old.headers["ETag"] == '"1"'
     assert old.json()["in_force"]["total_value"] == "120000.00" and old.json()["as_of"] == "2026-03-15"
     assert ContractView.model_validate(old.json()).version == 1  # the documented response model holds
-    assert client.get(f"/v1/contracts/{cid}", params={"as_of": "2026-06-01"}, headers=R).json()["version"] == 2
-    assert client.get(f"/v1/contracts/{cid}", params={"as_of": "2025-01-01"}, headers=R).status_code == 404
+    assert db_client.get(f"/v1/contracts/{cid}", params={"as_of": "2026-06-01"}, headers=R).json()["version"] == 2
+    assert db_client.get(f"/v1/contracts/{cid}", params={"as_of": "2025-01-01"}, headers=R).status_code == 404
 
 
-def test_amend_with_stale_if_match_is_412_and_without_it_428(client: TestClient) -> None:
-    cid = create(client)["contract_id"]
+def test_amend_with_stale_if_match_is_412_and_without_it_428(db_client: TestClient) -> None:
+    cid = create(db_client)["contract_id"]
     amendment = {"effective_from": "2026-05-01", "reason": "r", "terms": terms(total_value="1.00")}
-    assert client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'},
+    assert db_client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'},
                        json=amendment).status_code == 200
-    stale = client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'}, json=amendment)
+    stale = db_client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'}, json=amendment)
     assert stale.status_code == 412
-    missing = client.post(f"/v1/contracts/{cid}/amendments", headers=W, json=amendment)
+    missing = db_client.post(f"/v1/contracts/{cid}/amendments", headers=W, json=amendment)
     assert missing.status_code == 428
-    assert client.get(f"/v1/contracts/{cid}", headers=R).json()["version"] == 2  # nothing overwritten
+    assert db_client.get(f"/v1/contracts/{cid}", headers=R).json()["version"] == 2  # nothing overwritten
 
 
-def test_create_with_the_same_idempotency_key_returns_the_first_result(client: TestClient, env: Env) -> None:
+def test_create_with_the_same_idempotency_key_returns_the_first_result(db_client: TestClient, db_env: Env) -> None:
     headers = {**W, "Idempotency-Key": "create-42"}
-    first = client.post("/v1/contracts", json=draft(), headers=headers)
-    again = client.post("/v1/contracts", json=draft(), headers=headers)
+    first = db_client.post("/v1/contracts", json=draft(), headers=headers)
+    again = db_client.post("/v1/contracts", json=draft(), headers=headers)
     assert first.status_code == again.status_code == 201
     assert again.json()["contract_id"] == first.json()["contract_id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
-    assert len(client.get("/v1/contracts", headers=R).json()["items"]) == 1
-    assert len(outbox_ids(env)) == 1  # one snapshot, published once
-    other = client.post("/v1/contracts", json=draft(title="different"), headers=headers)
+    assert len(db_client.get("/v1/contracts", headers=R).json()["items"]) == 1
+    assert len(outbox_ids(db_env)) == 1  # one snapshot, published once
+    other = db_client.post("/v1/contracts", json=draft(title="different"), headers=headers)
     assert other.status_code == 422 and other.json()["detail"][0]["field"] == "Idempotency-Key"
     # Keys are per tenant: another tenant's identical key is a different create.
-    b = client.post("/v1/contracts", json=draft(), headers={**token("tenant-b"), "Idempotency-Key": "create-42"})
+    b = db_client.post("/v1/contracts", json=draft(), headers={**token("tenant-b"), "Idempotency-Key": "create-42"})
     assert b.status_code == 201 and b.json()["contract_id"] != first.json()["contract_id"]
 
 
-def test_auth_401_403_and_tenant_isolation_404(client: TestClient) -> None:
-    cid = create(client)["contract_id"]
-    assert client.get(f"/v1/contracts/{cid}").status_code == 401
-    assert client.get(f"/v1/contracts/{cid}", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
-    assert client.post("/v1/contracts", json=draft(), headers=R).status_code == 403
-    assert client.post(f"/v1/contracts/{cid}/activate", headers=R).status_code == 403
+def test_auth_401_403_and_tenant_isolation_404(db_client: TestClient) -> None:
+    cid = create(db_client)["contract_id"]
+    assert db_client.get(f"/v1/contracts/{cid}").status_code == 401
+    assert db_client.get(f"/v1/contracts/{cid}", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
+    assert db_client.post("/v1/contracts", json=draft(), headers=R).status_code == 403
+    assert db_client.post(f"/v1/contracts/{cid}/activate", headers=R).status_code == 403
     other = token("tenant-b")
-    assert client.get(f"/v1/contracts/{cid}", headers=other).status_code == 404
-    assert client.get(f"/v1/contracts/{cid}/audit", headers=other).status_code == 404
-    assert client.post(f"/v1/contracts/{cid}/activate", headers=other).status_code == 404
-    assert client.post(f"/v1/contracts/{cid}/amendments", headers={**other, "If-Match": '"1"'},
+    assert db_client.get(f"/v1/contracts/{cid}", headers=other).status_code == 404
+    assert db_client.get(f"/v1/contracts/{cid}/audit", headers=other).status_code == 404
+    assert db_client.post(f"/v1/contracts/{cid}/activate", headers=other).status_code == 404
+    assert db_client.post(f"/v1/contracts/{cid}/amendments", headers={**other, "If-Match": '"1"'},
                        json={"effective_from": "2026-05-01", "reason": "r", "terms": terms()}).status_code == 404
-    assert client.get("/v1/contracts", headers=other).json()["items"] == []
-    assert client.get(f"/v1/contracts/{cid}", headers=R).json()["status"] == "draft"  # untouched
+    assert db_client.get("/v1/contracts", headers=other).json()["items"] == []
+    assert db_client.get(f"/v1/contracts/{cid}", headers=R).json()["status"] == "draft"  # untouched
     admin = token("tenant-a", scopes=("admin",))
-    assert client.post(f"/v1/contracts/{cid}/activate", headers=admin).status_code == 200
+    assert db_client.post(f"/v1/contracts/{cid}/activate", headers=admin).status_code == 200
 
 
 def _rate_card(**changes: Any) -> list[dict[str, Any]]:
@@ -165,37 +165,37 @@ RULES = [
 
 
 @pytest.mark.parametrize(("rule", "change", "field"), RULES, ids=[r[0] for r in RULES])
-def test_each_business_rule_gives_422_naming_the_field(client: TestClient, rule: str, change: dict[str, Any],
+def test_each_business_rule_gives_422_naming_the_field(db_client: TestClient, rule: str, change: dict[str, Any],
                                                        field: str) -> None:
-    resp = client.post("/v1/contracts", json=draft(terms=terms(**change)), headers=W)
+    resp = db_client.post("/v1/contracts", json=draft(terms=terms(**change)), headers=W)
     assert resp.status_code == 422, resp.text
     assert [d["field"] for d in resp.json()["detail"]] == [field]
 
 
-def test_amendment_effective_before_the_version_it_amends_is_422(client: TestClient) -> None:
-    cid = create(client)["contract_id"]
-    resp = client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'},
+def test_amendment_effective_before_the_version_it_amends_is_422(db_client: TestClient) -> None:
+    cid = create(db_client)["contract_id"]
+    resp = db_client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'},
                        json={"effective_from": "2026-01-15", "reason": "backdated", "terms": terms()})
     assert resp.status_code == 422
     assert [d["field"] for d in resp.json()["detail"]] == ["effective_from"]
 
 
-def test_schema_errors_are_422_naming_the_field(client: TestClient) -> None:
-    resp = client.post("/v1/contracts", json=draft(terms=terms(currency="EURO")), headers=W)
+def test_schema_errors_are_422_naming_the_field(db_client: TestClient) -> None:
+    resp = db_client.post("/v1/contracts", json=draft(terms=terms(currency="EURO")), headers=W)
     assert resp.status_code == 422
     assert resp.json()["detail"][0]["loc"][-2:] == ["terms", "currency"]
 
 
-def test_list_filters_and_cursor_pagination(client: TestClient) -> None:
-    a = create(client, tags=["it"])["contract_id"]
-    b = create(client, tags=["facilities"], counterparty={"party_id": "V-200", "name": "Beta"},
+def test_list_filters_and_cursor_pagination(db_client: TestClient) -> None:
+    a = create(db_client, tags=["it"])["contract_id"]
+    b = create(db_client, tags=["facilities"], counterparty={"party_id": "V-200", "name": "Beta"},
                owner={"name": "Max", "email": "max@example.com"},
                terms=terms(end_date="2026-12-31"))["contract_id"]
-    c = create(client, tags=["it"])["contract_id"]
-    client.post(f"/v1/contracts/{c}/activate", headers=W)
+    c = create(db_client, tags=["it"])["contract_id"]
+    db_client.post(f"/v1/contracts/{c}/activate", headers=W)
 
     def ids(**params: Any) -> list[str]:
-        return [i["contract_id"] for i in client.get("/v1/contracts", params=params, headers=R).json()["items"]]
+        return [i["contract_id"] for i in db_client.get("/v1/contracts", params=params, headers=R).json()["items"]]
 
     assert ids() == [a, b, c]
     assert ids(status="active") == [c]
@@ -203,17 +203,17 @@ def test_list_filters_and_cursor_pagination(client: TestClient) -> None:
     assert ids(owner="max@example.com") == [b]
     assert ids(ending_before="2027-01-01") == [b]
     assert ids(tag="it") == [a, c]
-    page1 = client.get("/v1/contracts", params={"limit": 2}, headers=R).json()
+    page1 = db_client.get("/v1/contracts", params={"limit": 2}, headers=R).json()
     assert [i["contract_id"] for i in page1["items"]] == [a, b] and page1["next_cursor"]
-    page2 = client.get("/v1/contracts", params={"limit": 2, "cursor": page1["next_cursor"]}, headers=R).json()
+    page2 = db_client.get("/v1/contracts", params={"limit": 2, "cursor": page1["next_cursor"]}, headers=R).json()
     assert [i["contract_id"] for i in page2["items"]] == [c] and page2["next_cursor"] is None
-    assert client.get("/v1/contracts", params={"cursor": "@@"}, headers=R).status_code == 422
+    assert db_client.get("/v1/contracts", params={"cursor": "@@"}, headers=R).status_code == 422
 
 
-def test_audit_log_records_who_what_and_request(client: TestClient) -> None:
-    cid = create(client)["contract_id"]
-    client.post(f"/v1/contracts/{cid}/activate", headers={**token(subject="bob"), "X-Request-ID": "req-7"})
-    log = client.get(f"/v1/contracts/{cid}/audit", headers=R).json()["items"]
+def test_audit_log_records_who_what_and_request(db_client: TestClient) -> None:
+    cid = create(db_client)["contract_id"]
+    db_client.post(f"/v1/contracts/{cid}/activate", headers={**token(subject="bob"), "X-Request-ID": "req-7"})
+    log = db_client.get(f"/v1/contracts/{cid}/audit", headers=R).json()["items"]
     assert [(e["action"], e["actor"]) for e in log] == [("created", "alice"), ("activated", "bob")]
     assert log[1]["request_id"] == "req-7"
 
@@ -259,14 +259,14 @@ def test_ops_endpoints_and_openapi(client: TestClient) -> None:
     assert "/v1/contracts/{contract_id}/amendments" in spec["paths"]
 
 
-def test_concurrent_retries_with_one_idempotency_key_create_one_contract(client: TestClient, env: Env) -> None:
+def test_concurrent_retries_with_one_idempotency_key_create_one_contract(db_client: TestClient, db_env: Env) -> None:
     headers = {**W, "Idempotency-Key": "burst-1"}
     with ThreadPoolExecutor(6) as pool:
-        responses = list(pool.map(lambda _: client.post("/v1/contracts", json=draft(), headers=headers), range(6)))
+        responses = list(pool.map(lambda _: db_client.post("/v1/contracts", json=draft(), headers=headers), range(6)))
     assert [r.status_code for r in responses] == [201] * 6
     assert len({r.json()["contract_id"] for r in responses}) == 1
-    assert len(client.get("/v1/contracts", headers=R).json()["items"]) == 1
-    assert len(outbox_ids(env)) == 1
+    assert len(db_client.get("/v1/contracts", headers=R).json()["items"]) == 1
+    assert len(outbox_ids(db_env)) == 1
 
 
 def test_the_callers_trace_follows_the_change_onto_kafka(client: TestClient, env: Env) -> None:
