@@ -196,14 +196,18 @@ class Mesh:
     extra_env: dict[str, str] = field(default_factory=dict)
     group_id: str = ""
     log_index: int = 0
+    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[int, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.alerts_topic = f"{self.prefix}.alert"
         self.notifications_topic = f"{self.prefix}.notification"
         self.clock_topic = f"{self.prefix}.clock"
         self.group_id = f"{self.prefix}-group"
-        create_topics(self.bootstrap, [self.alerts_topic, self.alerts_topic + ".dlq", self.notifications_topic,
-                                       self.clock_topic], partitions=1)
+        # Alerts are keyed by contract over several partitions, as in production; the rest need one.
+        create_topics(self.bootstrap, [self.alerts_topic], partitions=4)
+        create_topics(self.bootstrap, [self.alerts_topic + ".dlq", self.notifications_topic, self.clock_topic],
+                      partitions=1)
         self.producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
         self.now = T0
         self.set_clock(T0)
@@ -243,38 +247,50 @@ class Mesh:
         env.update(self.extra_env)
         return env
 
-    def start(self) -> None:
+    def start(self, replica: int = 0) -> None:
+        """Start replica `replica` (0 serves base_url); replicas share the group, schema and topics."""
         self.log_index += 1
-        log = open(self.tmp / f"notifier-{self.log_index}.log", "wb")  # noqa: SIM115 (lives with the process)
-        self.process = subprocess.Popen(notifier_argv(), env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._ready, timeout=60, interval=0.1, message=f"notifier ready (log {log.name})")
+        log_path = self.tmp / f"notifier-{replica}-{self.log_index}.log"
+        self.logs[replica] = log_path
+        port = self.http_port if replica == 0 else free_port()
+        env = self.env() | {"MESH_HTTP_PORT": str(port), "NOTIFIER_INSTANCE_ID": f"{self.group_id}-{replica}"}
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(notifier_argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[replica] = process
+        if replica == 0:
+            self.process = process
+        wait_for(lambda: self._ready(replica, port), timeout=60, interval=0.1,
+                 message=f"notifier replica {replica} ready (log {log_path})")
 
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"notifier exited with {self.process.returncode}: {self.log()}")
+    def _ready(self, replica: int, port: int) -> bool:
+        process = self.processes[replica]
+        if process.poll() is not None:
+            raise RuntimeError(f"notifier exited with {process.returncode}: {self.log(replica)}")
         try:
-            return httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
-    def log(self) -> str:
-        return (self.tmp / f"notifier-{self.log_index}.log").read_text(errors="replace")[-4000:]
+    def log(self, replica: int = 0) -> str:
+        return self.logs[replica].read_text(errors="replace")[-4000:]
 
-    def kill(self) -> None:
+    def kill(self, replica: int = 0) -> None:
         """SIGKILL: no shutdown hooks, no offset commit, no flush - a crash."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        process = self.processes.pop(replica)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
             try:
-                self.process.wait(20)
+                process.wait(20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                process.kill()
+                process.wait(5)
+        self.processes.clear()
 
     def send(self, alert: Alert) -> None:
         record = encode(alert, source="test", event_id=alert.alert_id)

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import icalendar
+from confluent_kafka.admin import AdminClient
 from notifier.config import DEFAULT_RULES
 from notifier.domain.calendar import feed_token
 
@@ -345,3 +346,28 @@ def test_a_record_the_broker_never_confirmed_is_produced_again_with_the_same_id(
              timeout=10, message="recorded again")
     assert len(mesh.smtp.about(a.alert_id)) == 1
     reader.close()
+
+
+def test_two_replicas_share_the_partitions_and_a_crashed_one_loses_and_repeats_nothing(mesh: Mesh) -> None:
+    mesh.start(0)
+    mesh.start(1)
+    admin = AdminClient({"bootstrap.servers": mesh.bootstrap})
+
+    def assignment() -> list[int]:
+        group = admin.describe_consumer_groups([mesh.group_id])[mesh.group_id].result(timeout=10)
+        return sorted(len(m.assignment.topic_partitions) for m in group.members)
+
+    wait_for(lambda: assignment() == [2, 2], timeout=60, interval=0.5, message="4 partitions shared by 2 replicas")
+    contracts = [unique_name("C") for _ in range(12)]
+    first = [alert("obligation.due_soon", c, stage="a") for c in contracts]
+    for a in first:
+        mesh.send(a)
+    wait_for(lambda: all(mesh.smtp.about(a.alert_id) for a in first), timeout=30, message="first wave e-mailed")
+    mesh.kill(1)  # its partitions move to replica 0 once its session times out
+    second = [alert("obligation.due_soon", c, stage="b") for c in contracts]
+    for a in second:
+        mesh.send(a)
+    wait_for(lambda: all(mesh.smtp.about(a.alert_id) for a in second), timeout=60, message="second wave e-mailed")
+    assert all(len(mesh.smtp.about(a.alert_id)) == 1 for a in first + second)
+    assert len(mesh.smtp.to(OWNER)) == 24
+    assert assignment() == [4]  # the survivor holds every partition
