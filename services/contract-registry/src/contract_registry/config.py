@@ -55,4 +55,4 @@ class RegistrySettings(BaseSettings):
     @property
     def notify_channel(self) -> str:
         # NOTIFY is database-wide: one channel per schema so side-by-side registries don't wake each other.
-        return f"registry_outbox_{self.db_schema or 'default'}"
+        return f"registry_outbox_{self.db_schema or 'default'}"[:63]  # PostgreSQL identifiers: 63 bytes

@@ -90,6 +90,8 @@ def test_get_as_of_a_past_date_returns_the_version_in_force_then(db_client: Test
     assert ContractView.model_validate(old.json()).version == 1  # the documented response model holds
     assert db_client.get(f"/v1/contracts/{cid}", params={"as_of": "2026-06-01"}, headers=R).json()["version"] == 2
     assert db_client.get(f"/v1/contracts/{cid}", params={"as_of": "2025-01-01"}, headers=R).status_code == 404
+    assert db_client.get(f"/v1/contracts/{cid}", headers={**R, "If-None-Match": '"2"'}).status_code == 304
+    assert db_client.get(f"/v1/contracts/{cid}", headers={**R, "If-None-Match": '"1"'}).status_code == 200
 
 
 def test_amend_with_stale_if_match_is_412_and_without_it_428(db_client: TestClient) -> None:
@@ -253,7 +255,8 @@ def test_ops_endpoints_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert "registry_outbox_published_total" in client.get("/metrics").text
+    metrics = client.get("/metrics").text
+    assert "registry_outbox_published_total" in metrics and "registry_outbox_pending" in metrics
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.1")
     assert "/v1/contracts/{contract_id}/amendments" in spec["paths"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine, text
 
 from mesh_common.settings import KafkaSettings
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("registry_outbox_published_total", "Outbox records published to Kafka", ["topic"])
 PUBLISH_FAILED = Counter("registry_outbox_publish_failed_total", "Outbox records whose delivery failed")
+PENDING = Gauge("registry_outbox_pending", "Outbox records committed but not yet published")
 COMMIT_TO_ACK = Histogram("registry_outbox_commit_to_ack_seconds", "Outbox row created -> Kafka ack",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
@@ -51,6 +52,7 @@ _BLOCKERS = text("""
     WHERE published_at IS NULL AND aggregate_id = ANY(:aggregates) AND NOT (seq = ANY(:claimed))
     GROUP BY aggregate_id
 """)
+_PENDING = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
 _PURGE_OUTBOX = text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :seconds)")
 _PURGE_PROCESSED = text("DELETE FROM processed_events WHERE processed_at < now() - make_interval(secs => :seconds)")
@@ -104,6 +106,8 @@ class OutboxRelay:
                             pass  # a full batch: there may be more right away
                         if time.monotonic() >= self._next_purge:
                             self.purge()
+                        with self.engine.connect() as conn:  # cheap: a partial index holds only pending rows
+                            PENDING.set(conn.execute(_PENDING).scalar_one())
                         self._wait(listener)
                 self.last_error = None
             except Exception as exc:  # database or broker trouble: back off and start over, never die

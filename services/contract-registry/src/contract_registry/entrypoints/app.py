@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from pydantic import BaseModel
@@ -39,6 +39,7 @@ from ..service import (
     PreconditionFailed,
     PreconditionRequired,
     Registry,
+    etag_matches,
     snapshot_json,
 )
 
@@ -241,8 +242,11 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
 
     @app.get("/v1/contracts/{contract_id}", tags=["contracts"], responses={200: VIEW, **ERRORS})
     def get_contract(contract_id: str, principal: Annotated[Principal, Depends(READ)],
-                     as_of: date | None = None) -> JSONResponse:
+                     as_of: date | None = None,
+                     if_none_match: Annotated[str | None, Header()] = None) -> Response:
         snapshot, decision = registry.get(principal.tenant, contract_id, as_of)
+        if if_none_match and etag_matches(if_none_match, snapshot.current.version):
+            return Response(status_code=304, headers={"ETag": f'"{snapshot.current.version}"'})
         return _respond(snapshot, decision=decision, as_of=as_of)
 
     @app.post("/v1/contracts/{contract_id}/amendments", tags=["contracts"],
