@@ -145,7 +145,8 @@ class Notifier:
             banner=banner, thread_note=thread_note)
 
     def deliver_all(self, alert: Alert, decision: Decision, recipients: tuple[Recipient, ...], *, step: str,
-                    now: datetime, banner: str | None = None, thread_root: str | None = None) -> None:
+                    now: datetime, banner: str | None = None, thread_root: str | None = None,
+                    thread_note: str | None = None) -> None:
         """Deliver on every channel of the rule; for red, fall back channel by channel on failure."""
         responsible = resolve(self.rules, alert, ("owner", "backup")) + recipients
         responsible = tuple({r.address.lower(): r for r in responsible}.values())
@@ -154,17 +155,17 @@ class Notifier:
             if name == "digest":
                 continue
             ok = self._deliver_channel(name, alert, decision, recipients, responsible, step, now, banner,
-                                       thread_root)
+                                       thread_root, thread_note)
             failed = failed or not ok
         if failed and decision.tier is Tier.RED:
             for name in decision.fallback_channels:
                 if self._deliver_channel(name, alert, decision, recipients, responsible, f"{step}-fallback", now,
-                                         banner, thread_root):
+                                         banner, thread_root, thread_note):
                     break
 
     def _deliver_channel(self, name: str, alert: Alert, decision: Decision, recipients: tuple[Recipient, ...],
                          responsible: tuple[Recipient, ...], step: str, now: datetime, banner: str | None,
-                         thread_root: str | None) -> bool:
+                         thread_root: str | None, thread_note: str | None = None) -> bool:
         channel = self.channels.get(name)
         if channel is None or not channel.enabled:
             log.info("channel %s is not configured; skipping it for alert %s", name, alert.alert_id)
@@ -172,7 +173,8 @@ class Notifier:
         targets: list[Recipient | None] = list(recipients) if channel.per_recipient else [None]
         ok = True
         for r in targets:
-            n = self.notice(alert, decision.tier, decision.required_action, r, responsible, now, banner)
+            n = self.notice(alert, decision.tier, decision.required_action, r, responsible, now, banner,
+                            thread_note)
             payload = (render.slack_payload(n) if channel.kind == "slack" else render.teams_payload(n)
                        if channel.kind == "teams" else render.webhook_payload(n))
             to = r.address if r else f"#{name}"
@@ -314,8 +316,11 @@ class Notifier:
                 hours = int(step.after.total_seconds() // 3600)
                 banner = (f"Escalated (step {index + 1}): not acknowledged within {hours}h of "
                           f"{stored.received_at:%Y-%m-%d %H:%M %Z}")
+                thread = self.store.get_thread(alert.dedup_key)
+                note = (f"{thread.suppressed} repeat(s) of this condition suppressed since it was raised"
+                        if thread and thread.root_alert_id == stored.thread_root and thread.suppressed else None)
                 self.deliver_all(alert, decision, recipients, step=f"esc{index + 1}", now=now, banner=banner,
-                                 thread_root=stored.thread_root)
+                                 thread_root=stored.thread_root, thread_note=note)
                 state = state.fired(index)
                 fired += 1
             self.store.escalation_fired(alert.alert_id, state.next_step, state.next_due)

@@ -118,6 +118,7 @@ def test_escalation_to_backup_without_ack_and_none_after_ack(mesh: Mesh) -> None
     for a in (ignored, acked_api, acked_link):
         mesh.send(a)
     wait_for(lambda: len(mesh.smtp.about(contract)) >= 6, timeout=30, message="6 first e-mails (owner + legal)")
+    mesh.send(alert("sla.breached", contract, stage="uptime", tier=Tier.RED))  # a repeat: suppressed
     # acknowledge one with a JWT, one with the signed link from its e-mail
     token = issue_token(AuthSettings(), subject="olivia", tenant="t1", scopes=["alerts:ack"])
     assert httpx.post(f"{mesh.base_url}/v1/alerts/{acked_api.alert_id}/ack").status_code == 401
@@ -146,6 +147,7 @@ def test_escalation_to_backup_without_ack_and_none_after_ack(mesh: Mesh) -> None
     assert len(escalated) == 1
     assert ignored.alert_id in body_text(escalated[0]) and "[ESCALATED]" in str(escalated[0]["Subject"])
     assert "not acknowledged within 24h" in body_text(escalated[0])
+    assert "Thread: 1 repeat(s) of this condition suppressed" in body_text(escalated[0])
     assert escalated[0]["In-Reply-To"]  # threaded under the first message
     records = reader.wait(lambda ms: [n for n in notifications(ms) if n.kind is NotificationKind.ESCALATED],
                           what="escalation recorded")
