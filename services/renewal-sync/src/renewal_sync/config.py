@@ -19,6 +19,8 @@ class RenewalSettings(BaseSettings):
     review_every_months: int = 12
     red_within_days: int = 30
     batch_size: int = 500
+    # How soon a crashed replica's partitions move to another one (the broker's minimum is 6000).
+    session_timeout_ms: int = 10000
     poll_timeout: float = 0.1  # seconds; also bounds how late a due stage is noticed
 
     crm: str = Field(default="none", pattern="^(none|salesforce|hubspot)$")

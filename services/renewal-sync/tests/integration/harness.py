@@ -301,6 +301,7 @@ class Service:
             "RENEWAL_CRM_ATTEMPTS": "3", "RENEWAL_CRM_BASE_DELAY": "0.02", "RENEWAL_CRM_MAX_DELAY": "0.2",
             "RENEWAL_CRM_ROUNDS": "50", "RENEWAL_CRM_ROUND_DELAY": "0.2", "RENEWAL_CRM_MAX_ROUND_DELAY": "1",
             "RENEWAL_CRM_BREAKER_RESET": "0.3",
+            "RENEWAL_SESSION_TIMEOUT_MS": "6000",
             **extra_env,
         }
         self.log_path = log_dir / f"{prefix.strip('.')}.log"
@@ -309,6 +310,15 @@ class Service:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def replica(self) -> Service:
+        """Another replica: same topics, consumer group and schema, its own HTTP port."""
+        other = Service.__new__(Service)
+        other.port = free_port()
+        other.env = {**self.env, "MESH_HTTP_PORT": str(other.port)}
+        other.log_path = self.log_path.with_name(self.log_path.stem + f"-{other.port}.log")
+        other.proc = None
+        return other
 
     def start(self) -> Service:
         log = self.log_path.open("ab")

@@ -1,7 +1,8 @@
 """The outbox relay: publishes pending Kafka records and delivers pending CRM upserts.
 
 Runs in its own thread with its own database connection and an asyncio loop (the CRM
-calls are httpx + mesh_common.delivery). A row is marked sent only after the broker or the
+calls are httpx + mesh_common.delivery). One replica relays at a time (a PostgreSQL
+advisory lock), which keeps updates of a contract in order. A row is marked sent only after the broker or the
 CRM acknowledged it, so a crash re-sends at most the rows in flight (Kafka consumers dedup
 on ce_id; the CRM upsert is idempotent on the contract id). A CRM row that fails
 `crm_rounds` rounds goes to the DLQ and raises a red "CRM sync failing" alert.
@@ -68,8 +69,15 @@ class OutboxRelay:
 
     async def _main(self) -> None:
         self._sem = asyncio.Semaphore(self.cfg.crm_concurrency)
+        leading = False
         try:
             while not self._stop.is_set():
+                if not leading:
+                    leading = self.store.try_lead("outbox-relay")
+                    if not leading:  # another replica relays; stand by and try again
+                        await asyncio.to_thread(self._stop.wait, 1.0)
+                        continue
+                    log.info("this replica now relays the outbox")
                 busy = self.relay_kafka()
                 busy = await self.relay_crm() or busy
                 if not busy:

@@ -72,6 +72,11 @@ class Store:
                 contract_id text PRIMARY KEY, state jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())""")
             self.conn.execute(f"""CREATE TABLE IF NOT EXISTS {s}.scorecard (
                 counterparty_id text PRIMARY KEY, record jsonb NOT NULL)""")
+            # Which partition of the contract-keyed topics the contract lives on: a replica loads only
+            # the contracts of the partitions assigned to it.
+            self.conn.execute(
+                f"ALTER TABLE {s}.contract_state ADD COLUMN IF NOT EXISTS partition int NOT NULL DEFAULT -1")
+            self.conn.execute(f"CREATE INDEX IF NOT EXISTS contract_state_partition ON {s}.contract_state (partition)")
             self.conn.execute(f"""CREATE TABLE IF NOT EXISTS {s}.outbox (
                 id bigserial PRIMARY KEY, target text NOT NULL, contract_id text NOT NULL,
                 event_id text NOT NULL, topic text NOT NULL, key bytea NOT NULL, value bytea NOT NULL,
@@ -84,27 +89,39 @@ class Store:
 
     # --- state -----------------------------------------------------------------------------
 
-    def load_states(self) -> Iterator[RenewalState]:
+    def load_states(self, partitions: Sequence[int] | None = None) -> Iterator[tuple[RenewalState, int]]:
+        """(state, partition) of every contract, or of those on the given partitions."""
         with self.conn.transaction(), self.conn.cursor(name="load_states") as cur:
             cur.itersize = 5000
-            cur.execute(f"SELECT state::text FROM {self.schema}.contract_state")
-            for (text,) in cur:
-                yield RenewalState.model_validate_json(text)
+            if partitions is None:
+                cur.execute(f"SELECT state::text, partition FROM {self.schema}.contract_state")
+            else:
+                cur.execute(f"SELECT state::text, partition FROM {self.schema}.contract_state "
+                            "WHERE partition = ANY(%s)", (list(partitions),))
+            for text, partition in cur:
+                yield RenewalState.model_validate_json(text), partition
+
+    def scorecard(self, counterparty_id: str) -> SlaRecord | None:
+        with self.conn.transaction():
+            row = self.conn.execute(f"SELECT record::text FROM {self.schema}.scorecard WHERE counterparty_id = %s",
+                                    (counterparty_id,)).fetchone()
+        return None if row is None else SlaRecord.model_validate_json(row[0])
 
     def load_scorecards(self) -> dict[str, SlaRecord]:
         with self.conn.transaction():
             rows = self.conn.execute(f"SELECT counterparty_id, record::text FROM {self.schema}.scorecard").fetchall()
         return {cid: SlaRecord.model_validate_json(text) for cid, text in rows}
 
-    def save(self, states: Iterable[RenewalState], scorecards: dict[str, SlaRecord],
+    def save(self, states: Iterable[tuple[RenewalState, int]], scorecards: dict[str, SlaRecord],
              outbox: Sequence[OutboxRow]) -> None:
         """One transaction: state changes and everything they cause."""
         s = self.schema
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.executemany(
-                f"""INSERT INTO {s}.contract_state (contract_id, state) VALUES (%s, %s::jsonb)
-                    ON CONFLICT (contract_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()""",
-                [(st.contract_id, st.model_dump_json()) for st in states])
+                f"""INSERT INTO {s}.contract_state (contract_id, state, partition) VALUES (%s, %s::jsonb, %s)
+                    ON CONFLICT (contract_id) DO UPDATE SET state = EXCLUDED.state, partition = EXCLUDED.partition,
+                    updated_at = now()""",
+                [(st.contract_id, st.model_dump_json(), partition) for st, partition in states])
             cur.executemany(
                 f"""INSERT INTO {s}.scorecard (counterparty_id, record) VALUES (%s, %s::jsonb)
                     ON CONFLICT (counterparty_id) DO UPDATE SET record = EXCLUDED.record""",
@@ -123,6 +140,13 @@ class Store:
             self._insert_outbox(cur, rows)
 
     # --- outbox relay ----------------------------------------------------------------------
+
+    def try_lead(self, role: str) -> bool:
+        """Take a session-level advisory lock: one relay across all replicas (keeps per-contract order and
+        never sends a row twice); the lock goes with the connection if the leader dies."""
+        with self.conn.transaction():
+            row = self.conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"{self.schema}.{role}",)).fetchone()
+        return bool(row and row[0])
 
     def pending(self, target: str, limit: int, now: datetime | None = None) -> list[PendingRow]:
         """Pending rows in id order. For the CRM only the oldest pending row of each contract

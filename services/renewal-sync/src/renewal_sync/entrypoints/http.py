@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from confluent_kafka import Producer
@@ -25,8 +27,15 @@ def _problems(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]} for e in exc.errors()]
 
 
-def create_app(cfg: RenewalSettings, producer: Producer, checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
-    app = FastAPI(title="renewal-sync")
+def create_app(cfg: RenewalSettings, producer: Producer, checks: dict[str, ReadinessCheck] | None = None,
+               on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:  # uvicorn re-raises SIGTERM after shutdown: clean up here, not after run()
+            await run_in_threadpool(on_shutdown)
+
+    app = FastAPI(title="renewal-sync", lifespan=lifespan)
     app.include_router(ops_router(checks))
     decision_topic = cfg.topic(RENEWAL_DECISION.name)
 

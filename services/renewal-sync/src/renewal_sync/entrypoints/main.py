@@ -61,13 +61,12 @@ def main() -> None:
     worker.on_flush = relay.wake
     consumer = BatchEventConsumer(
         kafka, service=SERVICE, group_id=cfg.group_id, handler=worker.handle, after_batch=worker.after_batch,
-        batch_size=cfg.batch_size, poll_timeout=cfg.poll_timeout,
+        batch_size=cfg.batch_size, poll_timeout=cfg.poll_timeout, owner_topic=cfg.topic(CONTRACT_STATE.name),
+        on_assign=worker.assigned, on_revoke=worker.revoked, session_timeout_ms=cfg.session_timeout_ms,
         topics=[cfg.topic(t.name) for t in (CONTRACT_STATE, CONTRACT_EVENTS, SCORECARD, RENEWAL_DECISION)])
 
     def run_worker() -> None:
-        count = worker.load()
-        log.info("rebuilt %d renewal timelines, %d scheduled", count, len(worker.index))
-        consumer.run()
+        consumer.run()  # the first assignment loads this replica's contracts from PostgreSQL
 
     relay_thread = _guarded(relay.run, "outbox-relay")
     worker_thread = _guarded(run_worker, "worker")
@@ -81,15 +80,17 @@ def main() -> None:
             return "catching up with the clock topic"
         return None
 
-    app = create_app(cfg, Producer(kafka.producer()), checks={"worker": ready})
-    try:
-        uvicorn.run(app, host=svc.http_host, port=svc.http_port, log_level=svc.log_level.lower())
-    finally:
+    def shutdown() -> None:
+        log.info("shutting down: leaving the consumer group, stopping the relay")
         consumer.stop()
+        worker_thread.join(15)  # closes the consumer: leaves the group so partitions move at once
         relay.stop()
-        worker_thread.join(10)
         if follower is not None:
             follower.stop()
+        log.info("stopped")
+
+    app = create_app(cfg, Producer(kafka.producer()), checks={"worker": ready}, on_shutdown=shutdown)
+    uvicorn.run(app, host=svc.http_host, port=svc.http_port, log_level=svc.log_level.lower())
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from confluent_kafka import Message
@@ -25,7 +26,7 @@ from contract_schema.contract import (
 )
 from contract_schema.obligation import Scorecard, ScorecardScope
 from contract_schema.renewal import OpportunityStatus, RenewalDecision, SlaRecord
-from contract_schema.topics import ALERTS, RENEWAL_OPPORTUNITY
+from contract_schema.topics import ALERTS, CONTRACT_EVENTS, CONTRACT_STATE, RENEWAL_DECISION, RENEWAL_OPPORTUNITY
 from mesh_common.clock import Clock
 from mesh_common.due_index import DueIndex
 from renewal_sync.adapters.store import CRM, KAFKA, OutboxRow, Store
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 STAGES_FIRED = Counter("renewal_stages_fired_total", "Renewal stages announced", ["stage"])
 CONTRACTS = Gauge("renewal_contracts", "Contracts with a renewal state")
 SCHEDULED = Gauge("renewal_scheduled", "Contracts waiting in the due-date index")
+SCORECARD_TTL_SECONDS = 60.0
 
 
 class RenewalWorker:
@@ -60,38 +62,72 @@ class RenewalWorker:
         self.crm_enabled = crm_enabled
         self.clock_ready = clock_ready
         self.states: dict[str, RenewalState] = {}
+        self.partition_of: dict[str, int] = {}  # contract -> partition of the contract-keyed topics
         self.index: DueIndex[str] = DueIndex()
-        self.scorecards: dict[str, SlaRecord] = {}
+        # counterparty -> (SLA record, monotonic expiry); the scorecard topic is keyed by counterparty, so
+        # its partitions may belong to another replica: records come from PostgreSQL, cached briefly.
+        self.scorecards: dict[str, tuple[SlaRecord | None, float]] = {}
         self._dirty: dict[str, RenewalState] = {}
         self._dirty_scorecards: dict[str, SlaRecord] = {}
         self._outbox: list[OutboxRow] = []
         self.on_flush: Callable[[], None] = lambda: None
         self.loaded = threading.Event()
         self.opportunity_topic = cfg.topic(RENEWAL_OPPORTUNITY.name)
+        self.contract_topics = {cfg.topic(t.name) for t in (CONTRACT_STATE, CONTRACT_EVENTS, RENEWAL_DECISION)}
         self.alert_topic = cfg.topic(ALERTS.name)
 
     # --- start-up --------------------------------------------------------------------------
 
-    def load(self) -> int:
-        """Rebuild the in-memory states and the due-date index from PostgreSQL."""
+    def load(self, partitions: Sequence[int] | None = None) -> int:
+        """Rebuild the in-memory states and the due-date index from PostgreSQL (all, or some partitions)."""
         now = self.clock.now()
-        self.scorecards = self.store.load_scorecards()
-        for state in self.store.load_states():
+        count = 0
+        for state, partition in self.store.load_states(partitions):
             self.states[state.contract_id] = state
+            self.partition_of[state.contract_id] = partition
             self._schedule(state, now)
+            count += 1
         CONTRACTS.set(len(self.states))
+        SCHEDULED.set(len(self.index))
         self.loaded.set()
-        return len(self.states)
+        return count
+
+    def assigned(self, partitions: Sequence[int]) -> None:
+        """Partitions moved to this replica: take over their contracts (and what is due on them)."""
+        count = self.load(partitions)
+        log.info("assigned partitions %s: %d renewal timelines, %d scheduled", sorted(partitions), count,
+                 len(self.index))
+
+    def revoked(self, partitions: Sequence[int]) -> None:
+        """Partitions moved away: forget their contracts so this replica never fires them."""
+        self.flush()
+        gone = set(partitions)
+        for cid in [c for c, p in self.partition_of.items() if p in gone]:
+            self.states.pop(cid, None)
+            self.partition_of.pop(cid, None)
+            self.index.cancel(cid)
+        CONTRACTS.set(len(self.states))
+
+    def sla_record(self, counterparty_id: str) -> SlaRecord | None:
+        cached = self.scorecards.get(counterparty_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        record = self.store.scorecard(counterparty_id)
+        self.scorecards[counterparty_id] = (record, time.monotonic() + SCORECARD_TTL_SECONDS)
+        return record
 
     # --- inputs ----------------------------------------------------------------------------
 
-    def handle(self, envelope: Envelope, _msg: Message | None = None) -> None:
-        self.apply_event(envelope.event)
+    def handle(self, envelope: Envelope, msg: Message | None = None) -> None:
+        partition = msg.partition() if msg is not None and msg.topic() in self.contract_topics else None
+        self.apply_event(envelope.event, partition)
 
-    def apply_event(self, event: object) -> None:
+    def apply_event(self, event: object, partition: int | None = None) -> None:
         now = self.clock.now()
         if isinstance(event, ContractSnapshot):
             view = ContractView.from_snapshot(event)
+            if partition is not None:
+                self.partition_of[view.contract_id] = partition
             self._apply(on_snapshot(self.states.get(view.contract_id), view, self.tl, now), now)
         elif isinstance(event, RenewalDecision):
             if (state := self._known(event.contract_id)) is not None:
@@ -112,7 +148,7 @@ class RenewalWorker:
                 record = SlaRecord(window_start=event.window_start, window_end=event.window_end,
                                    sla_measurements=event.sla_measurements, sla_met=event.sla_met,
                                    credits_earned=event.credits_earned, currency=event.currency)
-                self.scorecards[event.counterparty_id] = record
+                self.scorecards[event.counterparty_id] = (record, time.monotonic() + SCORECARD_TTL_SECONDS)
                 self._dirty_scorecards[event.counterparty_id] = record
         # ContractActivated / ContractAmended: the snapshot on the state topic carries the new terms.
 
@@ -146,7 +182,7 @@ class RenewalWorker:
             self.states[cid] = state
             self._dirty[cid] = state
         if outcome.changed:
-            opp = opportunity(state, self.scorecards.get(state.contract.counterparty_id), now)
+            opp = opportunity(state, self.sla_record(state.contract.counterparty_id), now)
             event_id = f"opp:{cid}:{state.revision}"
             record = encode(opp, source=SERVICE, event_id=event_id, time=now)
             self._outbox.append(OutboxRow(KAFKA, cid, event_id, self.opportunity_topic, record.key, record.value,
@@ -172,7 +208,8 @@ class RenewalWorker:
     def flush(self) -> None:
         if not (self._dirty or self._dirty_scorecards or self._outbox):
             return
-        self.store.save(self._dirty.values(), self._dirty_scorecards, self._outbox)
+        self.store.save([(st, self.partition_of.get(cid, -1)) for cid, st in self._dirty.items()],
+                        self._dirty_scorecards, self._outbox)
         had_outbox = bool(self._outbox)
         self._dirty, self._dirty_scorecards, self._outbox = {}, {}, []
         CONTRACTS.set(len(self.states))
