@@ -118,3 +118,29 @@ def test_restart_keeps_verdicts_duplicates_and_cumulative_billing(kafka_bootstra
     finally:
         stop(second)
 
+
+
+def test_two_replicas_share_the_partitions_and_each_invoice_gets_one_verdict(kafka_bootstrap: str,
+                                                                               tmp_path: Path) -> None:
+    first = start(kafka_bootstrap, tmp_path)
+    second = start(kafka_bootstrap, tmp_path, prefix=first.prefix, create=False)
+    try:
+        first.tick(CLOCK_START)
+        contracts = [s.contract(unique_name("C"), vendor=unique_name("V")) for _ in range(8)]
+        invoices = []
+        for c in contracts:
+            first.produce(c)
+        for c in contracts:
+            for _ in range(3):
+                inv = s.invoice(unique_name("INV"), contract_ref=c.contract_id,
+                                vendor=c.counterparty.erp_vendor_id or "")
+                first.produce(inv)
+                invoices.append(inv)
+        for inv in invoices:
+            assert first.verdict(inv.invoice_id, timeout=60).status is VerdictStatus.APPROVED
+        assert all(len(first.verdicts(inv.invoice_id)) == 1 for inv in invoices)
+        per_worker = [r.metric('invoice_validator_verdicts_total{status="approved"}') for r in (first, second)]
+        assert all(n > 0 for n in per_worker) and sum(per_worker) == len(invoices), per_worker
+    finally:
+        stop(second)
+        stop(first)
