@@ -6,7 +6,9 @@ per alert, no rules, no database, no SMTP). Prints both rates and their ratio.
 
     python services/notifier/bench/run.py
 Env: BENCH_BOOTSTRAP (else a broker is started), BENCH_DATABASE_URL (else PostgreSQL is
-started), BENCH_SCALE (1.0 = 2000 alerts, a fifth of them repeats that dedup suppresses).
+started), BENCH_SCALE (1.0 = 2000 alerts, a fifth of them repeats that dedup suppresses),
+BENCH_WORKERS (4: the notifier is measured with 1 consumer thread and with this many, as
+NOTIFIER_CONSUMERS configures the service; the input topic has 4 partitions).
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def start_smtp_sink(port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+PARTITIONS = 4
+WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
+
+
 def make_alerts(n: int) -> list[Alert]:
     now = datetime.now(UTC)
     owner = Person(name="Bench Owner", email="owner@bench.example")
@@ -66,16 +72,19 @@ def make_alerts(n: int) -> list[Alert]:
     return alerts
 
 
-def run_until(consumer: EventConsumer, done: threading.Event, n_label: str, timeout: float = 600) -> float:
-    thread = threading.Thread(target=consumer.run, daemon=True)
+def run_until(consumers: list[EventConsumer], done: threading.Event, n_label: str, timeout: float = 600) -> float:
+    threads = [threading.Thread(target=c.run, daemon=True) for c in consumers]
     start = time.perf_counter()
-    thread.start()
-    if not done.wait(timeout):
-        consumer.stop()
-        raise SystemExit(f"{n_label}: did not finish in {timeout}s")
+    for thread in threads:
+        thread.start()
+    finished = done.wait(timeout)
     elapsed = time.perf_counter() - start
-    consumer.stop()
-    thread.join(30)
+    for consumer in consumers:
+        consumer.stop()
+    for thread in threads:
+        thread.join(30)
+    if not finished:
+        raise SystemExit(f"{n_label}: did not finish in {timeout}s")
     return elapsed
 
 
@@ -104,7 +113,7 @@ def main() -> None:
 def bench(bootstrap: str, db_url: str, n: int) -> None:
     prefix = unique_name("bench").replace("-", "_")
     alerts_topic, out_topic, notif_topic = f"{prefix}.alert", f"{prefix}.passthrough", f"{prefix}.notification"
-    create_topics(bootstrap, [alerts_topic, alerts_topic + ".dlq", out_topic, notif_topic], partitions=1)
+    create_topics(bootstrap, [alerts_topic, alerts_topic + ".dlq", out_topic, notif_topic], partitions=PARTITIONS)
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     producer = Producer(kafka.producer())
     alerts = make_alerts(n)
@@ -128,44 +137,54 @@ def bench(bootstrap: str, db_url: str, n: int) -> None:
 
     base = EventConsumer(kafka, service="bench-baseline", group_id=f"{prefix}-base", topics=[alerts_topic],
                          handler=passthrough)
-    base_s = run_until(base, done, "baseline")
+    base_s = run_until([base], done, "baseline")
 
     # The notifier: rules, dedup in PostgreSQL, delivery ledger, e-mail to a loopback SMTP sink.
     smtp_port = free_port()
     sink = start_smtp_sink(smtp_port)
-    store = Store(db_url, prefix)
+    try:
+        base_rate = n / base_s
+        print(f"baseline passthrough : {base_rate:9.1f} alerts/s ({base_s:.2f}s, 1 consumer)")
+        for workers in sorted({1, WORKERS}):
+            rate, sent, suppressed = run_notifier(kafka, db_url, alerts_topic, notif_topic, smtp_port, n, workers,
+                                                  f"{prefix}_w{workers}")
+            print(f"notifier             : {rate:9.1f} alerts/s ({n / rate:.2f}s, {workers} consumer thread(s)); "
+                  f"{sent} e-mails sent, {suppressed} suppressed; ratio notifier/baseline: {rate / base_rate:.3f}")
+    finally:
+        sink.terminate()
+        sink.wait(10)
+
+
+def run_notifier(kafka: KafkaSettings, db_url: str, alerts_topic: str, notif_topic: str, smtp_port: int, n: int,
+                 workers: int, schema: str) -> tuple[float, int, int]:
+    store = Store(db_url, schema)
     store.migrate()
     rules = parse_rules(DEFAULT_RULES.read_text(), str(DEFAULT_RULES))
     email = EmailChannel("email", SmtpSettings(host="127.0.0.1", port=smtp_port), RetryPolicy(3, 0.05, 1))
-    handled = 0
-    done2 = threading.Event()
-    notifier_producer = Producer(kafka.producer(**{"linger.ms": 0}))  # as the service configures it
-    notifier = Notifier(rules=rules, store=store, channels={"email": email}, producer=notifier_producer,
+    producer = Producer(kafka.producer(**{"linger.ms": 0}))  # as the service configures it
+    notifier = Notifier(rules=rules, store=store, channels={"email": email}, producer=producer,
                         clock=SystemClock(), links=Links("http://localhost:8000", "a", "c"),
                         alerts_topic=alerts_topic, notifications_topic=notif_topic)
+    handled = 0
+    done = threading.Event()
+    lock = threading.Lock()
 
     def handle(envelope: Envelope, _msg: object) -> None:
         nonlocal handled
         assert isinstance(envelope.event, Alert)
         notifier.handle_alert(envelope.event)
-        handled += 1
-        if handled >= n:
-            done2.set()
+        with lock:
+            handled += 1
+            if handled >= n:
+                done.set()
 
-    consumer = EventConsumer(kafka, service="bench-notifier", group_id=f"{prefix}-notifier", topics=[alerts_topic],
-                             handler=handle, producer=notifier_producer)
-    notifier_s = run_until(consumer, done2, "notifier")
-    sink.terminate()
-    sink.wait(10)
+    consumers = [EventConsumer(kafka, service="bench-notifier", group_id=f"{schema}-group", topics=[alerts_topic],
+                               handler=handle, producer=producer) for _ in range(workers)]
+    elapsed = run_until(consumers, done, f"notifier x{workers}")
     suppressed = store.conn().execute("SELECT coalesce(sum(suppressed), 0) AS s FROM threads").fetchone()
     sent = store.conn().execute("SELECT count(*) AS n FROM deliveries WHERE status = 'sent'").fetchone()
-    base_rate, notifier_rate = n / base_s, n / notifier_s
-    print(f"baseline passthrough : {base_rate:9.1f} alerts/s ({base_s:.2f}s)")
-    print(f"notifier             : {notifier_rate:9.1f} alerts/s ({notifier_s:.2f}s); "
-          f"{sent['n'] if sent else '?'} e-mails sent, {suppressed['s'] if suppressed else '?'} suppressed")
-    print(f"ratio notifier/baseline: {notifier_rate / base_rate:.3f}")
-    with store.conn() as conn:
-        conn.execute(f"DROP SCHEMA {prefix} CASCADE")
+    store.conn().execute(f"DROP SCHEMA {schema} CASCADE")
+    return n / elapsed, int(sent["n"]) if sent else -1, int(suppressed["s"]) if suppressed else -1
 
 
 if __name__ == "__main__":

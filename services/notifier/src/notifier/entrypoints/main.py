@@ -151,11 +151,16 @@ def main() -> None:
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    overrides: dict[str, Any] = {"session.timeout.ms": settings.session_timeout_ms}
-    if settings.instance_id:
-        overrides["group.instance.id"] = settings.instance_id
-    consumer = EventConsumer(kafka, service=SERVICE, group_id=settings.group_id, topics=[settings.alerts_topic],
-                             handler=handle, producer=producer, **overrides)
+    # Several consumers in one process share the partitions like replicas do; each thread has its
+    # own database connection and SMTP session, so deliveries to slow servers overlap.
+    consumers = []
+    for i in range(settings.consumers):
+        overrides: dict[str, Any] = {"session.timeout.ms": settings.session_timeout_ms}
+        if settings.instance_id:
+            overrides["group.instance.id"] = settings.instance_id + (f"-{i}" if i else "")
+        consumers.append(EventConsumer(kafka, service=SERVICE, group_id=settings.group_id,
+                                       topics=[settings.alerts_topic], handler=handle, producer=producer,
+                                       **overrides))
     ticker = Ticker(notifier, settings.tick_seconds)
     if follower is not None:
         follower.on_advance = ticker.poke
@@ -165,16 +170,18 @@ def main() -> None:
             log.info("waiting for the clock topic %s", settings.clock_topic)
 
     async def ready_consumer() -> str | None:
-        return None if consumer_thread.is_alive() else "alert consumer stopped"
+        return None if all(t.is_alive() for t in consumer_threads) else "an alert consumer stopped"
 
     async def ready_db() -> str | None:
         store.ping()
         return None
 
     app = create_app(notifier, auth=AuthSettings(), checks={"consumer": ready_consumer, "database": ready_db})
-    consumer_thread = threading.Thread(target=consumer.run, name="alerts", daemon=True)
+    consumer_threads = [threading.Thread(target=c.run, name=f"alerts-{i}", daemon=True)
+                        for i, c in enumerate(consumers)]
     ticker_thread = threading.Thread(target=ticker.run, name="ticker", daemon=True)
-    consumer_thread.start()
+    for thread in consumer_threads:
+        thread.start()
     ticker_thread.start()
 
     server = uvicorn.Server(uvicorn.Config(app, host=service.http_host, port=service.http_port,
@@ -190,11 +197,13 @@ def main() -> None:
     try:
         server.run()
     finally:
-        consumer.stop()
+        for consumer in consumers:
+            consumer.stop()
         ticker.stop()
         if follower is not None:
             follower.stop()
-        consumer_thread.join(15)
+        for thread in consumer_threads:
+            thread.join(15)
         producer.flush(10)
 
 
