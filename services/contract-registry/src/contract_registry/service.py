@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -331,7 +331,7 @@ class Registry:
                 return False
             if isinstance(event, RenewalDecision):
                 previous = row.renewal_decision
-                if previous and previous.get("decided_at", "") > event.decided_at.isoformat():
+                if previous and datetime.fromisoformat(previous["decided_at"]) > event.decided_at:
                     return False  # an older decision arriving late does not replace a newer one
                 row.renewal_decision = event.model_dump(mode="json") | {"event_id": envelope.id}
                 action, details = "renewal-decision", {"decision": event.decision.value, "event_id": envelope.id}

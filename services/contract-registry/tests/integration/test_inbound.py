@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +11,7 @@ from contract_registry.examples import draft
 from fastapi.testclient import TestClient
 
 from contract_schema.base import Origin
+from contract_schema.codec import Envelope, decode, encode
 from contract_schema.contract import ObligationKind
 from contract_schema.obligation import ObligationCompleted, ObligationOverdue, SlaBreached
 from contract_schema.renewal import RenewalDecision, RenewalDecisionKind
@@ -69,3 +70,22 @@ def test_obligation_events_and_renewal_decisions_show_on_get_once_per_ce_id(clie
     assert [a for a in inbound if a[0] != "renewal-decision"] == [
         ("obligation-overdue", "ev-1"), ("obligation-completed", "ev-2"), ("obligation-sla-breached", "ev-3")]
     assert [a for a in inbound if a[0] == "renewal-decision"] == [("renewal-decision", "ev-5")]
+
+
+def test_a_late_older_renewal_decision_does_not_replace_a_newer_one(db_client: TestClient) -> None:
+    registry = db_client.app.state.registry  # type: ignore[attr-defined]
+    cid = db_client.post("/v1/contracts", json=draft(), headers=W).json()["contract_id"]
+    newer = RenewalDecision(contract_id=cid, tenant_id="tenant-a", decision=RenewalDecisionKind.RENEW,
+                            decided_at=T0 + timedelta(hours=1))
+    older = RenewalDecision(contract_id=cid, tenant_id="tenant-a", decision=RenewalDecisionKind.TERMINATE,
+                            decided_at=(T0 + timedelta(minutes=30)).astimezone(timezone(timedelta(hours=5))))
+    assert registry.handle(decode_record(newer, "d-1"))
+    assert not registry.handle(decode_record(older, "d-2"))
+    assert not registry.handle(decode_record(newer, "d-1"))  # redelivery
+    got = db_client.get(f"/v1/contracts/{cid}", headers=W).json()["renewal_decision"]
+    assert (got["decision"], got["event_id"]) == ("renew", "d-1")
+
+
+def decode_record(event: RenewalDecision, event_id: str) -> Envelope:
+    record = encode(event, source="/crm", event_id=event_id)
+    return decode(record.value, record.headers)
