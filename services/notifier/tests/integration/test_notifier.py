@@ -51,6 +51,7 @@ def kinds(mesh: Mesh, reader: Any, alert_id: str) -> list[NotificationKind]:
 
 
 def test_tiering_by_the_shipped_rules(mesh: Mesh) -> None:
+    mesh.extra_env["NOTIFIER_CONSUMERS"] = "2"  # two consumer threads share the alert partitions
     mesh.start()
     contract = unique_name("C")
     red = alert("sla.breached", contract, tier=Tier.GREEN)  # the rules, not the sender, decide the tier
