@@ -70,6 +70,7 @@ class OutboxRelay:
         self.settings = settings
         self.database_url = database_url
         self.name = name
+        self._owns_engine = engine is None
         self.engine = engine or make_engine(database_url, settings.db_schema, pool_size=2)
         self.producer = Producer(kafka.producer(**{"client.id": f"{kafka.client_id}-registry-{name}"}))
         self._stop = threading.Event()
@@ -91,6 +92,8 @@ class OutboxRelay:
         if self._thread is not None:
             self._thread.join(timeout)
         self.producer.flush(5)
+        if self._owns_engine:
+            self.engine.dispose()
 
     @property
     def alive(self) -> bool:
