@@ -16,12 +16,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
 import sys
 import threading
 import time
+import tracemalloc
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +38,7 @@ from renewal_sync.domain.timeline import timeline
 from renewal_sync.entrypoints.worker import RenewalWorker
 
 import contract_schema as cs
+from contract_schema.codec import decode
 from contract_schema.topics import ALERTS, CONTRACT_STATE, RENEWAL_OPPORTUNITY
 from mesh_common.clock import ManualClock
 from mesh_common.settings import KafkaSettings
@@ -182,6 +185,22 @@ def run(n: int, days: int, bootstrap: str, db_url: str) -> None:
           f"timeline, PostgreSQL, index) in {build_s:.1f} s = {n / build_s:,.0f} contracts/s")
     print(f"  memory: RSS +{rss1 - rss0:.0f} MB for {n} states + index ({(rss1 - rss0) * 1024 * 1024 / n:,.0f} "
           f"bytes/contract); {len(worker.index)} scheduled")
+
+    # RSS includes the Kafka client's prefetch buffers; the Python heap of the states alone, on a sample:
+    sample = [cs.encode(snapshot(i, "heap-"), source="/bench") for i in range(min(n, 10000))]
+    probe = RenewalWorker(cfg, store, clock, crm_enabled=False)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for rec in sample:
+        probe.handle(decode(rec.value, rec.headers))
+    probe._dirty.clear()
+    gc.collect()
+    heap = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    print(f"  Python heap of states + index: {heap / len(sample):,.0f} bytes/contract (tracemalloc, "
+          f"{len(sample)} contracts) = ~{heap / len(sample) * n / 1e6:.0f} MB for {n}")
+    del probe, sample
 
     warm = RenewalWorker(cfg, Store(db_url, cfg.db_schema), clock, crm_enabled=True)
     t0 = time.perf_counter()

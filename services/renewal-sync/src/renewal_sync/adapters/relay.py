@@ -78,8 +78,8 @@ class OutboxRelay:
                         await asyncio.to_thread(self._stop.wait, 1.0)
                         continue
                     log.info("this replica now relays the outbox")
-                busy = self.relay_kafka()
-                busy = await self.relay_crm() or busy
+                busy = await self.relay_crm()  # the external call first: it is the one people wait for
+                busy = self.relay_kafka() or busy
                 if not busy:
                     await asyncio.to_thread(self._wake.wait, 0.2)
                     self._wake.clear()
