@@ -168,3 +168,20 @@ def test_smtp_catcher_keeps_messages_readable_over_http() -> None:
     assert [m["rcpt_tos"] for m in for_owner] == [["owner@example.com"]]
     assert "overbilled by 1,000.00 EUR" in for_owner[0]["text"]
     assert "<p>Contract C-1 was overbilled</p>" in for_owner[0]["html"]
+
+
+def test_crm_upserts_hubspot_deals_by_a_unique_property() -> None:
+    with serve_in_thread(crm_app(CrmSimSettings(hubspot_token="pat-123"))) as crm:
+        url = f"{crm}/crm/v3/objects/deals/batch/upsert"
+        body = {"inputs": [{"idProperty": "contract_id", "id": "C-8",
+                            "properties": {"contract_id": "C-8", "renewal_stage": "90d"}}]}
+        first = httpx.post(url, json=body, headers={"Authorization": "Bearer pat-123"})
+        body["inputs"][0]["properties"]["renewal_stage"] = "60d"
+        second = httpx.post(url, json=body, headers={"Authorization": "Bearer pat-123"})
+        wrong = httpx.post(url, json=body, headers={"Authorization": "Bearer other"})
+        [opp] = httpx.get(f"{crm}/opportunities").json()
+    assert (first.status_code, first.json()["results"][0]["new"]) == (200, True)
+    assert (second.status_code, second.json()["results"][0]["new"]) == (200, False)
+    assert first.json()["results"][0]["id"] == second.json()["results"][0]["id"]
+    assert wrong.status_code == 401
+    assert [h["fields"]["renewal_stage"] for h in opp["history"]] == ["90d", "60d"]

@@ -8,6 +8,8 @@
 - `GET /opportunities`: what is stored, each with the history of upserts (what the demo reads).
 - `POST /decisions`: a person's decision in the CRM, sent to renewal-sync's signed webhook
   (CRM_SIM_DECISION_URL, HMAC over the body with CRM_SIM_WEBHOOK_SECRET, header X-Mesh-Signature).
+- `POST /crm/v3/objects/deals/batch/upsert`: HubSpot CRM v3 deal upsert by a unique property (bearer
+  private-app token, checked against CRM_SIM_HUBSPOT_TOKEN when set); stored beside the Salesforce ones.
 - `POST /faults {"status": 503, "count": 2, "retry_after": 1}`: the next `count` API calls fail (outage drills).
 """
 
@@ -39,6 +41,7 @@ class CrmSimSettings(BaseSettings):
     client_secret: str | None = None
     webhook_secret: str = "local-crm-webhook-secret"
     decision_url: str = "http://127.0.0.1:8084/v1/crm/decisions"
+    hubspot_token: str | None = None  # private-app token HubSpot calls must carry; None: any bearer
 
 
 class Fault(BaseModel):
@@ -149,6 +152,45 @@ def create_app(settings: CrmSimSettings | None = None, *, recorder: Recorder | N
                    headers=kept_headers(request.headers))
         return JSONResponse({"id": opp_id, "success": True, "errors": [], "created": created},
                             status_code=201 if created else 200)
+
+    @app.post("/crm/v3/objects/deals/batch/upsert")
+    async def hubspot_upsert(request: Request) -> Response:
+        """HubSpot CRM v3 batch upsert of deals by a unique property (what renewal-sync's HubSpot adapter calls)."""
+        body = await json_body(request)
+        if (hit := faulted(request, body)) is not None:
+            return hit
+        auth = request.headers.get("authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        problem = None
+        if bearer is None or (s.hubspot_token is not None and bearer != s.hubspot_token):
+            problem = "Authentication credentials not found"
+        elif not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+            problem = "inputs: expected a list of {idProperty, id, properties}"
+        rec.record("opportunity-upsert", method="POST", path=request.url.path, body=body,
+                   headers=kept_headers(request.headers), accepted=problem is None, problem=problem)
+        if problem:
+            status = 401 if problem.startswith("Authentication") else 400
+            return JSONResponse({"status": "error", "message": problem, "category": "VALIDATION_ERROR"},
+                                status_code=status)
+        now = datetime.now(UTC).isoformat()
+        results = []
+        with store.lock:
+            for item in body["inputs"]:
+                key = ("hubspot:" + str(item.get("idProperty")), str(item.get("id")))
+                existing = store.opportunities.get(key)
+                created = existing is None
+                if existing is None:
+                    existing = {"id": str(secrets.randbelow(10**10)), "external_id_field": key[0],
+                                "external_id": key[1], "api_version": "crm/v3", "fields": {},
+                                "created_at": now, "history": []}
+                    store.opportunities[key] = existing
+                props = dict(item.get("properties") or {})
+                existing["fields"] = {**existing["fields"], **props}
+                existing["updated_at"] = now
+                existing["history"].append({"at": now, "fields": props})
+                results.append({"id": existing["id"], "properties": existing["fields"], "createdAt":
+                                existing["created_at"], "updatedAt": now, "archived": False, "new": created})
+        return JSONResponse({"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now})
 
     @app.get("/opportunities")
     def opportunities() -> list[dict[str, Any]]:

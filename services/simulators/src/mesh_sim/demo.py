@@ -523,7 +523,8 @@ class Demo:
                 opps: list[dict[str, Any]] = self.http.get(url_of("crm-simulator") + "/opportunities").json()
                 for opp in opps:
                     if opp["external_id"] == c.contract_id and any(
-                            h["fields"].get("Renewal_Stage__c") == stage for h in opp["history"]):
+                            stage in (h["fields"].get("Renewal_Stage__c"), h["fields"].get("renewal_stage"))
+                            for h in opp["history"]):
                         return opp
                 return None
 
