@@ -24,6 +24,7 @@ class NotifierSettings(BaseSettings):
     # once instead of waiting for the session of its crashed predecessor to time out.
     instance_id: str | None = None
     consumers: int = Field(default=1, ge=1, le=64)  # alert consumer threads in this process
+    stats_interval_ms: int = Field(default=15000, ge=100)  # how often consumer lag is refreshed
     session_timeout_ms: int = Field(default=45000, ge=1000)
     tick_seconds: float = Field(default=30.0, gt=0)  # wall-clock mode: how often escalations and digests are checked
 

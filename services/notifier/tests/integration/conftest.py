@@ -229,6 +229,7 @@ class Mesh:
             "NOTIFIER_GROUP_ID": self.group_id,
             "NOTIFIER_INSTANCE_ID": f"{self.group_id}-0",
             "NOTIFIER_SESSION_TIMEOUT_MS": "6000",
+            "NOTIFIER_STATS_INTERVAL_MS": "500",
             "NOTIFIER_ALERTS_TOPIC": self.alerts_topic,
             "NOTIFIER_NOTIFICATIONS_TOPIC": self.notifications_topic,
             "NOTIFIER_CLOCK_TOPIC": self.clock_topic,

@@ -107,6 +107,9 @@ def test_duplicates_are_suppressed_and_counted(mesh: Mesh) -> None:
     assert state["suppressed_in_thread"] == 3 and state["tier"] == "red"
     metrics = httpx.get(f"{mesh.base_url}/metrics").text
     assert re.search(r'notifier_alerts_suppressed_total\{tier="red"\} 3\.0', metrics)
+    topic = re.escape(mesh.alerts_topic)
+    lag = re.compile(rf'mesh_consumer_lag\{{partition="\d",service="notifier",topic="{topic}"\}} 0\.0')
+    wait_for(lambda: lag.search(httpx.get(f"{mesh.base_url}/metrics").text), timeout=20, message="consumer lag gauge")
     reader.close()
 
 

@@ -25,6 +25,7 @@ from mesh_common.auth import AuthSettings
 from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
 from mesh_common.consumer import EventConsumer
 from mesh_common.delivery import RetryPolicy
+from mesh_common.ops import CONSUMER_LAG
 from mesh_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
 from mesh_common.tracing import setup_tracing
 
@@ -59,6 +60,15 @@ def build_channels(rules: RulesConfig, settings: NotifierSettings,
             secret = environ.get(cfg.secret_env) if cfg.secret_env else None
             out[name] = HttpChannel(name, cfg.kind, url, policy, secret=secret)
     return out
+
+
+def record_lag(stats_json: str) -> None:
+    """librdkafka statistics -> the shared mesh_consumer_lag gauge, per assigned partition."""
+    stats = json.loads(stats_json)
+    for topic, info in stats.get("topics", {}).items():
+        for partition, p in info.get("partitions", {}).items():
+            if partition != "-1" and p.get("consumer_lag", -1) >= 0:
+                CONSUMER_LAG.labels(SERVICE, topic, partition).set(p["consumer_lag"])
 
 
 class JsonFormatter(logging.Formatter):
@@ -155,7 +165,8 @@ def main() -> None:
     # own database connection and SMTP session, so deliveries to slow servers overlap.
     consumers = []
     for i in range(settings.consumers):
-        overrides: dict[str, Any] = {"session.timeout.ms": settings.session_timeout_ms}
+        overrides: dict[str, Any] = {"session.timeout.ms": settings.session_timeout_ms,
+                                     "statistics.interval.ms": settings.stats_interval_ms, "stats_cb": record_lag}
         if settings.instance_id:
             overrides["group.instance.id"] = settings.instance_id + (f"-{i}" if i else "")
         consumers.append(EventConsumer(kafka, service=SERVICE, group_id=settings.group_id,
