@@ -109,7 +109,8 @@ class Validator:
         self.verdicts = table("verdicts")  # invoice id -> {"ce_id", "status", "verdict"}
         self.parked = table("parked")  # park key -> [{"ce_id", "invoice", "parked_at"}]
         self.cache = ContractCache(self.contracts, lambda: list(self.contracts.items()))
-        self.park_due: DueIndex[tuple[str, str]] = DueIndex()
+        # (park key, invoice ce_id, partition the entry lives in) -> when its wait is over.
+        self.park_due: DueIndex[tuple[str, str, int]] = DueIndex()
         self.ready = False
         self.webhook = ApWebhook(settings.ap_webhook_url, settings.ap_webhook_secret) \
             if settings.ap_webhook_url else None
@@ -151,7 +152,8 @@ class Validator:
         timeout = timedelta(seconds=self.settings.park_timeout_seconds)
         for key, entries in list(self.parked.items()):
             for entry in entries or ():
-                self.park_due.schedule((key, entry["ce_id"]), datetime.fromisoformat(entry["parked_at"]) + timeout)
+                self.park_due.schedule((key, entry["ce_id"], entry.get("partition", 0)),
+                                       datetime.fromisoformat(entry["parked_at"]) + timeout)
 
     async def _events(self, stream: Any) -> AsyncIterator[tuple[EventT[Any], Any]]:
         """Decode every record; the undecodable go to the DLQ and the stream goes on."""
@@ -225,8 +227,11 @@ class Validator:
 
     async def _sweep(self) -> None:
         """Send an expiry order for every parked invoice whose wait is over (O(k log n) for k due)."""
-        for (key, ce_id), _ in list(self.park_due.pop_due(self.clock.now())):
-            await self.expiry_topic.send(key=key.encode(), value=json.dumps({"key": key, "ce_id": ce_id}).encode())
+        for (key, ce_id, partition), _ in list(self.park_due.pop_due(self.clock.now())):
+            # To the partition the entry lives in: the expiry topic is co-partitioned with the source
+            # topics, so the replica that owns the parked entry is the one that expires it.
+            await self.expiry_topic.send(key=key.encode(), value=json.dumps({"key": key, "ce_id": ce_id}).encode(),
+                                         partition=partition)
 
     # --- handlers ---------------------------------------------------------------------------
 
@@ -244,7 +249,7 @@ class Validator:
                 continue
             del self.parked[key]
             for entry in entries:
-                self.park_due.cancel((key, entry["ce_id"]))
+                self.park_due.cancel((key, entry["ce_id"], entry.get("partition", 0)))
                 invoice = InvoiceReceived.model_validate_json(entry["invoice"])
                 await self.handle_invoice(invoice, entry["ce_id"], parked_at=entry["parked_at"])
 
@@ -303,10 +308,14 @@ class Validator:
         entries = list(self.parked.get(key) or ())
         if any(e["ce_id"] == ce_id for e in entries):
             return  # redelivered while parked
-        entries.append({"ce_id": ce_id, "invoice": invoice.model_dump_json(), "parked_at": parked_at})
+        event = faust.current_event()
+        # The table write lands in the changelog partition of the record being processed.
+        partition = event.message.partition if event is not None else 0
+        entries.append({"ce_id": ce_id, "invoice": invoice.model_dump_json(), "parked_at": parked_at,
+                        "partition": partition})
         self.parked[key] = entries
         due = datetime.fromisoformat(parked_at) + timedelta(seconds=self.settings.park_timeout_seconds)
-        self.park_due.schedule((key, ce_id), due)
+        self.park_due.schedule((key, ce_id, partition), due)
         PARKED.inc()
         log.info("parked invoice %s until its contract is known (%s)", invoice.invoice_id, key)
 
