@@ -112,8 +112,12 @@ start() {
     "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.properties")
   if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
     local cluster_id
-    # Kafka cluster ids are 16 random bytes, base64url without padding.
-    cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # Kafka cluster ids are 16 random bytes, base64url without padding; one starting with "-"
+    # would be read as an option by the storage tool, so draw again in that case.
+    cluster_id="$(python3 -c 'import base64, uuid
+while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+    pass
+print(cid)')"
     log "formatting $KAFKA_DIR/data (cluster id $cluster_id)"
     java "${java_opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format \
       --cluster-id "$cluster_id" --config "$CONF" --ignore-formatted >>"$LOG_FILE" 2>&1 \
