@@ -24,9 +24,9 @@ RULES = parse_rules(TEXT, "default.yaml")
     ("obligation.escalated", "escalated:i1:r1", Tier.RED),
     ("obligation.due_soon", "s", Tier.YELLOW),
     ("obligation.due-soon", "due-soon:i1:r1", Tier.YELLOW),
-    ("crm.sync_failing", "s", Tier.YELLOW),
-    ("renewal.crm_sync_failing", "s", Tier.YELLOW),
-    ("erp.sync_failing", "s", Tier.YELLOW),
+    ("crm.sync_failing", "s", Tier.RED),
+    ("renewal.crm_sync_failing", "s", Tier.RED),
+    ("erp.sync_failing", "s", Tier.RED),
     ("obligation.completed", "completed:i1", Tier.GREEN),
 ])
 def test_shipped_rules_tier_every_known_alert_type(alert_type: str, stage: str, tier: Tier) -> None:
@@ -99,7 +99,10 @@ def _line_of(text: str, needle: str) -> int:
     ("tier: yellow\n    recipients: [owner, sales]", "tier: orange\n    recipients: [owner, sales]",
      "tier: orange", "rules.6.tier"),
     ("{after: 48h, to: [finance]}", "{after: 2 days, to: [finance]}", "{after: 2 days", "is not a duration"),
-    ("channels: [email, slack]\n    dedup_window: 6h", "channels: [email, pager]\n    dedup_window: 6h",
+    ("channels: [email, slack]\n    fallback_channels: [teams, webhook]\n"
+     "    escalation:\n      - {after: 24h, to: [backup]}\n    dedup_window: 6h",
+     "channels: [email, pager]\n    fallback_channels: [teams, webhook]\n"
+     "    escalation:\n      - {after: 24h, to: [backup]}\n    dedup_window: 6h",
      "pager", "unknown channel 'pager'"),
     ("    legal: [legal@example.com]", "    lawyers: [legal@example.com]", "lawyers", "recipients.roles.lawyers"),
     ("default_timezone: UTC", "default_timezone: Mars/Olympus", "Mars/Olympus", "unknown time zone"),
