@@ -144,3 +144,14 @@ def test_opportunity_carries_value_owner_risk_and_sla_record() -> None:
     assert str(opp.amount) == "120000.00" and opp.currency == "EUR"
     assert opp.owner.name == "Olga Owner" and opp.backup_owner is not None
     assert opp.auto_renewal_risk and opp.sla_record == sla
+
+
+def test_an_older_snapshot_redelivered_after_a_crash_changes_nothing() -> None:
+    old = snapshot(end_date=date(2026, 12, 31), updated_at="2026-02-01T00:00:00+00:00")
+    new = snapshot(end_date=date(2027, 3, 31), version=2, updated_at="2026-03-01T00:00:00+00:00")
+    state = on_snapshot(None, ContractView.from_snapshot(old), S, at(2026, 1, 1)).state
+    state = fire_due(state, S, at(2026, 8, 3)).state
+    state = on_snapshot(state, ContractView.from_snapshot(new), S, at(2026, 8, 4)).state
+    replay = on_snapshot(state, ContractView.from_snapshot(old), S, at(2026, 8, 5))
+    assert not replay.changed and replay.state == state
+    assert replay.state.contract.end_date == date(2027, 3, 31)

@@ -101,6 +101,9 @@ def on_snapshot(state: RenewalState | None, view: ContractView, settings: Timeli
         if not _open(view):
             return Outcome(state.model_copy(update={"status": OpportunityStatus.LOST}))
         return fire_due(state, settings, now)
+    seen = state.contract.updated_at
+    if seen is not None and view.updated_at is not None and view.updated_at < seen:
+        return Outcome(state)  # an older snapshot redelivered after a crash: the state is already past it
     if state.status is not OpportunityStatus.OPEN:
         return Outcome(state.model_copy(update={"contract": view}))
     if view.status is ContractStatus.TERMINATED:

@@ -62,6 +62,7 @@ class ContractView(BaseModel):
     auto_renew: bool = False
     total_value: Decimal
     currency: str
+    updated_at: datetime | None = None  # of the snapshot: an older one (a replay) never wins
 
     @classmethod
     def from_snapshot(cls, snap: ContractSnapshot) -> ContractView:
@@ -72,7 +73,8 @@ class ContractView(BaseModel):
                    backup_owner=snap.backup_owner, timezone=snap.timezone, status=snap.status,
                    terminated_on=snap.terminated_on, effective_date=terms.effective_date,
                    end_date=terms.end_date, notice_period_days=terms.notice_period_days,
-                   auto_renew=terms.auto_renew, total_value=terms.total_value, currency=str(terms.currency))
+                   auto_renew=terms.auto_renew, total_value=terms.total_value, currency=str(terms.currency),
+                   updated_at=snap.updated_at)
 
     @property
     def evergreen(self) -> bool:
