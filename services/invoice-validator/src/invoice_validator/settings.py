@@ -23,6 +23,9 @@ class ValidatorSettings(BaseSettings):
     # Prefixed to every catalog topic name (tests and side-by-side deployments share one broker).
     topic_prefix: str = ""
     topic_partitions: int = Field(default=6, ge=1)
+    # How the producers of the source topics pick partitions: "crc32" (librdkafka default, mesh_common
+    # producers) or "murmur2" (Java clients, librdkafka murmur2_random). Internal routing follows it.
+    source_partitioner: str = Field(default="crc32", pattern="^(crc32|murmur2)$")
     replication_factor: int = Field(default=1, ge=1)
     # An invoice whose contract is unknown waits this long for the contract, then needs review.
     park_timeout_seconds: float = Field(default=3600.0, ge=0)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from invoice_validator import samples as s
+from invoice_validator.adapters.partitioning import partition_for
 from invoice_validator.entrypoints.worker import derived_id
 
 from contract_schema import InvoiceReceived, VerdictStatus
@@ -16,7 +18,7 @@ from mesh_common.dlq import read_dead_letter
 from mesh_testing import unique_name, wait_for
 
 from .conftest import CLOCK_START
-from .harness import Running, start, stop, wait_metric
+from .harness import PARTITIONS, Running, start, stop, wait_metric
 
 PARKED = "invoice_validator_parked_total"
 
@@ -90,8 +92,6 @@ def test_garbage_goes_to_the_dlq_and_the_next_invoice_still_gets_its_verdict(val
 
 
 def test_restart_keeps_verdicts_duplicates_and_cumulative_billing(kafka_bootstrap: str, tmp_path: Path) -> None:
-    from decimal import Decimal
-
     first = start(kafka_bootstrap, tmp_path)
     prefix = first.prefix
     first.tick(CLOCK_START)
@@ -141,6 +141,25 @@ def test_two_replicas_share_the_partitions_and_each_invoice_gets_one_verdict(kaf
         assert all(len(first.verdicts(inv.invoice_id)) == 1 for inv in invoices)
         per_worker = [r.metric('invoice_validator_verdicts_total{status="approved"}') for r in (first, second)]
         assert all(n > 0 for n in per_worker) and sum(per_worker) == len(invoices), per_worker
+
+        # A vendor on another partition than its contract: invoices without a reference are matched on
+        # the vendor's partition and validated on the contract's, so the cap counts both kinds.
+        cid, vendor = unique_name("C"), unique_name("V")
+        while partition_for(cid.encode(), PARTITIONS) == partition_for(vendor.encode(), PARTITIONS):
+            vendor = unique_name("V")
+        early = s.invoice(unique_name("INV"), contract_ref=None, vendor=vendor)
+        first.produce(early)  # before the contract exists: parked on the vendor's partition
+        capped = s.contract(cid, vendor=vendor,
+                            versions=(s.terms(rate_card=(s.rate_line(not_to_exceed=Decimal("2500")),)),))
+        first.produce(capped)
+        assert first.verdict(early.invoice_id, timeout=60).status is VerdictStatus.APPROVED
+        by_ref = s.invoice(unique_name("INV"), contract_ref=cid, vendor=vendor)
+        first.produce(by_ref)
+        assert first.verdict(by_ref.invoice_id).status is VerdictStatus.APPROVED
+        by_vendor = s.invoice(unique_name("INV"), contract_ref=None, vendor=vendor)
+        first.produce(by_vendor)
+        v = first.verdict(by_vendor.invoice_id)
+        assert (v.reason_codes, v.contract_id, v.prevented_overpayment) == (("CAP_EXCEEDED",), cid, Decimal("500.00"))
     finally:
         stop(second)
         stop(first)

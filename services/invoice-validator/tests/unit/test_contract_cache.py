@@ -1,4 +1,4 @@
-"""The parsed-contract cache and its vendor index over a table-like mapping."""
+"""The parsed-contract cache over table-like mappings."""
 
 from __future__ import annotations
 
@@ -6,24 +6,26 @@ from typing import Any
 
 from invoice_validator import samples as s
 from invoice_validator.adapters.contracts import ContractCache, table_value
+from invoice_validator.adapters.partitioning import partition_for
 
 
-def test_vendor_index_is_rebuilt_from_the_table_and_follows_vendor_changes() -> None:
-    table: dict[str, Any] = {c.contract_id: table_value(c) for c in (s.contract("C-1", vendor="V-1"),
-                                                                       s.contract("C-2", vendor="V-2"))}
-    cache = ContractCache(table, lambda: list(table.items()))
-    assert [c.contract_id for c in cache.for_vendor("V-1")] == ["C-1"]
-    moved = s.contract("C-1", vendor="V-2")
-    table["C-1"] = table_value(moved)
-    cache.put(moved, previous_vendor="V-1")
-    assert cache.for_vendor("V-1") == []
-    assert [c.contract_id for c in cache.for_vendor("V-2")] == ["C-1", "C-2"]
-    cache.invalidate()  # after recovery: parsed again from the table
-    assert cache.get("C-2") == table_value_roundtrip(table["C-2"])
+def test_cache_parses_once_and_follows_new_snapshots() -> None:
+    c1 = s.contract("C-1", vendor="V-1")
+    contracts: dict[str, Any] = {"C-1": table_value(c1)}
+    vendors: dict[str, Any] = {"V-1": {"C-1": contracts["C-1"]["snapshot"]}}
+    cache = ContractCache(contracts, vendors)
+    first = cache.get("C-1")
+    assert first == c1 and cache.get("C-1") is first  # parsed once
+    assert cache.for_vendor("V-1") == [c1] and cache.for_vendor("V-404") == []
+    amended = s.contract("C-1", vendor="V-1", title="amended")
+    contracts["C-1"] = table_value(amended)
+    assert cache.get("C-1") == amended
+    cache.invalidate()
     assert cache.get("C-404") is None
 
 
-def table_value_roundtrip(value: dict[str, Any]) -> Any:
-    from contract_schema import ContractSnapshot
-
-    return ContractSnapshot.model_validate_json(value["snapshot"])
+def test_partitions_match_librdkafka_default_and_java_murmur2() -> None:
+    # librdkafka consistent_random == CRC-32 of the key; murmur2 as the Java client computes it.
+    assert [partition_for(f"C-{i}".encode(), 6) for i in range(5)] == [4, 0, 2, 0, 3]
+    # Java: Utils.murmur2("21".getBytes()) == -973932308 (Kafka's own test vector); toPositive, then mod.
+    assert partition_for(b"21", 1000, "murmur2") == (-973932308 & 0x7FFFFFFF) % 1000

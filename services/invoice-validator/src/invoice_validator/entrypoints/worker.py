@@ -46,6 +46,7 @@ from mesh_common.settings import KafkaSettings
 from mesh_common.tracing import consume_span
 
 from ..adapters.contracts import ContractCache, table_value
+from ..adapters.partitioning import partition_for
 from ..adapters.webhook import ApWebhook
 from ..domain import rules
 from ..domain.model import BillingState, ObligationView, SlaCredit
@@ -107,8 +108,10 @@ class Validator:
         self.billing = table("billing")  # contract id -> BillingState json (cumulative billed per line)
         self.seen = table("seen")  # tenant|vendor|invoice number -> first invoice id
         self.verdicts = table("verdicts")  # invoice id -> {"ce_id", "status", "verdict"}
-        self.parked = table("parked")  # park key -> [{"ce_id", "invoice", "parked_at"}]
-        self.cache = ContractCache(self.contracts, lambda: list(self.contracts.items()))
+        self.parked = table("parked")  # park key -> [{"ce_id", "invoice", "parked_at", "partition"}]
+        # vendor id -> {contract id: snapshot JSON}, on the vendor's partition (where vendor-keyed invoices are).
+        self.vendors = table("vendors")
+        self.cache = ContractCache(self.contracts, self.vendors)
         # (park key, invoice ce_id, partition the entry lives in) -> when its wait is over.
         self.park_due: DueIndex[tuple[str, str, int]] = DueIndex()
         self.ready = False
@@ -127,6 +130,10 @@ class Validator:
         # Expiry of parked invoices goes through this topic so the table write happens inside a
         # stream (Faust requires it) on the same partition count as the tables.
         self.expiry_topic = raw_topic(f"{settings.app_id}-park-expiry", partitions=n, internal=True)
+        # Contracts announced to their vendor's partition, and invoices matched by vendor routed to their
+        # contract's partition: how vendor-keyed invoices meet contract-keyed state across replicas.
+        self.vendor_topic = raw_topic(f"{settings.app_id}-vendor-directory", partitions=n, internal=True)
+        self.routed_topic = raw_topic(f"{settings.app_id}-invoices-by-contract", partitions=n, internal=True)
         self._dlq_topics: dict[str, Any] = {}
 
         self.contracts.on_recover(self._on_contracts_recovered)
@@ -135,6 +142,8 @@ class Validator:
         app.agent(self.state_topic, name="contract-state")(self._contract_agent)
         app.agent(self.obligation_topic, name="obligations")(self._obligation_agent)
         app.agent(self.expiry_topic, name="park-expiry")(self._expiry_agent)
+        app.agent(self.vendor_topic, name="vendor-directory")(self._vendor_agent)
+        app.agent(self.routed_topic, name="invoices-by-contract")(self._routed_agent)
         app.timer(settings.sweep_interval_seconds, name="park-sweep")(self._sweep)
 
         async def _ready(sender: Any, **kwargs: Any) -> None:
@@ -200,7 +209,7 @@ class Validator:
             async def handle(env: Any) -> None:
                 if not isinstance(env.event, InvoiceReceived):
                     raise DecodeError(f"unexpected {env.type} on {INVOICE_RECEIVED.name}")
-                await self.handle_invoice(env.event, env.id)
+                await self.route_invoice(env.event, env.id)
             await self._guarded(event, envelope, handle)
 
     async def _contract_agent(self, stream: Any) -> None:
@@ -225,6 +234,26 @@ class Validator:
             except Exception:  # an internal record we wrote ourselves; log, never crash the agent
                 log.exception("park expiry failed for %r", event.value)
 
+    async def _vendor_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await self.handle_vendor_directory(json.loads(event.value))
+            except Exception:  # an internal record we wrote ourselves; log, never crash the agent
+                log.exception("vendor directory update failed for %r", event.key)
+
+    async def _routed_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                order = json.loads(event.value)
+                invoice = InvoiceReceived.model_validate_json(order["invoice"])
+                await self.handle_invoice(invoice, order["ce_id"], parked_at=order.get("parked_at"),
+                                          expired=order.get("expired", False))
+            except Exception:  # an internal record we wrote ourselves; log, never crash the agent
+                log.exception("routed invoice failed for %r", event.key)
+
+    def _partition(self, key: str) -> int:
+        return partition_for(key.encode(), self.settings.topic_partitions, self.settings.source_partitioner)
+
     async def _sweep(self) -> None:
         """Send an expiry order for every parked invoice whose wait is over (O(k log n) for k due)."""
         for (key, ce_id, partition), _ in list(self.park_due.pop_due(self.clock.now())):
@@ -237,21 +266,46 @@ class Validator:
 
     async def handle_contract(self, snapshot: ContractSnapshot, raw_json: bytes | None = None) -> None:
         previous = self.contracts.get(snapshot.contract_id)
-        self.contracts[snapshot.contract_id] = table_value(snapshot, raw_json)
-        self.cache.put(snapshot, previous.get("vendor") if previous else None)
-        # Invoices that waited for this contract: by its id, and by its vendor.
-        keys = [f"ref:{snapshot.contract_id}"]
-        if snapshot.counterparty.erp_vendor_id:
-            keys.append(f"vendor:{snapshot.counterparty.erp_vendor_id}")
-        for key in keys:
-            entries = self.parked.get(key)
-            if not entries:
-                continue
+        value = table_value(snapshot, raw_json)
+        self.contracts[snapshot.contract_id] = value
+        self.cache.put(snapshot, value["snapshot"])
+        # Tell the vendor's partition (where invoices without a contract reference are) about the contract.
+        vendor = snapshot.counterparty.erp_vendor_id
+        old_vendor = previous.get("vendor") if previous else None
+        if old_vendor and old_vendor != vendor:
+            self._announce(old_vendor, snapshot.contract_id, None)
+        if vendor:
+            self._announce(vendor, snapshot.contract_id, value["snapshot"])
+        # Invoices that referenced this contract before it was known.
+        key = f"ref:{snapshot.contract_id}"
+        entries = self.parked.get(key)
+        if entries:
             del self.parked[key]
             for entry in entries:
                 self.park_due.cancel((key, entry["ce_id"], entry.get("partition", 0)))
                 invoice = InvoiceReceived.model_validate_json(entry["invoice"])
                 await self.handle_invoice(invoice, entry["ce_id"], parked_at=entry["parked_at"])
+
+    def _announce(self, vendor: str, contract_id: str, snapshot_json: str | None) -> None:
+        body = json.dumps({"vendor": vendor, "contract_id": contract_id, "snapshot": snapshot_json}).encode()
+        self.vendor_topic.send_soon(key=vendor.encode(), value=body, partition=self._partition(vendor))
+
+    async def handle_vendor_directory(self, update: dict[str, Any]) -> None:
+        vendor, contract_id = update["vendor"], update["contract_id"]
+        entries = dict(self.vendors.get(vendor) or {})
+        if update["snapshot"] is None:
+            entries.pop(contract_id, None)
+        else:
+            entries[contract_id] = update["snapshot"]
+        self.vendors[vendor] = entries
+        key = f"vendor:{vendor}"
+        parked = self.parked.get(key)
+        if parked:
+            del self.parked[key]
+            for entry in parked:
+                self.park_due.cancel((key, entry["ce_id"], entry.get("partition", 0)))
+                invoice = InvoiceReceived.model_validate_json(entry["invoice"])
+                await self.route_invoice(invoice, entry["ce_id"], parked_at=entry["parked_at"])
 
     def handle_obligation_event(self, event: Any) -> None:
         if isinstance(event, ObligationCompleted) and event.kind is ObligationKind.MILESTONE:
@@ -266,13 +320,32 @@ class Validator:
     def _park_key(self, invoice: InvoiceReceived) -> str:
         return f"ref:{invoice.contract_ref}" if invoice.contract_ref else f"vendor:{invoice.vendor_id}"
 
+    async def route_invoice(self, invoice: InvoiceReceived, ce_id: str, *, parked_at: str | None = None,
+                            expired: bool = False) -> None:
+        """An invoice with a contract reference is validated here (it is keyed, so partitioned, by that
+        contract). One without is matched by vendor on the vendor's partition, then sent to the partition
+        of the contract it matched, where that contract's cumulative state lives."""
+        if invoice.contract_ref or self.verdicts.get(invoice.invoice_id) is not None:
+            await self.handle_invoice(invoice, ce_id, parked_at=parked_at, expired=expired)
+            return
+        match = rules.match_contract(invoice, None, self.cache.for_vendor(invoice.vendor_id))
+        if match.kind != rules.MatchKind.FOUND:
+            await self.handle_invoice(invoice, ce_id, parked_at=parked_at, expired=expired, match=match)
+            return
+        assert match.contract is not None
+        contract_id = match.contract.contract_id
+        routed = invoice.model_copy(update={"contract_ref": contract_id})
+        body = json.dumps({"ce_id": ce_id, "invoice": routed.model_dump_json(), "parked_at": parked_at}).encode()
+        self.routed_topic.send_soon(key=contract_id.encode(), value=body, partition=self._partition(contract_id))
+
     async def handle_invoice(self, invoice: InvoiceReceived, ce_id: str, *, parked_at: str | None = None,
-                             expired: bool = False) -> None:
+                             expired: bool = False, match: rules.Match | None = None) -> None:
         if self.verdicts.get(invoice.invoice_id) is not None:
             return  # redelivered, or a re-post of an invoice already decided: one verdict per invoice
-        by_ref = self.cache.get(invoice.contract_ref) if invoice.contract_ref else None
-        vendor_contracts = [] if invoice.contract_ref else self.cache.for_vendor(invoice.vendor_id)
-        match = rules.match_contract(invoice, by_ref, vendor_contracts)
+        if match is None:
+            by_ref = self.cache.get(invoice.contract_ref) if invoice.contract_ref else None
+            vendor_contracts = [] if invoice.contract_ref else self.cache.for_vendor(invoice.vendor_id)
+            match = rules.match_contract(invoice, by_ref, vendor_contracts)
         now = self.clock.now()
         contract = match.contract
         if match.kind == rules.MatchKind.UNKNOWN:
@@ -330,7 +403,7 @@ class Validator:
         else:
             del self.parked[key]
         invoice = InvoiceReceived.model_validate_json(entry["invoice"])
-        await self.handle_invoice(invoice, ce_id, parked_at=entry["parked_at"], expired=True)
+        await self.route_invoice(invoice, ce_id, parked_at=entry["parked_at"], expired=True)
 
     def emit(self, verdict: InvoiceValidated, invoice_ce_id: str, contract: ContractSnapshot | None) -> None:
         """Enqueue the verdict (and alert), then record it; synchronous, so nothing interleaves.
