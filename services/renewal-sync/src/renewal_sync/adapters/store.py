@@ -101,6 +101,12 @@ class Store:
             for text, partition in cur:
                 yield RenewalState.model_validate_json(text), partition
 
+    def scorecards(self, counterparty_ids: Sequence[str]) -> dict[str, SlaRecord]:
+        with self.conn.transaction():
+            rows = self.conn.execute(f"SELECT counterparty_id, record::text FROM {self.schema}.scorecard "
+                                     "WHERE counterparty_id = ANY(%s)", (list(counterparty_ids),)).fetchall()
+        return {cid: SlaRecord.model_validate_json(text) for cid, text in rows}
+
     def scorecard(self, counterparty_id: str) -> SlaRecord | None:
         with self.conn.transaction():
             row = self.conn.execute(f"SELECT record::text FROM {self.schema}.scorecard WHERE counterparty_id = %s",

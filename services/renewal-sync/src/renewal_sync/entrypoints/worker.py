@@ -116,6 +116,16 @@ class RenewalWorker:
         self.scorecards[counterparty_id] = (record, time.monotonic() + SCORECARD_TTL_SECONDS)
         return record
 
+    def _prefetch_scorecards(self, counterparty_ids: set[str]) -> None:
+        """One query for the SLA records a burst of due stages needs, instead of one per opportunity."""
+        clock = time.monotonic()
+        stale = [c for c in counterparty_ids if (c not in self.scorecards or self.scorecards[c][1] <= clock)]
+        if not stale:
+            return
+        found = self.store.scorecards(stale)
+        for cid in stale:
+            self.scorecards[cid] = (found.get(cid), clock + SCORECARD_TTL_SECONDS)
+
     # --- inputs ----------------------------------------------------------------------------
 
     def handle(self, envelope: Envelope, msg: Message | None = None) -> None:
@@ -165,6 +175,7 @@ class RenewalWorker:
             return 0
         now = self.clock.now()
         due = [key for key, _ in self.index.pop_due(now)]
+        self._prefetch_scorecards({self.states[cid].contract.counterparty_id for cid in due})
         for contract_id in due:
             self._apply(fire_due(self.states[contract_id], self.tl, now), now)
         return len(due)
