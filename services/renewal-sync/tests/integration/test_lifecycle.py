@@ -15,9 +15,10 @@ from .harness import day, snapshot
 def test_amendment_moving_the_end_date_moves_the_stages_and_updates_the_close_date(launch: Launch) -> None:
     _, bus, crm = launch("hubspot")
     assert crm is not None
-    cid = unique_name("C-amend")
+    cid, evergreen = unique_name("C-amend"), unique_name("C-evergreen")
     bus.tick(day(2026, 1, 1))
     bus.contract(snapshot(cid))
+    bus.contract(snapshot(evergreen, end_date=None, effective_date=date(2025, 9, 1)))  # reviewed yearly
     bus.tick(day(2026, 8, 3))
     wait_for(lambda: crm.stages(cid) == ["120d"], timeout=30, message="120d upsert")
     assert crm.last(cid).close_date == "2026-12-01"  # type: ignore[union-attr]
@@ -41,6 +42,9 @@ def test_amendment_moving_the_end_date_moves_the_stages_and_updates_the_close_da
     alerts = wait_for(lambda: [a for a in bus.alerts(cid) if a.title.startswith("Renewal 30d")], timeout=20)
     assert len(alerts) == 1 and alerts[0].tier is cs.Tier.RED
     assert crm.stages(cid) == ["120d", "120d", "90d", "30d"]
+    assert crm.stages(evergreen) == ["review"]  # 2026-09-01, once, although the clock moved on since
+    review = [a for a in bus.alerts(evergreen)]
+    assert len(review) == 1 and "periodic review" in review[0].what
     assert crm.rejected == []
 
 

@@ -4,8 +4,12 @@ downtime; the CRM (a flaky fake Salesforce) gets exactly one upsert per stage.""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
+from decimal import Decimal
 
+import contract_schema as cs
 from contract_schema.alert import Tier
+from contract_schema.topics import SCORECARD
 from mesh_testing import unique_name, wait_for
 
 from .conftest import Launch
@@ -21,6 +25,10 @@ def test_each_stage_fires_once_when_the_clock_moves_even_across_a_restart(launch
     cid = unique_name("C-stages")
     bus.tick(day(2026, 1, 1))
     bus.contract(snapshot(cid))
+    bus.send(cs.Scorecard(scorecard_id="P-" + cid, scope=cs.ScorecardScope.COUNTERPARTY, counterparty_id="P-" + cid,
+                          window_start=date(2025, 8, 1), window_end=date(2026, 7, 31), sla_measurements=12, sla_met=11,
+                          credits_earned=Decimal("250.00"), currency="EUR", updated_at=day(2026, 8, 1)),
+             SCORECARD.name)
     bus.tick(day(2026, 8, 1))  # before the first stage: nothing
     bus.tick(day(2026, 8, 3))
     wait_for(lambda: crm.stages(cid) == ["120d"], timeout=30, message="120d upsert")
@@ -41,6 +49,7 @@ def test_each_stage_fires_once_when_the_clock_moves_even_across_a_restart(launch
     last = opps[-1]
     assert str(last.close_date) == "2026-12-01" and last.auto_renewal_risk and str(last.amount) == "120000.00"
     assert last.owner.email == "olga@example.com" and last.backup_owner is not None
+    assert last.sla_record is not None and (last.sla_record.sla_met, last.sla_record.sla_measurements) == (11, 12)
 
     alerts = wait_for(lambda: bus.alerts(cid) if len(bus.alerts(cid)) >= 4 else None, timeout=20)
     assert [a.tier for a in alerts] == [Tier.YELLOW, Tier.YELLOW, Tier.YELLOW, Tier.RED]
@@ -52,3 +61,4 @@ def test_each_stage_fires_once_when_the_clock_moves_even_across_a_restart(launch
     assert crm.rejected == []
     upsert = crm.last(cid)
     assert upsert is not None and upsert.close_date == "2026-12-01" and upsert.crm_stage == "Negotiation/Review"
+    assert "11/12 met, credits 250.00 EUR" in upsert.body["Description"]
