@@ -29,3 +29,16 @@ def test_partitions_match_librdkafka_default_and_java_murmur2() -> None:
     assert [partition_for(f"C-{i}".encode(), 6) for i in range(5)] == [4, 0, 2, 0, 3]
     # Java: Utils.murmur2("21".getBytes()) == -973932308 (Kafka's own test vector); toPositive, then mod.
     assert partition_for(b"21", 1000, "murmur2") == (-973932308 & 0x7FFFFFFF) % 1000
+
+
+def test_kafka_security_settings_become_faust_credentials() -> None:
+    import faust
+    from invoice_validator.entrypoints.worker import faust_credentials
+
+    from mesh_common.settings import KafkaSettings
+
+    assert faust_credentials(KafkaSettings()) is None
+    sasl = faust_credentials(KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                                           sasl_username="u", sasl_password="p"))
+    assert isinstance(sasl, faust.SASLCredentials) and sasl.username == "u" and sasl.ssl_context is not None
+    assert isinstance(faust_credentials(KafkaSettings(security_protocol="SSL")), faust.SSLCredentials)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -70,6 +71,18 @@ def faust_broker(kafka: KafkaSettings) -> list[str]:
     return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()]
 
 
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """The same KAFKA_* security settings the confluent-kafka services use, for aiokafka."""
+    protocol = kafka.security_protocol
+    context = ssl.create_default_context(cafile=kafka.ssl_ca_location) if protocol.endswith("SSL") else None
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
+                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None
+
+
 class Validator:
     """Builds the Faust app and holds the state the agents share inside one worker process."""
 
@@ -79,6 +92,7 @@ class Validator:
         app = faust.App(
             settings.app_id,
             broker=faust_broker(kafka),
+            broker_credentials=faust_credentials(kafka),
             store=settings.store,
             datadir=Path(data_dir),
             processing_guarantee="at_least_once",
