@@ -44,7 +44,8 @@ from mesh_common.clock import ManualClock
 from mesh_common.settings import KafkaSettings
 from mesh_testing import create_topics, unique_name, wait_for
 
-START = datetime(2026, 1, 1, 12, tzinfo=UTC)
+START = datetime(2025, 11, 1, 12, tzinfo=UTC)  # before every stage of every contract: start-up fires nothing
+MEASURE_FROM = datetime(2026, 3, 1, 12, tzinfo=UTC)  # by then every stage kind comes due every day
 
 
 def rss_mb() -> float:
@@ -56,7 +57,7 @@ def rss_mb() -> float:
 
 
 def snapshot(i: int, prefix: str) -> cs.ContractSnapshot:
-    end = date(2026, 7, 1) + timedelta(days=i % 365)  # every stage lands after START
+    end = date(2026, 7, 1) + timedelta(days=i % 365)  # 120 days before a 90-day notice: 2025-12-03 at the earliest
     return cs.ContractSnapshot.model_validate({
         "contract_id": f"{prefix}C{i:07d}", "tenant_id": "bench", "title": f"Contract {i}",
         "counterparty": {"party_id": f"P{i % 1000}", "name": f"Party {i % 1000}"},
@@ -223,10 +224,19 @@ def run(n: int, days: int, bootstrap: str, db_url: str) -> None:
         tick_costs.append(time.perf_counter() - t)
         return fired
 
+    # warm-up, not measured: jump to a date where every stage kind comes due daily (the catch-up fires
+    # each contract's latest passed stage once) and let the CRM drain
+    t0 = time.perf_counter()
+    before = len(ticked)
+    clock.set(MEASURE_FROM)
+    wait_for(lambda: len(ticked) > before + 1, timeout=120, interval=0.005)
+    wait_for(lambda: store.counts().get((CRM, "pending"), 0) == 0, timeout=1800, interval=0.05)
+    print(f"  catch-up after a {(MEASURE_FROM - START).days}-day jump: {len(crm_server.arrivals)} CRM upserts "
+          f"in {time.perf_counter() - t0:.1f} s")
     worker.tick = timed_tick  # type: ignore[method-assign]
     fired_before = len(crm_server.arrivals)
     for d in range(1, days + 1):
-        when = START + timedelta(days=d)
+        when = MEASURE_FROM + timedelta(days=d)
         before = len(ticked)
         reached[when] = time.perf_counter()
         clock.set(when)
