@@ -67,6 +67,10 @@ class ErpServer:
                     return
                 outer.calls.append({"path": self.path, "body": json.loads(body),
                                     "idempotency_key": self.headers.get("Idempotency-Key")})
+                if "/c-down-" in self.path:  # an ERP that is down for this contract
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 self.send_response(202)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

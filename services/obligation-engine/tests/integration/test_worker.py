@@ -130,6 +130,22 @@ def test_contract_side_completion_calls_erp_and_publishes_the_command(stack: Sta
     assert stack.erp.unauthorised == 0
 
 
+def test_erp_down_after_the_last_attempt_dead_letters_and_raises_a_red_alert(stack: Stack) -> None:
+    cid = unique_name("c-down")
+    stack.send(_contract(stack, cid))
+    stack.wait(lambda: "go-live" in _scheduled_ids(stack, cid), "scheduled")
+    stack.send(MilestoneCompleted(contract_id=cid, obligation_id="go-live", source_system="contract-registry",
+                                  origin=Origin.CONTRACT, occurred_at=stack.now, completed_at=stack.now))
+    dead = stack.wait(lambda: [s for s in stack.records(cid) if s.topic.endswith(ERP_PERFORMANCE.name + ".dlq")],
+                      "dead letter after the last attempt")
+    assert "HTTP 503" in dead[0].headers["dlq_reason"]
+    assert len([c for c in stack.erp.calls if cid in c["path"]]) == 3  # OBLIGATION_ERP_ATTEMPTS
+    red = stack.wait(lambda: [a for a in stack.events(cid, Alert) if a.alert_type == "obligation.erp-release-failed"],
+                     "red alert")
+    assert red[0].tier == Tier.RED and red[0].amount_at_stake == Decimal("25000.00")
+    assert len(stack.events(cid, ReleaseMilestoneBilling)) == 1  # the command is on the topic all the same
+
+
 def test_both_directions_at_once_complete_once_and_do_not_loop(stack: Stack) -> None:
     cid = unique_name("c-both")
     stack.send(_contract(stack, cid))
@@ -254,7 +270,12 @@ def _assigned_in(log: Path) -> list[list[int]]:
 
 
 def test_two_replicas_split_the_partitions_and_fire_each_transition_once(stack: Stack) -> None:
-    cids = [unique_name("c-rebal") for _ in range(8)]
+    cids = []
+    for partition in range(PARTITIONS):  # some contracts on every partition
+        while len(cids) < 3 * (partition + 1):
+            cid = unique_name("c-rebal")
+            if partition_for(cid.encode(), PARTITIONS) == partition:
+                cids.append(cid)
     for cid in cids:
         stack.send(_contract(stack, cid))
     stack.wait(lambda: all("insurance-cert" in _scheduled_ids(stack, c) for c in cids), "all scheduled")

@@ -26,6 +26,7 @@ import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,7 @@ class Engine:
         app.timer(interval=settings.tick_interval, name="due-index")(self._fire_due)
         app.task(self._remember_loop)
         self.contracts.on_recover(self._rebuild_index)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
         self.index: DueIndex[tuple[str, str]] = DueIndex()
         self.where: dict[str, int] = {}  # contract id -> partition (of the contracts this worker holds)
@@ -146,6 +148,10 @@ class Engine:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._partitions: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        for spec in (*OUTPUTS, *INPUTS):  # look partition counts up now, not inside the event loop later
+            self._partition_count(settings.topic(spec.name))
+            if spec in INPUTS:
+                self._partition_count(settings.topic(spec.dlq_name))
         policy = RetryPolicy(settings.erp_attempts, settings.erp_base_delay, settings.erp_max_delay)
         self.erp = ErpClient(settings.erp_base_url, settings.erp_token, timeout=settings.erp_timeout,
                              policy=policy) if settings.erp_base_url else None
@@ -223,7 +229,10 @@ class Engine:
         async for event in stream.events():
             msg = event.message
             cid = json.loads(msg.value)["contract_id"]
-            if self.contracts.get(cid) is not None:
+            log.info("tick for %s from %s[%s]@%s", cid, msg.topic, msg.partition, msg.offset)
+            if self.contracts.get(cid) is None:
+                log.warning("tick for %s on %s[%s]: no state here", cid, msg.topic, msg.partition)
+            else:
                 rec = RawRecord(msg.topic, msg.partition, msg.offset, msg.key or b"", msg.value or b"", [])
                 await self._update(cid, rec, lambda s, now: engine.advance(s, now, self.cfg))
             yield None
@@ -266,6 +275,9 @@ class Engine:
     def _assigned(self) -> set[int]:
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.state_topic_name}
 
+    async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        self.ready = False  # the index is stale until it is rebuilt after recovery
+
     async def _rebuild_index(self) -> None:
         """After every rebalance: index exactly what this worker's assigned partitions hold."""
         assigned = self._assigned()
@@ -279,8 +291,9 @@ class Engine:
             for key, when in engine.wakeups(state, self.cfg).items():
                 index.schedule((cid, key), when)
         self.index, self.where, self.ready = index, where, True
-        log.info("due index rebuilt: %d entries for %d contracts on partitions %s", len(index), len(where),
-                 sorted(assigned))
+        log.info("due index rebuilt: %d entries for %d contracts on partitions %s (all assigned: %s)", len(index),
+                 len(where), sorted(assigned),
+                 sorted(f"{tp.topic}[{tp.partition}]" for tp in self.app.assignor.assigned_actives()))
 
     async def _remember_loop(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -291,21 +304,38 @@ class Engine:
             self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._fire_due()))
 
     async def _fire_due(self) -> None:
-        if not self.ready:
+        # Not while Faust is still rebalancing (it resumes and seeks the partitions after the index is
+        # rebuilt): ticks sent in that window were seen to stall a partition of the ticks topic.
+        if not self.ready or self.app.rebalancing:
             return
         now = self.clock.now()
-        due = {cid for (cid, _), _ in self.index.pop_due(now)}
-        if not due:
+        popped = list(self.index.pop_due(now))
+        if not popped:
             return
         assigned = self._assigned()
-        sent = []
-        for cid in sorted(due):
-            partition = self.where.get(cid)
-            if partition is None or partition not in assigned:
-                continue  # moved to another worker; its index has it
-            value = json.dumps({"contract_id": cid, "at": now.isoformat()}).encode()
-            sent.append(await self.app.producer.send(self.ticks_topic_name, cid.encode(), value, partition, None, None))
-        await asyncio.gather(*sent)
+        due: dict[str, list[tuple[tuple[str, str], datetime]]] = defaultdict(list)
+        for key, when in popped:
+            due[key[0]].append((key, when))
+        sent, unsent = [], []
+        try:
+            for cid in sorted(due):
+                partition = self.where.get(cid)
+                if partition is None or partition not in assigned or not self.ready:
+                    # Not (or no longer) ours: a rebalance is under way and the rebuild that follows
+                    # replaces the index; keep the entries until then rather than lose them.
+                    unsent += due[cid]
+                    continue
+                value = json.dumps({"contract_id": cid, "at": now.isoformat()}).encode()
+                sent.append(await self.app.producer.send(self.ticks_topic_name, cid.encode(), value, partition,
+                                                         None, None))
+            await asyncio.gather(*sent)
+        except Exception:
+            log.exception("sending ticks failed; the due entries stay in the index")
+            unsent = popped
+        for key, when in unsent:
+            if key not in self.index:
+                self.index.schedule(key, when)
+        log.info("ticks sent for %d of %d due contracts at %s", len(sent), len(due), now.isoformat())
 
     # ------------------------------------------------------------------ effects
 
