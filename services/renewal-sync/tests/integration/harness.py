@@ -214,13 +214,13 @@ class Bus:
         self.producer = Producer({"bootstrap.servers": bootstrap})
         self._readers: dict[str, Reader] = {}
 
-    def send(self, event: cs.Event, topic: str, event_id: str | None = None) -> None:
-        record = cs.encode(event, source="/tests", event_id=event_id)
+    def send(self, event: cs.Event, topic: str, event_id: str | None = None, traceparent: str | None = None) -> None:
+        record = cs.encode(event, source="/tests", event_id=event_id, traceparent=traceparent)
         self.producer.produce(self.prefix + topic, key=record.key, value=record.value, headers=record.headers)
         self.producer.flush(10)
 
-    def contract(self, snap: ContractSnapshot) -> None:
-        self.send(snap, CONTRACT_STATE.name)
+    def contract(self, snap: ContractSnapshot, traceparent: str | None = None) -> None:
+        self.send(snap, CONTRACT_STATE.name, traceparent=traceparent)
 
     def tick(self, when: datetime) -> None:
         self.send(cs.ClockAdvanced(now=when), CLOCK.name)

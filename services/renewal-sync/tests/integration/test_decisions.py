@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import httpx
 
+import contract_schema as cs
 from contract_schema.alert import Tier
 from contract_schema.renewal import RenewalDecision
-from contract_schema.topics import CONTRACT_STATE, RENEWAL_DECISION
+from contract_schema.topics import CONTRACT_STATE, RENEWAL_DECISION, RENEWAL_OPPORTUNITY
 from mesh_common.dlq import read_dead_letter
 from mesh_common.signing import SIGNATURE_HEADER, sign
 from mesh_testing import consume_all, unique_name, wait_for
@@ -75,7 +76,8 @@ def test_a_decision_is_published_and_stops_the_red_escalation(launch: Launch) ->
     assert all(a.tier is not Tier.RED for a in bus.alerts(decided))
 
 
-def test_undecodable_input_goes_to_the_dlq_and_the_service_keeps_going(launch: Launch, kafka_bootstrap: str) -> None:
+def test_undecodable_input_goes_to_the_dlq_and_the_service_keeps_going_and_traces_follow(
+        launch: Launch, kafka_bootstrap: str) -> None:
     _, bus, _ = launch(None)
     cid = unique_name("C-after-garbage")
     bus.producer.produce(bus.prefix + CONTRACT_STATE.name, key=b"C-garbage", value=b"{not json",
@@ -83,8 +85,12 @@ def test_undecodable_input_goes_to_the_dlq_and_the_service_keeps_going(launch: L
                                   ("ce_type", b"contractmesh.ContractSnapshot")])
     bus.producer.flush(10)
     bus.tick(day(2026, 8, 3))
-    bus.contract(snapshot(cid))  # 120d already due: announced at once
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    bus.contract(snapshot(cid), traceparent=f"00-{trace_id}-00f067aa0ba902b7-01")  # 120d due: announced at once
     wait_for(lambda: len(bus.opportunities(cid)) == 1, timeout=30, message="the next record still handled")
+    headers = [h for e, h in bus.reader(RENEWAL_OPPORTUNITY.name).records
+               if isinstance(e, cs.RenewalOpportunity) and e.contract_id == cid][0]
+    assert headers["traceparent"].split("-")[1] == trace_id  # the trace follows the contract into the opportunity
     dead = consume_all(kafka_bootstrap, bus.prefix + CONTRACT_STATE.name + ".dlq", 1, timeout=20)
     assert dead[0].value() == b"{not json"
     assert "not JSON" in read_dead_letter(dead[0].headers()).reason

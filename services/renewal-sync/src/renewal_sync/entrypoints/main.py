@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 from contract_schema.topics import CLOCK, CONTRACT_EVENTS, CONTRACT_STATE, RENEWAL_DECISION, SCORECARD
 from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
 from mesh_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
+from mesh_common.tracing import setup_tracing_from_env
 from renewal_sync.adapters.crm import crm_client
 from renewal_sync.adapters.kafka import BatchEventConsumer
 from renewal_sync.adapters.relay import OutboxRelay
@@ -40,6 +41,7 @@ def main() -> None:
     svc = ServiceSettings()
     logging.basicConfig(level=svc.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cfg, kafka, db = RenewalSettings(), KafkaSettings(), DatabaseSettings()
+    setup_tracing_from_env(SERVICE)  # a record's trace continues into the opportunity and alerts it causes
 
     clock: Clock
     follower: ClockFollower | None = None

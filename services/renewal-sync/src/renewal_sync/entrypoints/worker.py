@@ -29,6 +29,7 @@ from contract_schema.renewal import OpportunityStatus, RenewalDecision, SlaRecor
 from contract_schema.topics import ALERTS, CONTRACT_EVENTS, CONTRACT_STATE, RENEWAL_DECISION, RENEWAL_OPPORTUNITY
 from mesh_common.clock import Clock
 from mesh_common.due_index import DueIndex
+from mesh_common.tracing import current_traceparent
 from renewal_sync.adapters.store import CRM, KAFKA, OutboxRow, Store
 from renewal_sync.config import RenewalSettings
 from renewal_sync.domain.renewal import (
@@ -195,7 +196,7 @@ class RenewalWorker:
         if outcome.changed:
             opp = opportunity(state, self.sla_record(state.contract.counterparty_id), now)
             event_id = f"opp:{cid}:{state.revision}"
-            record = encode(opp, source=SERVICE, event_id=event_id, time=now)
+            record = encode(opp, source=SERVICE, event_id=event_id, time=now, traceparent=current_traceparent())
             self._outbox.append(OutboxRow(KAFKA, cid, event_id, self.opportunity_topic, record.key, record.value,
                                           record.headers))
             if self.crm_enabled:
@@ -204,7 +205,8 @@ class RenewalWorker:
             if outcome.reason.startswith("stage"):
                 STAGES_FIRED.labels(str(state.stage)).inc()
         for alert in outcome.alerts:
-            record = encode(alert, source=SERVICE, event_id=alert.alert_id, time=now)
+            record = encode(alert, source=SERVICE, event_id=alert.alert_id, time=now,
+                            traceparent=current_traceparent())
             self._outbox.append(OutboxRow(KAFKA, cid, alert.alert_id, self.alert_topic, record.key, record.value,
                                           record.headers))
         self._schedule(state, now)
