@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from contract_schema.renewal import SlaRecord
-from renewal_sync.domain.renewal import RenewalState
+from renewal_sync.domain.renewal import RenewalState, dump_state, load_state
 
 KAFKA, CRM = "kafka", "crm"
 
@@ -99,7 +99,7 @@ class Store:
                 cur.execute(f"SELECT state::text, partition FROM {self.schema}.contract_state "
                             "WHERE partition = ANY(%s)", (list(partitions),))
             for text, partition in cur:
-                yield RenewalState.model_validate_json(text), partition
+                yield load_state(text), partition
 
     def scorecards(self, counterparty_ids: Sequence[str]) -> dict[str, SlaRecord]:
         with self.conn.transaction():
@@ -127,7 +127,7 @@ class Store:
                 f"""INSERT INTO {s}.contract_state (contract_id, state, partition) VALUES (%s, %s::jsonb, %s)
                     ON CONFLICT (contract_id) DO UPDATE SET state = EXCLUDED.state, partition = EXCLUDED.partition,
                     updated_at = now()""",
-                [(st.contract_id, st.model_dump_json(), partition) for st, partition in states])
+                [(st.contract_id, dump_state(st).decode(), partition) for st, partition in states])
             cur.executemany(
                 f"""INSERT INTO {s}.scorecard (counterparty_id, record) VALUES (%s, %s::jsonb)
                     ON CONFLICT (counterparty_id) DO UPDATE SET record = EXCLUDED.record""",

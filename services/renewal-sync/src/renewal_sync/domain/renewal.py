@@ -9,10 +9,11 @@ into the past) only the latest is announced and the earlier ones count as passed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import TypeAdapter
 
 from contract_schema.alert import Alert, Tier
 from contract_schema.contract import ContractStatus
@@ -27,13 +28,13 @@ from contract_schema.renewal import (
 from .timeline import ContractView, StagePoint, TimelineSettings, local_date, local_midnight, timeline
 
 SERVICE = "renewal-sync"
+T = TypeVar("T")
 _RED_STAGES = {RenewalStage.DAYS_30, RenewalStage.NOTICE_DEADLINE, RenewalStage.END_DATE}
 
 
-class RenewalState(BaseModel):
-    """Everything renewal-sync remembers about one contract; persisted as JSON."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class RenewalState:
+    """Everything renewal-sync remembers about one contract; persisted as JSON (`dump_state`)."""
 
     contract: ContractView
     term: int = 1
@@ -53,6 +54,21 @@ class RenewalState(BaseModel):
         return self.contract.auto_renew and self.decision is None and self.status is OpportunityStatus.OPEN
 
 
+def _copy(obj: T, changes: dict[str, Any]) -> T:
+    return replace(obj, **changes)  # type: ignore[type-var]
+
+
+_STATE_JSON: TypeAdapter[RenewalState] = TypeAdapter(RenewalState)
+
+
+def dump_state(state: RenewalState) -> bytes:
+    return _STATE_JSON.dump_json(state)
+
+
+def load_state(data: str | bytes) -> RenewalState:
+    return _STATE_JSON.validate_json(data)
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: RenewalState
@@ -66,7 +82,7 @@ def _open(view: ContractView) -> bool:
 
 
 def _bump(state: RenewalState, **update: object) -> RenewalState:
-    return state.model_copy(update={**update, "revision": state.revision + 1})
+    return _copy(state, {**update, "revision": state.revision + 1})
 
 
 def next_due(state: RenewalState, settings: TimelineSettings, now: datetime) -> datetime | None:
@@ -99,21 +115,21 @@ def on_snapshot(state: RenewalState | None, view: ContractView, settings: Timeli
         if view.status is ContractStatus.DRAFT:
             return Outcome(state)
         if not _open(view):
-            return Outcome(state.model_copy(update={"status": OpportunityStatus.LOST}))
+            return Outcome(_copy(state, {"status": OpportunityStatus.LOST}))
         return fire_due(state, settings, now)
     seen = state.contract.updated_at
     if seen is not None and view.updated_at is not None and view.updated_at < seen:
         return Outcome(state)  # an older snapshot redelivered after a crash: the state is already past it
     if state.status is not OpportunityStatus.OPEN:
-        return Outcome(state.model_copy(update={"contract": view}))
+        return Outcome(_copy(state, {"contract": view}))
     if view.status is ContractStatus.TERMINATED:
-        return close(state.model_copy(update={"contract": view}), OpportunityStatus.LOST, "terminated")
+        return close(_copy(state, {"contract": view}), OpportunityStatus.LOST, "terminated")
     if view.status is ContractStatus.EXPIRED:
-        return close(state.model_copy(update={"contract": view}), OpportunityStatus.LOST, "expired")
+        return close(_copy(state, {"contract": view}), OpportunityStatus.LOST, "expired")
     dates_moved = (view.end_date, view.notice_period_days) != (state.contract.end_date,
                                                               state.contract.notice_period_days)
     visible = state.stage is not None  # the CRM only knows opportunities that reached a stage
-    updated = state.model_copy(update={"contract": view})
+    updated = _copy(state, {"contract": view})
     if dates_moved and visible:
         updated = _bump(updated)
     fired = fire_due(updated, settings, now)
@@ -129,8 +145,8 @@ def close(state: RenewalState, status: OpportunityStatus, reason: str) -> Outcom
 
 
 def on_terminated(state: RenewalState, terminated_on: date) -> Outcome:
-    view = state.contract.model_copy(update={"status": ContractStatus.TERMINATED, "terminated_on": terminated_on})
-    return close(state.model_copy(update={"contract": view}), OpportunityStatus.LOST, "terminated")
+    view = _copy(state.contract, {"status": ContractStatus.TERMINATED, "terminated_on": terminated_on})
+    return close(_copy(state, {"contract": view}), OpportunityStatus.LOST, "terminated")
 
 
 def on_renewed(state: RenewalState, version: int, new_end_date: date | None, settings: TimelineSettings,
@@ -141,7 +157,7 @@ def on_renewed(state: RenewalState, version: int, new_end_date: date | None, set
     if version <= state.last_renewal_version:
         return Outcome(state), Outcome(state)
     won = close(state, OpportunityStatus.WON, "renewed") if state.stage is not None else Outcome(state)
-    view = state.contract.model_copy(update={
+    view = _copy(state.contract, {
         "end_date": new_end_date if new_end_date is not None else state.contract.end_date,
         "status": ContractStatus.RENEWED})
     next_term = RenewalState(contract=view, term=state.term + 1, last_renewal_version=version,

@@ -16,8 +16,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict
-
 from contract_schema.base import Person
 from contract_schema.contract import ContractSnapshot, ContractStatus
 from contract_schema.money import round_money
@@ -40,10 +38,9 @@ class TimelineSettings:
             raise ValueError(f"offsets must be among {sorted(_OFFSET_STAGES)}; got {unknown}")
 
 
-class ContractView(BaseModel):
-    """What renewal needs of a contract snapshot (its current version)."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True, kw_only=True)  # slots: 100k of these live in memory
+class ContractView:
+    """What renewal needs of a contract snapshot (its current version). Built from validated data."""
 
     contract_id: str
     tenant_id: str

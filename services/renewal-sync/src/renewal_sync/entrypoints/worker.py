@@ -12,11 +12,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from confluent_kafka import Message
 from prometheus_client import Counter, Gauge
 
+from contract_schema.base import Person
 from contract_schema.codec import Envelope, encode
 from contract_schema.contract import (
     ContractExpired,
@@ -71,6 +73,7 @@ class RenewalWorker:
         self._dirty: dict[str, RenewalState] = {}
         self._dirty_scorecards: dict[str, SlaRecord] = {}
         self._outbox: list[OutboxRow] = []
+        self._people: dict[Person, Person] = {}
         self.on_flush: Callable[[], None] = lambda: None
         self.loaded = threading.Event()
         self.opportunity_topic = cfg.topic(RENEWAL_OPPORTUNITY.name)
@@ -83,7 +86,8 @@ class RenewalWorker:
         """Rebuild the in-memory states and the due-date index from PostgreSQL (all, or some partitions)."""
         now = self.clock.now()
         count = 0
-        for state, partition in self.store.load_states(partitions):
+        for loaded, partition in self.store.load_states(partitions):
+            state = replace(loaded, contract=self._interned(loaded.contract))
             self.states[state.contract_id] = state
             self.partition_of[state.contract_id] = partition
             self._schedule(state, now)
@@ -136,7 +140,7 @@ class RenewalWorker:
     def apply_event(self, event: object, partition: int | None = None) -> None:
         now = self.clock.now()
         if isinstance(event, ContractSnapshot):
-            view = ContractView.from_snapshot(event)
+            view = self._interned(ContractView.from_snapshot(event))
             if partition is not None:
                 self.partition_of[view.contract_id] = partition
             self._apply(on_snapshot(self.states.get(view.contract_id), view, self.tl, now), now)
@@ -162,6 +166,14 @@ class RenewalWorker:
                 self.scorecards[event.counterparty_id] = (record, time.monotonic() + SCORECARD_TTL_SECONDS)
                 self._dirty_scorecards[event.counterparty_id] = record
         # ContractActivated / ContractAmended: the snapshot on the state topic carries the new terms.
+
+    def _interned(self, view: ContractView) -> ContractView:
+        """Share equal Person objects between contracts: owners repeat across thousands of contracts."""
+        owner = self._people.setdefault(view.owner, view.owner)
+        backup = view.backup_owner and self._people.setdefault(view.backup_owner, view.backup_owner)
+        if owner is view.owner and backup is view.backup_owner:
+            return view
+        return replace(view, owner=owner, backup_owner=backup)
 
     def _known(self, contract_id: str) -> RenewalState | None:
         state = self.states.get(contract_id)
