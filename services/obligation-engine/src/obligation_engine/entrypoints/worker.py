@@ -419,6 +419,16 @@ def topics_to_provision(settings: EngineSettings) -> list[TopicSpec]:
     return [replace(s, name=settings.topic(s.name)) for s in specs]
 
 
+def internal_topics(settings: EngineSettings) -> list[TopicSpec]:
+    """The engine's own topics (ticks, scorecard repartition), created before Faust starts: when they
+    do not exist at the first group assignment, Faust's assignor ignores them and their agents get no
+    partitions until the next rebalance."""
+    day_ms = 24 * 60 * 60 * 1000
+    return [TopicSpec(f"{settings.topic_prefix}{settings.app_id}-{name}", "contract id / counterparty id",
+                      settings.topic_partitions, "delete", day_ms, (), f"obligation-engine internal: {name}")
+            for name in ("ticks", "scorecard-parts")]
+
+
 def make_clock(service: ServiceSettings, settings: EngineSettings,
                kafka: KafkaSettings) -> tuple[Clock, ClockFollower | None]:
     if service.clock != "topic":
@@ -468,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         report = provision(kafka.admin(), topics_to_provision(settings))
         for drift in report.drift:
             log.warning("topic drift: %s", drift)
+    for drift in provision(kafka.admin(), internal_topics(settings)).drift:
+        log.warning("topic drift: %s", drift)
     problems = check_copartitioning(kafka, settings)
     if problems:
         for p in problems:
