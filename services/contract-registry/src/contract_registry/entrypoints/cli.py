@@ -16,7 +16,7 @@ import sys
 from types import FrameType
 
 from mesh_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
-from mesh_common.tracing import setup_tracing
+from mesh_common.tracing import setup_tracing_from_env
 
 from ..adapters.db import migrate
 from ..adapters.relay import OutboxRelay
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import create_app
 
-    setup_tracing(SERVICE, service.otel_exporter, service.otel_endpoint)
+    setup_tracing_from_env(SERVICE)
     uvicorn.run(create_app(), host=service.http_host, port=service.http_port, log_level=service.log_level.lower())
     return 0
 

@@ -27,7 +27,7 @@ from mesh_common.consumer import EventConsumer
 from mesh_common.delivery import RetryPolicy
 from mesh_common.ops import CONSUMER_LAG
 from mesh_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
-from mesh_common.tracing import setup_tracing
+from mesh_common.tracing import setup_tracing_from_env
 
 from ..adapters.channels import Channel, EmailChannel, HttpChannel, SmtpSettings
 from ..adapters.store import Store
@@ -119,7 +119,7 @@ def main() -> None:
     settings = NotifierSettings()
     service = ServiceSettings()
     kafka = KafkaSettings()
-    setup_tracing(SERVICE, service.otel_exporter, service.otel_endpoint)
+    setup_tracing_from_env(SERVICE)
     try:
         rules = load_rules(settings.rules_file)
     except (RulesError, OSError) as exc:
