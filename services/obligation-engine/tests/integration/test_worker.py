@@ -24,6 +24,7 @@ from contract_schema import (
     ObligationCancelled,
     ObligationCompleted,
     ObligationDueSoon,
+    ObligationEscalated,
     ObligationOverdue,
     ObligationScheduled,
     Origin,
@@ -258,8 +259,13 @@ def test_due_soon_and_overdue_fire_once_across_restart_and_catch_up(stack: Stack
     dead = stack.wait(lambda: [s for s in stack.records(ghost) if s.topic.endswith(ERP_PERFORMANCE.name + ".dlq")],
                       "parked record dead-lettered", timeout=120)
     assert "unknown contract" in dead[0].headers["dlq_reason"]
+    # Still not done a week after the due date (compliance threshold: 7 days): escalated.
+    stack.advance(due + timedelta(days=7, minutes=1))
+    escalated = stack.wait(lambda: [e for e in stack.events(cid, ObligationEscalated)
+                                    if e.instance_id == "insurance-cert"], "escalated")
+    assert escalated[0].overdue_since == due
     # Once each, over two restarts (one of them a kill).
-    for cls in (ObligationDueSoon, ObligationOverdue):
+    for cls in (ObligationDueSoon, ObligationOverdue, ObligationEscalated):
         assert len([e for e in stack.events(cid, cls) if e.instance_id == "insurance-cert"]) == 1, cls
 
 
