@@ -102,6 +102,19 @@ def faust_broker(kafka: KafkaSettings) -> list[str]:
     return [f"kafka://{h.strip()}" for h in kafka.bootstrap_servers.split(",") if h.strip()]
 
 
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """The KAFKA_* security settings, spelled for Faust/aiokafka (None for PLAINTEXT)."""
+    import ssl
+
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
+                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context)
+    return faust.SSLCredentials(context) if context is not None else None
+
+
 class Engine:
     """Builds the Faust app and holds what the agents of one worker process share."""
 
@@ -110,7 +123,8 @@ class Engine:
         self.cfg = settings.engine_config()
         n = settings.topic_partitions
         app = faust.App(
-            settings.app_id, broker=faust_broker(kafka), store="memory://",
+            settings.app_id, broker=faust_broker(kafka), broker_credentials=faust_credentials(kafka),
+            store="memory://",
             datadir=Path(settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-")),
             processing_guarantee="at_least_once", topic_partitions=n,
             topic_replication_factor=settings.replication_factor, topic_allow_declare=True,
