@@ -66,7 +66,7 @@ from mesh_common.due_index import DueIndex
 from mesh_common.ops import DEAD_LETTERED, PROCESSED
 from mesh_common.provision import provision
 from mesh_common.settings import KafkaSettings, ServiceSettings
-from mesh_common.tracing import consume_span, current_traceparent, setup_tracing
+from mesh_common.tracing import consume_span, current_traceparent, setup_tracing_from_env
 
 from ..adapters.erp import ErpClient
 from ..adapters.partitioning import partition_for
@@ -487,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     service = ServiceSettings()
     logging.basicConfig(level=service.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings, kafka = EngineSettings(), KafkaSettings()
-    setup_tracing(SERVICE, service.otel_exporter, service.otel_endpoint)
+    setup_tracing_from_env(SERVICE)
     if settings.provision_topics:
         report = provision(kafka.admin(), topics_to_provision(settings))
         for drift in report.drift:
