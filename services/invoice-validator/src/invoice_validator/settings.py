@@ -18,8 +18,9 @@ class ValidatorSettings(BaseSettings):
     app_id: str = SERVICE
     # Where Faust keeps its local data; empty: a directory under the system temp dir.
     data_dir: str = ""
-    # Tables: "memory://" (state rebuilt from changelogs on start) or "rocksdb://" if installed.
-    store: str = "memory://"
+    # Table store: "rocksdb://" (local RocksDB via rocksdict, per partition) or "memory://"; either way the
+    # changelog topics are the source of truth and a new or moved replica rebuilds from them.
+    store: str = "rocksdb://"
     # Prefixed to every catalog topic name (tests and side-by-side deployments share one broker).
     topic_prefix: str = ""
     topic_partitions: int = Field(default=6, ge=1)

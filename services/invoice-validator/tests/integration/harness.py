@@ -176,7 +176,9 @@ def start(bootstrap: str, tmp: Path, *, prefix: str | None = None, extra_env: di
         "VALIDATOR_APP_ID": prefix + "invoice-validator",
         "VALIDATOR_TOPIC_PREFIX": prefix,
         "VALIDATOR_TOPIC_PARTITIONS": str(PARTITIONS),
-        "VALIDATOR_DATA_DIR": str(tmp / "faust"),
+        # Own local store per process (two replicas must not share a RocksDB directory); state comes
+        # back from the changelog topics.
+        "VALIDATOR_DATA_DIR": str(tmp / f"faust-{uuid.uuid4().hex[:8]}"),
         "VALIDATOR_CLOCK_TOPIC": prefix + CLOCK.name,
         "VALIDATOR_SWEEP_INTERVAL_SECONDS": "0.2",
         "MESH_CLOCK": "topic",
