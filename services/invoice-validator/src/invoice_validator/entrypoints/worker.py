@@ -10,6 +10,7 @@ Faust's exactly_once is deliberately not used (see ARCHITECTURE "Known pitfalls"
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import ssl
@@ -89,11 +90,16 @@ class Validator:
     def __init__(self, settings: ValidatorSettings, kafka: KafkaSettings, clock: Clock) -> None:
         self.settings, self.kafka, self.clock = settings, kafka, clock
         data_dir = settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-")
+        store = settings.store
+        if store.startswith("rocksdb") and importlib.util.find_spec("rocksdict") is None:
+            # Without the binding Faust cannot open RocksDB; the changelogs hold the state either way.
+            log.warning("rocksdict is not installed: using the in-memory table store")
+            store = "memory://"
         app = faust.App(
             settings.app_id,
             broker=faust_broker(kafka),
             broker_credentials=faust_credentials(kafka),
-            store=settings.store,
+            store=store,
             datadir=Path(data_dir),
             processing_guarantee="at_least_once",
             topic_partitions=settings.topic_partitions,
