@@ -94,15 +94,17 @@ def test_garbage_goes_to_the_dlq_and_the_next_invoice_still_gets_its_verdict(val
 def test_restart_keeps_verdicts_duplicates_and_cumulative_billing(kafka_bootstrap: str, tmp_path: Path) -> None:
     first = start(kafka_bootstrap, tmp_path)
     prefix = first.prefix
-    first.tick(CLOCK_START)
-    c = s.contract(unique_name("C"), vendor=unique_name("V"),
-                   versions=(s.terms(rate_card=(s.rate_line(not_to_exceed=Decimal("1500")),)),))
-    vendor = c.counterparty.erp_vendor_id or ""
-    first.produce(c)
-    inv = s.invoice(unique_name("INV"), contract_ref=c.contract_id, vendor=vendor)
-    ce_id = first.produce(inv)
-    assert first.verdict(inv.invoice_id).status is VerdictStatus.APPROVED
-    stop(first)
+    try:
+        first.tick(CLOCK_START)
+        c = s.contract(unique_name("C"), vendor=unique_name("V"),
+                       versions=(s.terms(rate_card=(s.rate_line(not_to_exceed=Decimal("1500")),)),))
+        vendor = c.counterparty.erp_vendor_id or ""
+        first.produce(c)
+        inv = s.invoice(unique_name("INV"), contract_ref=c.contract_id, vendor=vendor)
+        ce_id = first.produce(inv)
+        assert first.verdict(inv.invoice_id).status is VerdictStatus.APPROVED
+    finally:
+        stop(first)
 
     second = start(kafka_bootstrap, tmp_path, prefix=prefix, create=False)
     try:
@@ -123,7 +125,11 @@ def test_restart_keeps_verdicts_duplicates_and_cumulative_billing(kafka_bootstra
 def test_two_replicas_share_the_partitions_and_each_invoice_gets_one_verdict(kafka_bootstrap: str,
                                                                                tmp_path: Path) -> None:
     first = start(kafka_bootstrap, tmp_path)
-    second = start(kafka_bootstrap, tmp_path, prefix=first.prefix, create=False)
+    try:
+        second = start(kafka_bootstrap, tmp_path, prefix=first.prefix, create=False)
+    except BaseException:
+        stop(first)
+        raise
     try:
         first.tick(CLOCK_START)
         contracts = [s.contract(unique_name("C"), vendor=unique_name("V")) for _ in range(8)]
