@@ -14,6 +14,7 @@ import argparse
 import functools
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -324,8 +325,8 @@ class Demo:
         if not kafka_answers(self.bootstrap) or code != 0:
             note("the mesh is not (fully) running: make up")
             result = subprocess.run(["make", "--no-print-directory", "up"], cwd=repo_root(), text=True,
-                                    capture_output=True)
-            for line in (result.stdout + result.stderr).splitlines():
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for line in result.stdout.splitlines():
                 note("  | " + line)
             code, state = states()
         if not kafka_answers(self.bootstrap):
@@ -860,6 +861,11 @@ def spans_by_trace(files: Iterable[Path], since: datetime) -> dict[str, set[str]
 
 
 def kafka_answers(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:  # a closed port first, quietly: librdkafka would log every refused connection
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=2).close()
+    except (OSError, ValueError):
+        return False
     try:
         AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
         return True
