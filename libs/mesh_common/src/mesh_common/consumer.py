@@ -41,9 +41,13 @@ class EventConsumer:
     def stop(self) -> None:
         self._stop.set()
 
+    def subscribe(self) -> None:
+        """Join the group; a subclass that must react to partitions moving passes its callbacks here."""
+        self.consumer.subscribe(self.topics)
+
     def run(self) -> None:
         """Consume until stop() is called. Blocking: run it in a thread beside an HTTP server."""
-        self.consumer.subscribe(self.topics)
+        self.subscribe()
         try:
             while not self._stop.is_set():
                 self.poll_once()

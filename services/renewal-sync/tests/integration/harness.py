@@ -230,12 +230,15 @@ class Bus:
             self._readers[topic] = Reader(self.bootstrap, self.prefix + topic)
         return self._readers[topic]
 
+    # A crash between producing a record and marking it sent re-produces it after the restart with
+    # the same ce_id; consumers deduplicate on ce_id, so these views do too. A second announcement
+    # under a new ce_id still shows up twice.
     def opportunities(self, contract_id: str) -> list[cs.RenewalOpportunity]:
-        return [e for e in self.reader(RENEWAL_OPPORTUNITY.name).events()
+        return [e for e in self.reader(RENEWAL_OPPORTUNITY.name).distinct_events()
                 if isinstance(e, cs.RenewalOpportunity) and e.contract_id == contract_id]
 
     def alerts(self, contract_id: str) -> list[cs.Alert]:
-        return [e for e in self.reader(ALERTS.name).events()
+        return [e for e in self.reader(ALERTS.name).distinct_events()
                 if isinstance(e, cs.Alert) and e.contract_id == contract_id]
 
     def close(self) -> None:
@@ -267,6 +270,19 @@ class Reader:
                     except cs.DecodeError:
                         self.records.append((m.value(), headers))
         return [e for e, _ in self.records]
+
+    def distinct_events(self) -> list[Any]:
+        """Events in order, a redelivery of the same ce_id counted once."""
+        self.events()
+        seen: set[str] = set()
+        out = []
+        for event, headers in self.records:
+            ce_id = headers.get("ce_id", "")
+            if ce_id and ce_id in seen:
+                continue
+            seen.add(ce_id)
+            out.append(event)
+        return out
 
     def close(self) -> None:
         self.consumer.close()

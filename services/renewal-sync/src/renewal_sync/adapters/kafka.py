@@ -43,17 +43,10 @@ class BatchEventConsumer(EventConsumer):
         if self.on_revoke is not None:
             self.on_revoke(self._owned(partitions))
 
-    def run(self) -> None:
-        """EventConsumer.run with rebalance callbacks: the worker loads and drops contracts as partitions move."""
+    def subscribe(self) -> None:
+        # The worker loads and drops contracts as partitions move.
         self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked,
                                 on_lost=self._revoked)
-        try:
-            while not self._stop.is_set():
-                self.poll_once()
-        finally:
-            self.producer.flush(10)
-            self.consumer.close()
-            log.info("consumer closed, left group")
 
     def poll_once(self) -> bool:
         messages = self.consumer.consume(self.batch_size, self.poll_timeout)
