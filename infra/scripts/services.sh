@@ -218,9 +218,39 @@ wait_healthy() {
   log "$name ready (pid $pid, $(url_of "$name"), log $LOG_DIR/$name.log)"
 }
 
+# Services read the catalog topics the moment they start (the clock follower asks for offsets at
+# once); right after `make up` created them, partitions may still be electing a leader.
+wait_for_topic_leaders() {
+  "$BIN/python" - "$KAFKA" "$START_TIMEOUT" <<'PY' || log "some catalog topics have no leader yet; starting anyway"
+import sys, time
+from confluent_kafka.admin import AdminClient
+from contract_schema.topics import CATALOG
+admin = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0})
+deadline = time.monotonic() + float(sys.argv[2])
+names = [t.name for t in CATALOG]
+while True:
+    try:
+        md = admin.list_topics(timeout=5).topics
+        waiting = [n for n in names if n not in md or md[n].error is not None
+                   or not md[n].partitions or any(p.leader < 0 for p in md[n].partitions.values())]
+    except Exception as exc:  # broker not answering yet
+        waiting = [str(exc)]
+    if not waiting:
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        print("services: catalog topics without a leader: " + ", ".join(waiting[:5]), file=sys.stderr)
+        sys.exit(1)
+    time.sleep(0.2)  # poll interval
+PY
+}
+
 start() {
-  local name failed=0
+  local name failed=0 services_selected=0
   STARTED=()
+  for name in $(selected "$@"); do
+    case "$name" in erp-simulator | crm-simulator | smtp-catcher) ;; *) services_selected=1 ;; esac
+  done
+  if ((services_selected)); then wait_for_topic_leaders; fi
   for name in $(selected "$@"); do start_one "$name" || failed=1; done
   for name in "${STARTED[@]}"; do wait_healthy "$name" || failed=1; done
   # A process can answer /healthz and die a moment later (a worker failing after the HTTP thread is up).
