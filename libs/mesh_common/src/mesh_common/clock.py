@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -105,22 +105,16 @@ class ClockFollower:
         return self._caught_up.wait(timeout)
 
     def run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+        from confluent_kafka import Consumer
 
         from contract_schema.codec import DecodeError, decode
 
         consumer = Consumer(self._conf)
         try:
-            metadata = None
-            while metadata is None and not self._stop.is_set():
-                metadata = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
-                if metadata is not None and (metadata.error is not None or not metadata.partitions):
-                    metadata = None
-                    self._stop.wait(0.5)
-            if metadata is None:
+            start = self._starting_point(consumer)
+            if start is None:
                 return
-            parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-            ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+            parts, ends = start
             consumer.assign(parts)
             seen: dict[int, int] = {}
             if all(end <= 0 for end in ends.values()):
@@ -141,3 +135,23 @@ class ClockFollower:
                     self.on_advance(self.clock.now())
         finally:
             consumer.close()
+
+    def _starting_point(self, consumer: Any) -> tuple[list[Any], dict[int, int]] | None:
+        """The clock topic's partitions and their end offsets, retried until the topic has leaders.
+
+        Right after the topic is created (or while the broker restarts) metadata and watermark
+        requests fail for a while (no leader yet, transport errors); a follower that gave up then
+        would leave its service at the epoch for good."""
+        from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+        while not self._stop.is_set():
+            try:
+                metadata = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+                if metadata is not None and metadata.error is None and metadata.partitions:
+                    parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+                    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+                    return parts, ends
+            except KafkaException as exc:
+                log.info("clock topic %s not ready yet: %s", self.topic, exc)
+            self._stop.wait(0.5)
+        return None
