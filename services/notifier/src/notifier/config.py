@@ -18,6 +18,8 @@ class NotifierSettings(BaseSettings):
     group_id: str = "notifier"
     alerts_topic: str = "clm.alert.v1"
     notifications_topic: str = "clm.notification.v1"
+    # A renewal decision recorded in the CRM acknowledges the contract's open renewal alerts.
+    decisions_topic: str = "crm.renewal.decision.v1"
     clock_topic: str = "mesh.clock.v1"
     clock_id: str = "mesh"
     # Static group membership (e.g. the pod name): a restarted replica takes its partitions back at

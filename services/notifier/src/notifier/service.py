@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from contract_schema.alert import Alert, NotificationKind, NotificationRecorded, Tier
 from contract_schema.codec import encode
+from contract_schema.renewal import RenewalDecision
 from mesh_common.clock import Clock
 from mesh_common.delivery import DeliveryError
 from mesh_common.kafka import produce_dead_letter, produce_event
@@ -290,6 +291,14 @@ class Notifier:
                         f"acknowledged by {by}", key=f"{alert_id}|ack")
             self.flush_records()
         return stored
+
+    def renewal_decided(self, decision: RenewalDecision) -> list[str]:
+        """A decision recorded in the CRM answers every open renewal alert of the contract: they are
+        acknowledged (by the decision), so none of them escalates further. Idempotent."""
+        by = f"crm-decision:{decision.decision.value}"
+        acked = [a for a in self.store.open_alerts(decision.contract_id, "renewal.")
+                 if self.acknowledge(a, by) is not None]
+        return acked
 
     # --- time passing -----------------------------------------------------------------------
 

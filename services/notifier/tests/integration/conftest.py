@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 
 from contract_schema.alert import Alert, ClockAdvanced, NotificationRecorded
 from contract_schema.codec import decode, encode
+from contract_schema.renewal import RenewalDecision
 from mesh_testing import create_topics, free_port, unique_name, wait_for
 
 # A Monday, 10:00 UTC; ClockAdvanced moves the notifier from here.
@@ -203,11 +204,12 @@ class Mesh:
         self.alerts_topic = f"{self.prefix}.alert"
         self.notifications_topic = f"{self.prefix}.notification"
         self.clock_topic = f"{self.prefix}.clock"
+        self.decisions_topic = f"{self.prefix}.decision"
         self.group_id = f"{self.prefix}-group"
         # Alerts are keyed by contract over several partitions, as in production; the rest need one.
         create_topics(self.bootstrap, [self.alerts_topic], partitions=4)
-        create_topics(self.bootstrap, [self.alerts_topic + ".dlq", self.notifications_topic, self.clock_topic],
-                      partitions=1)
+        create_topics(self.bootstrap, [self.alerts_topic + ".dlq", self.notifications_topic, self.clock_topic,
+                                       self.decisions_topic, self.decisions_topic + ".dlq"], partitions=1)
         self.producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
         self.now = T0
         self.set_clock(T0)
@@ -233,6 +235,7 @@ class Mesh:
             "NOTIFIER_ALERTS_TOPIC": self.alerts_topic,
             "NOTIFIER_NOTIFICATIONS_TOPIC": self.notifications_topic,
             "NOTIFIER_CLOCK_TOPIC": self.clock_topic,
+            "NOTIFIER_DECISIONS_TOPIC": self.decisions_topic,
             "NOTIFIER_SMTP_HOST": "127.0.0.1",
             "NOTIFIER_SMTP_PORT": str(self.smtp_port),
             "NOTIFIER_SMTP_TIMEOUT": "30",
@@ -296,6 +299,12 @@ class Mesh:
     def send(self, alert: Alert) -> None:
         record = encode(alert, source="test", event_id=alert.alert_id)
         self.produce_raw(record.key, record.value, record.headers)
+
+    def decide(self, decision: RenewalDecision) -> None:
+        record = encode(decision, source="crm", event_id=unique_name("decision"))
+        self.producer.produce(self.decisions_topic, key=record.key, value=record.value,
+                              headers=record.headers)  # type: ignore[arg-type]
+        self.producer.flush(10)
 
     def produce_raw(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         self.producer.produce(self.alerts_topic, key=key, value=value, headers=headers)  # type: ignore[arg-type]

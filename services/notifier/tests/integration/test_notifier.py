@@ -18,6 +18,7 @@ from notifier.domain.calendar import feed_token
 from contract_schema.alert import Alert, NotificationKind, Tier
 from contract_schema.base import Link, Person
 from contract_schema.codec import encode
+from contract_schema.renewal import RenewalDecision, RenewalDecisionKind
 from mesh_common.auth import AuthSettings, issue_token
 from mesh_common.dlq import read_dead_letter
 from mesh_common.dlq_tool import replay
@@ -377,3 +378,27 @@ def test_two_replicas_share_the_partitions_and_a_crashed_one_loses_and_repeats_n
     assert all(len(mesh.smtp.about(a.alert_id)) == 1 for a in first + second)
     assert len(mesh.smtp.to(OWNER)) == 24
     assert assignment() == [4]  # the survivor holds every partition
+
+
+def test_a_renewal_decision_from_the_crm_stops_the_escalation(mesh: Mesh) -> None:
+    mesh.start()
+    decided, undecided = unique_name("C"), unique_name("C")
+    answered = alert("renewal.decision_overdue", decided, stage="30d", tier=Tier.RED)
+    left = alert("renewal.decision_overdue", undecided, stage="30d", tier=Tier.RED)
+    mesh.send(answered)
+    mesh.send(left)
+    wait_for(lambda: mesh.smtp.about(decided) and mesh.smtp.about(undecided), timeout=30, message="first e-mails")
+    mesh.decide(RenewalDecision(contract_id=decided, tenant_id="t1", decision=RenewalDecisionKind.RENEW,
+                                decided_by="cara@crm", decided_at=T0))
+    reader = mesh.reader()
+    acks = reader.wait(lambda ms: [n for n in notifications(ms)
+                                   if n.kind is NotificationKind.ACKNOWLEDGED and n.alert_id == answered.alert_id],
+                       what="the decision acknowledged the open renewal alert")
+    assert acks[0].recipient == "crm-decision:renew"
+    mesh.advance(timedelta(hours=25))
+    escalated = wait_for(lambda: mesh.smtp.to(BACKUP), timeout=20, message="escalation of the undecided contract")
+    assert all(left.alert_id in body_text(m) and answered.alert_id not in body_text(m) for m in escalated)
+    escalations = reader.wait(lambda ms: [n for n in notifications(ms) if n.kind is NotificationKind.ESCALATED],
+                              what="escalation recorded")
+    assert {n.alert_id for n in escalations} == {left.alert_id}
+    reader.close()

@@ -250,6 +250,14 @@ class Store:
             assert row is not None
             return _stored(row), True
 
+    def open_alerts(self, contract_id: str, alert_type_prefix: str) -> list[str]:
+        """Unacknowledged alerts of a contract whose type starts with the prefix (e.g. "renewal.")."""
+        rows = self.conn().execute(
+            "SELECT alert_id FROM alerts WHERE contract_id = %s AND acked_at IS NULL "
+            "AND payload->>'alert_type' LIKE %s ORDER BY received_at",
+            (contract_id, alert_type_prefix.replace("%", r"\%").replace("_", r"\_") + "%")).fetchall()
+        return [r["alert_id"] for r in rows]
+
     # --- escalation -------------------------------------------------------------------------
 
     def due_escalations(self, now: datetime, limit: int = 500) -> list[tuple[StoredAlert, int]]:

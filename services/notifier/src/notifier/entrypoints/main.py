@@ -9,8 +9,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -21,6 +22,7 @@ from opentelemetry import trace
 
 from contract_schema.alert import Alert
 from contract_schema.codec import Envelope
+from contract_schema.renewal import RenewalDecision
 from mesh_common.auth import AuthSettings
 from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
 from mesh_common.consumer import EventConsumer
@@ -145,19 +147,24 @@ def main() -> None:
                         alerts_topic=settings.alerts_topic, notifications_topic=settings.notifications_topic)
 
     def handle(envelope: Envelope, _msg: object) -> None:
-        alert = envelope.event
-        if not isinstance(alert, Alert):
-            raise ValueError(f"expected an Alert on {settings.alerts_topic}, got {envelope.type}")
-        # The database being away is not the alert's fault: wait for it (holding the partition)
-        # rather than dead-lettering a good alert. Bad data still raises and goes to the DLQ.
+        event = envelope.event
+        work: Callable[[], object]
+        if isinstance(event, Alert):
+            work = partial(notifier.handle_alert, event)
+        elif isinstance(event, RenewalDecision):
+            work = partial(notifier.renewal_decided, event)  # stops the contract's renewal escalations
+        else:
+            raise ValueError(f"expected an Alert or a RenewalDecision, got {envelope.type}")
+        # The database being away is not the record's fault: wait for it (holding the partition)
+        # rather than dead-lettering a good record. Bad data still raises and goes to the DLQ.
         delay = 0.5
         while True:
             try:
-                notifier.handle_alert(alert)
+                work()
                 return
             except psycopg.OperationalError as exc:
-                log.warning("database unavailable handling alert %s, retrying in %.1fs: %s", alert.alert_id,
-                            delay, exc)
+                log.warning("database unavailable handling %s %s, retrying in %.1fs: %s", envelope.type,
+                            envelope.id, delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -170,7 +177,8 @@ def main() -> None:
         if settings.instance_id:
             overrides["group.instance.id"] = settings.instance_id + (f"-{i}" if i else "")
         consumers.append(EventConsumer(kafka, service=SERVICE, group_id=settings.group_id,
-                                       topics=[settings.alerts_topic], handler=handle, producer=producer,
+                                       topics=[settings.alerts_topic, settings.decisions_topic], handler=handle,
+                                       producer=producer,
                                        **overrides))
     ticker = Ticker(notifier, settings.tick_seconds)
     if follower is not None:
