@@ -28,5 +28,7 @@ def test_kafka_settings_become_faust_broker_urls_and_credentials() -> None:
 
 def test_internal_topics_are_copartitioned_with_the_inputs() -> None:
     settings = EngineSettings(topic_prefix="x.", app_id="oe", topic_partitions=6)
-    assert [(t.name, t.partitions) for t in internal_topics(settings)] == [("x.oe-ticks", 6),
-                                                                          ("x.oe-scorecard-parts", 6)]
+    assert [(t.name, t.partitions, t.cleanup_policy) for t in internal_topics(settings)] == [
+        ("x.oe-ticks", 6, "delete"), ("x.oe-scorecard-parts", 6, "delete"),
+        # the tables' changelogs are named by Faust from the app id alone, and stay compacted
+        ("oe-contracts-changelog", 6, "compact"), ("oe-counterparties-changelog", 6, "compact")]

@@ -134,9 +134,9 @@ class Engine:
         )
         self.app = app
         # contract id -> ContractState json (instances with their status = the fired markers, parked records)
-        self.contracts = app.Table("contracts", default=None, partitions=n, key_type=str, value_type=bytes)
+        self.contracts = app.Table(TABLES[0], default=None, partitions=n, key_type=str, value_type=bytes)
         # counterparty id -> {contract id: contract scorecard json}
-        self.counterparties = app.Table("counterparties", default=None, partitions=n, key_type=str,
+        self.counterparties = app.Table(TABLES[1], default=None, partitions=n, key_type=str,
                                         value_type=bytes)
 
         def raw_topic(name: str, internal: bool = False) -> Any:
@@ -428,6 +428,9 @@ def _scorecard_id(card: Scorecard) -> str:
 # ---------------------------------------------------------------------- process
 
 
+TABLES = ("contracts", "counterparties")  # Faust tables; their changelogs are <app id>-<table>-changelog
+
+
 def topics_to_provision(settings: EngineSettings) -> list[TopicSpec]:
     specs = [*INPUTS, *OUTPUTS, CLOCK] + [dlq_spec(t) for t in INPUTS]
     return [replace(s, name=settings.topic(s.name)) for s in specs]
@@ -438,9 +441,16 @@ def internal_topics(settings: EngineSettings) -> list[TopicSpec]:
     do not exist at the first group assignment, Faust's assignor ignores them and their agents get no
     partitions until the next rebalance."""
     day_ms = 24 * 60 * 60 * 1000
-    return [TopicSpec(f"{settings.topic_prefix}{settings.app_id}-{name}", "contract id / counterparty id",
-                      settings.topic_partitions, "delete", day_ms, (), f"obligation-engine internal: {name}")
-            for name in ("ticks", "scorecard-parts")]
+    own = [TopicSpec(f"{settings.topic_prefix}{settings.app_id}-{name}", "contract id / counterparty id",
+                     settings.topic_partitions, "delete", day_ms, (), f"obligation-engine internal: {name}")
+           for name in ("ticks", "scorecard-parts")]
+    # The tables' changelogs too (compacted, never time-retained): when Faust creates them itself on a
+    # new cluster, its metadata can still say 0 partitions when the first record arrives, and every
+    # record then fails with PartitionsMismatch until a restart.
+    changelogs = [TopicSpec(f"{settings.app_id}-{table}-changelog", "table key", settings.topic_partitions,
+                            "compact", None, (), f"obligation-engine table changelog: {table}")
+                  for table in TABLES]
+    return own + changelogs
 
 
 def make_clock(service: ServiceSettings, settings: EngineSettings,
