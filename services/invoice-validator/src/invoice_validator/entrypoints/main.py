@@ -11,12 +11,13 @@ from confluent_kafka import Producer
 
 from mesh_common.auth import AuthSettings
 from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
+from mesh_common.provision import provision
 from mesh_common.settings import KafkaSettings, ServiceSettings
 from mesh_common.tracing import setup_tracing_from_env
 
 from ..settings import SERVICE, ValidatorSettings
 from .http import create_api
-from .worker import Validator
+from .worker import Validator, changelog_topics
 
 
 def make_clock(service: ServiceSettings, kafka: KafkaSettings, settings: ValidatorSettings) -> Clock:
@@ -31,6 +32,8 @@ def main() -> None:
     service, kafka, settings = ServiceSettings(), KafkaSettings(), ValidatorSettings()
     logging.basicConfig(level=service.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     setup_tracing_from_env(SERVICE)
+    for drift in provision(kafka.admin(), changelog_topics(settings)).drift:
+        logging.getLogger(SERVICE).warning("topic drift: %s", drift)
     clock = make_clock(service, kafka, settings)
     validator = Validator(settings, kafka, clock)
     if settings.http_enabled:

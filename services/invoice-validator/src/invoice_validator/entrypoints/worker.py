@@ -39,7 +39,14 @@ from contract_schema import (
     decode,
     encode,
 )
-from contract_schema.topics import ALERTS, CONTRACT_STATE, INVOICE_RECEIVED, INVOICE_VALIDATED, OBLIGATION_EVENTS
+from contract_schema.topics import (
+    ALERTS,
+    CONTRACT_STATE,
+    INVOICE_RECEIVED,
+    INVOICE_VALIDATED,
+    OBLIGATION_EVENTS,
+    TopicSpec,
+)
 from mesh_common.clock import Clock
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
@@ -82,6 +89,18 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     if protocol == "SSL":
         return faust.SSLCredentials(context)
     return None
+
+
+# Faust tables; each one's changelog is <app id>-<table>-changelog.
+TABLES = ("contracts", "obligations", "billing", "seen", "verdicts", "parked", "vendors")
+
+
+def changelog_topics(settings: ValidatorSettings) -> list[TopicSpec]:
+    """The tables' changelogs (compacted, never time-retained), created before Faust starts: when Faust
+    creates them itself on a new cluster its metadata can still say 0 partitions when the first
+    record arrives, and every record then fails with PartitionsMismatch until a restart."""
+    return [TopicSpec(f"{settings.app_id}-{table}-changelog", "table key", settings.topic_partitions, "compact",
+                      None, (), f"invoice-validator table changelog: {table}") for table in TABLES]
 
 
 class Validator:
