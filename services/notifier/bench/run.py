@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from confluent_kafka import Producer
 from notifier.adapters.channels import EmailChannel, SmtpSettings
@@ -91,23 +90,11 @@ def run_until(consumers: list[EventConsumer], done: threading.Event, n_label: st
 def main() -> None:
     scale = float(os.environ.get("BENCH_SCALE", "1.0"))
     n = max(50, int(2000 * scale))
-    servers: list[Any] = []
-    bootstrap = os.environ.get("BENCH_BOOTSTRAP")
-    db_url = os.environ.get("BENCH_DATABASE_URL")
-    if not bootstrap or not db_url:
-        from mesh_testing.servers import KafkaServer, PostgresServer
+    from mesh_testing.servers import bench_stack
 
-        if not bootstrap:
-            servers.append(kafka := KafkaServer.start())
-            bootstrap = kafka.bootstrap
-        if not db_url:
-            servers.append(pg := PostgresServer.start("bench"))
-            db_url = pg.url
-    try:
+    with bench_stack() as (bootstrap, db_url):
+        assert db_url is not None
         bench(bootstrap, db_url, n)
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def bench(bootstrap: str, db_url: str, n: int) -> None:

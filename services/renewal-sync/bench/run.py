@@ -114,22 +114,11 @@ def main() -> None:
     scale = float(os.environ.get("BENCH_SCALE", "1.0"))
     n = max(100, int(100_000 * scale))
     days = int(os.environ.get("BENCH_DAYS", "10"))
-    servers: list[Any] = []
-    bootstrap = os.environ.get("BENCH_BOOTSTRAP")
-    db_url = os.environ.get("BENCH_DATABASE_URL")
-    if not bootstrap or not db_url:
-        from mesh_testing.servers import KafkaServer, PostgresServer
-        if not bootstrap:
-            servers.append(kafka := KafkaServer.start())
-            bootstrap = kafka.bootstrap
-        if not db_url:
-            servers.append(pg := PostgresServer.start("bench"))
-            db_url = pg.url
-    try:
+    from mesh_testing.servers import bench_stack
+
+    with bench_stack() as (bootstrap, db_url):
+        assert db_url is not None
         run(n, days, bootstrap, db_url)
-    finally:
-        for s in servers:
-            s.stop()
 
 
 def run(n: int, days: int, bootstrap: str, db_url: str) -> None:

@@ -5,11 +5,13 @@ The shell scripts are the one way the stack starts, for `make up` and for tests 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +112,25 @@ class PostgresServer:
     def stop(self) -> None:
         self._run("stop")
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def bench_stack(*, database: bool = True) -> Iterator[tuple[str, str | None]]:
+    """(Kafka bootstrap, PostgreSQL URL) for a benchmark: BENCH_BOOTSTRAP / BENCH_DATABASE_URL when
+    set, else a broker (and a cluster) started here and stopped afterwards."""
+    started: list[KafkaServer | PostgresServer] = []
+    try:
+        bootstrap = os.environ.get("BENCH_BOOTSTRAP")
+        if not bootstrap:
+            kafka = KafkaServer.start()
+            started.append(kafka)
+            bootstrap = kafka.bootstrap
+        db_url = os.environ.get("BENCH_DATABASE_URL")
+        if database and not db_url:
+            pg = PostgresServer.start("bench")
+            started.append(pg)
+            db_url = pg.url
+        yield bootstrap, db_url
+    finally:
+        for server in reversed(started):
+            server.stop()
