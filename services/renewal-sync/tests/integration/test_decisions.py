@@ -85,6 +85,12 @@ def test_undecodable_input_goes_to_the_dlq_and_the_service_keeps_going_and_trace
                                   ("ce_type", b"contractmesh.ContractSnapshot")])
     bus.producer.flush(10)
     bus.tick(day(2026, 8, 3))
+    # The service follows the clock in a thread of its own: wait until it is at 08-03 (a first
+    # contract's 120d stage is announced), so the traced contract's stage is due while its
+    # snapshot is handled, inside the span that continues the snapshot's trace.
+    clock_probe = unique_name("C-clock-probe")
+    bus.contract(snapshot(clock_probe))
+    wait_for(lambda: len(bus.opportunities(clock_probe)) == 1, timeout=30, message="the clock at 08-03")
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     bus.contract(snapshot(cid), traceparent=f"00-{trace_id}-00f067aa0ba902b7-01")  # 120d due: announced at once
     wait_for(lambda: len(bus.opportunities(cid)) == 1, timeout=30, message="the next record still handled")
