@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 Timestamp = AwareDatetime  # naive datetimes are rejected everywhere
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_known_timezone)]  # an IANA name, e.g. Europe/Berlin
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 
 # ce_type -> event class, filled by Event.__init_subclass__.

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from contract_schema.base import Identifier, Model, Person
+from contract_schema.base import Identifier, Model, Person, TimeZone
 from contract_schema.contract import ContractTerms, Direction, Party
 
 
@@ -29,18 +28,9 @@ class ContractDraft(Model):
     business_unit: str | None = None
     owner: Person
     backup_owner: Person | None = None
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     tags: tuple[Annotated[str, Field(min_length=1, max_length=100)], ...] = ()
     terms: TermsInput
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
 
 
 class Amendment(Model):
