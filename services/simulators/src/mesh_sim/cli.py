@@ -30,14 +30,18 @@ def main(argv: list[str] | None = None) -> int:
 
         serve(crm_app(), settings, args.port)
     else:
+        from .common import gated_port
         from .smtp import SmtpCatcher, SmtpSimSettings
         from .smtp import create_app as smtp_app
 
         smtp = SmtpSimSettings()
         recorder = Recorder()
-        catcher = SmtpCatcher(recorder, smtp.host, args.smtp_port or smtp.port).start()
+        app = smtp_app(recorder)
+        smtp_port = gated_port(app, smtp.host, args.smtp_port or smtp.port)
+        catcher = SmtpCatcher(recorder, "127.0.0.1" if smtp_port != (args.smtp_port or smtp.port) else smtp.host,
+                              smtp_port, faults=app.state.faults).start()
         try:
-            serve(smtp_app(recorder), settings, args.port)
+            serve(app, settings, args.port)
         finally:
             catcher.stop()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .common import base_app
+from .faults import FaultSwitch
 from .recorder import Recorder
 
 
@@ -49,8 +51,22 @@ def parse_message(raw: bytes, mail_from: str, rcpt_tos: list[str]) -> dict[str, 
 class CatchingHandler:
     """aiosmtpd handler: every accepted message goes into the recorder as kind "email"."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, faults: FaultSwitch | None = None) -> None:
         self.recorder = recorder
+        self.faults = faults
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
+        active = self.faults.active() if self.faults is not None else None
+        if active is not None:
+            fault, left = active
+            self.recorder.record("fault-injected", method="SMTP", path="RCPT", body={"rcpt": address},
+                                 accepted=False, problem=f"injected {fault.mode}")
+            if fault.mode == "hang":
+                await asyncio.sleep(left)
+            return "421 4.3.2 injected fault: service not available"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         raw = envelope.original_content or envelope.content or b""
@@ -67,8 +83,9 @@ class CatchingHandler:
 
 
 class SmtpCatcher:
-    def __init__(self, recorder: Recorder, host: str = "127.0.0.1", port: int = 1025) -> None:
-        self.controller = Controller(CatchingHandler(recorder), hostname=host, port=port)
+    def __init__(self, recorder: Recorder, host: str = "127.0.0.1", port: int = 1025,
+                 faults: FaultSwitch | None = None) -> None:
+        self.controller = Controller(CatchingHandler(recorder, faults), hostname=host, port=port)
         self._lock = threading.Lock()
 
     def start(self) -> SmtpCatcher:
@@ -80,7 +97,8 @@ class SmtpCatcher:
 
 
 def create_app(recorder: Recorder) -> FastAPI:
-    app = base_app("SMTP catcher", recorder)
+    # The fault switch acts on SMTP (the handler), not on this read-back API.
+    app = base_app("SMTP catcher", recorder, fault_http=False)
 
     @app.get("/messages")
     def messages(to: str | None = None, since: int = 0) -> list[dict[str, Any]]:
