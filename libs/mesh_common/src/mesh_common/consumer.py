@@ -12,12 +12,12 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from contract_schema.codec import DecodeError, Envelope, decode
 
 from .kafka import produce_dead_letter
-from .ops import DEAD_LETTERED, PROCESSED
+from .ops import COMMIT_FAILED, DEAD_LETTERED, PROCESSED
 from .settings import KafkaSettings
 from .tracing import consume_span
 
@@ -66,6 +66,29 @@ class EventConsumer:
             return False
         self.process(msg)
         self.consumer.commit(message=msg, asynchronous=True)
+        return True
+
+    def commit_offsets(self, message: Message | None = None) -> bool:
+        """Commit synchronously (up to `message`, or the consumed positions). A failure other
+        than a fatal client error is logged and counted, not raised.
+
+        A commit fails when the group moved on without this member (a broker restart, a
+        rebalance, a session that expired while a batch was in flight): the uncommitted
+        records are redelivered to whoever owns the partition now, and effects are
+        idempotent on the event id, so the loop carries on instead of dying.
+        """
+        try:
+            if message is None:
+                self.consumer.commit(asynchronous=False)
+            else:
+                self.consumer.commit(message=message, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is not None and err.fatal():
+                raise
+            log.warning("commit failed on %s (records will be redelivered): %s", self.topics, exc)
+            COMMIT_FAILED.labels(self.service).inc()
+            return False
         return True
 
     def process(self, msg: Message) -> None:

@@ -14,6 +14,7 @@ PROCESSED = Counter("mesh_records_processed_total", "Records processed", ["servi
 REJECTED = Counter("mesh_records_rejected_total", "Records rejected (business verdict or invalid)",
                    ["service", "topic", "reason"])
 DEAD_LETTERED = Counter("mesh_records_dead_lettered_total", "Records sent to a DLQ", ["service", "topic"])
+COMMIT_FAILED = Counter("mesh_commit_failed_total", "Offset commits that failed (records redelivered)", ["service"])
 CONSUMER_LAG = Gauge("mesh_consumer_lag", "Records behind the partition end", ["service", "topic", "partition"])
 
 

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,13 @@ class KafkaServer:
     def stop(self) -> None:
         self._run("stop")
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop the broker (controlled shutdown), stay down `down_for` seconds, start it again on the same
+        ports and data: clients see what an operator's broker restart does to them."""
+        self._run("stop")
+        time.sleep(down_for)  # the outage itself is what is being tested
+        self._run("start")
 
 
 @dataclass

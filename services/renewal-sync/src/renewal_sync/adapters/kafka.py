@@ -61,5 +61,5 @@ class BatchEventConsumer(EventConsumer):
             self.process(msg)  # decode + handler; failures go to the DLQ
         self.after_batch()  # persists the batch's effects (and fires what the clock made due)
         if good:
-            self.consumer.commit(asynchronous=False)
+            self.commit_offsets()  # a failure after a rebalance is logged: the batch is redelivered, idempotently
         return bool(good)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 from prometheus_client import Counter, Histogram
 
 from contract_schema.codec import encode
@@ -100,8 +100,12 @@ class OutboxRelay:
             self.producer.produce(row.topic, key=row.key, value=row.value, headers=list(row.headers),
                                   on_delivery=report)
             self.producer.poll(0)
-        if self.producer.flush(30) > 0:
-            raise KafkaException("outbox relay: records still in flight after 30 s")
+        # A broker restart only delays the acknowledgements: wait for them (rows marked sent before they are
+        # acknowledged could be lost; re-producing rows still in flight would only duplicate them).
+        while self.producer.flush(10) > 0:
+            log.warning("outbox relay: records still in flight after 10 s; waiting for the broker")
+            if self._stop.is_set():
+                return True
         done = [r.id for r in rows if r.id not in failed]
         self.store.mark_done(done)
         for r in rows:
