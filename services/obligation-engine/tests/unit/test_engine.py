@@ -237,11 +237,3 @@ def test_terminated_snapshot_status_cancels_too() -> None:
     snap = contract("c1", START, now=NOW, status=ContractStatus.TERMINATED, terminated_on=date(2030, 1, 5))
     _, effects = engine.apply_snapshot(state, snap, NOW, CFG)
     assert "go-live" in {e.instance_id for e in published(effects, ObligationCancelled)}
-
-
-def test_history_older_than_lookback_is_not_scheduled() -> None:
-    now = datetime(2031, 1, 1, tzinfo=UTC)
-    state, effects = engine.apply_snapshot(ContractState("c1", 0), contract("c1", START, now=now), now, CFG)
-    assert "go-live" not in state.instances and "monthly-report#1" not in state.instances
-    assert published(effects, ObligationOverdue) == [] or all(
-        e.due_at >= now - timedelta(days=CFG.lookback_days) for e in published(effects, ObligationOverdue))

@@ -7,6 +7,7 @@ and what happened, so a replay after a crash produces the same ids and downstrea
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -36,11 +37,12 @@ from contract_schema import (
 
 from .config import EngineConfig
 from .model import ContractState, Instance, Parked, Status, Transition
-from .schedule import Planned, expand, sla_instance_id
+from .schedule import Planned, due_time, expand, sla_instance_id
 from .sla import evaluate
 
 SERVICE = "obligation-engine"
 REPLAN_KEY = "__replan__"
+FOUND_OVERDUE_LISTED = 20  # instances named in the summary alert; the rest are counted
 PARK_KEY = "__park__"
 
 
@@ -117,16 +119,23 @@ def _replan(state: ContractState, now: datetime, cfg: EngineConfig) -> list[Effe
     assert snap is not None
     planned, errors = expand(snap, now, cfg, state.terminated_on)
     effects: list[Effect] = []
-    lookback = now - timedelta(days=cfg.lookback_days)
+    found: list[Instance] = []
     reason_removed = _removal_reason(state, snap)
     for iid, p in planned.items():
         old = state.instances.get(iid)
         if old is None:
-            if p.due_at is not None and p.due_at < lookback:
-                continue  # history from before we knew the contract: not a task any more
+            if _is_history(state, p, now, cfg):
+                continue
             inst = _new_instance(p)
+            if inst.due_at is not None and inst.due_at <= now:
+                # Past due before we knew it: not history (nobody said it was done), but no alert storm
+                # either: it is overdue from its due time, and one summary alert covers all found at once.
+                inst = inst.with_(status=Status.OVERDUE, overdue_since=inst.due_at, found_overdue=True)
+                found.append(inst)
             state.instances[iid] = inst
             effects.append(_lifecycle(ObligationScheduled, state, inst, now, "scheduled"))
+            if inst.found_overdue:
+                effects.append(_lifecycle(ObligationOverdue, state, inst, inst.due_at or now, "overdue"))
             continue
         if old.status == Status.COMPLETED:
             continue  # completed stays completed, whatever the amendment says
@@ -141,6 +150,8 @@ def _replan(state: ContractState, now: datetime, cfg: EngineConfig) -> list[Effe
             inst = old.with_(status=Status.CANCELLED)
             state.instances[iid] = inst
             effects.append(_lifecycle(ObligationCancelled, state, inst, now, "cancelled", reason=reason_removed))
+    if found:
+        effects.append(_found_overdue_alert(state, found, now))
     for problem in errors:
         effects.append(_alert(state, None, now, Tier.YELLOW, "obligation.definition-invalid",
                               f"Obligation definition cannot be scheduled: {problem}",
@@ -151,6 +162,32 @@ def _replan(state: ContractState, now: datetime, cfg: EngineConfig) -> list[Effe
     if effects:
         effects.append(ScorecardChanged())
     return effects
+
+
+def _is_history(state: ContractState, p: Planned, now: datetime, cfg: EngineConfig) -> bool:
+    """Not a task: closed and pruned long ago, or an SLA window older than the lookback (a late
+    measurement still creates its window on demand, so nothing that arrives is lost)."""
+    if p.due_at is None:
+        return False
+    if state.history_before is not None and p.due_at < state.history_before:
+        return True
+    return p.kind == ObligationKind.SLA and p.due_at < now - timedelta(days=cfg.lookback_days)
+
+
+def _found_overdue_alert(state: ContractState, found: list[Instance], now: datetime) -> Publish:
+    """One red alert per contract for everything found overdue at once (registration or amendment)."""
+    found = sorted(found, key=lambda i: (i.due_at or now, i.instance_id))
+    digest = hashlib.sha1(",".join(f"{i.instance_id}/r{i.revision}" for i in found).encode()).hexdigest()[:12]
+    shown = [f"'{i.title}' ({i.instance_id}, due {_fmt(i.due_at)})" for i in found[:FOUND_OVERDUE_LISTED]]
+    more = len(found) - len(shown)
+    listing = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+    n = len(found)
+    return _alert(state, None, now, Tier.RED, "obligation.found-overdue",
+                  f"{n} obligation{'s' if n > 1 else ''} already overdue when the contract was registered",
+                  why=f"Due before the obligation engine learned of them, with no completion reported: {listing}.",
+                  required_action=("Complete them and record it in ERP or the contract registry (completions are "
+                                   "accepted as usual), or amend the contract if they no longer apply"),
+                  key=f"found-overdue:{digest}")
 
 
 def _removal_reason(state: ContractState, snap: ContractSnapshot) -> str:
@@ -177,6 +214,7 @@ def _new_instance(p: Planned) -> Instance:
 
 def _prune(state: ContractState, now: datetime, cfg: EngineConfig) -> None:
     cutoff = now - timedelta(days=cfg.keep_days)
+    state.history_before = cutoff if state.history_before is None else max(state.history_before, cutoff)
     for iid, inst in list(state.instances.items()):
         if not inst.is_open and inst.due_at is not None and inst.due_at < cutoff:
             del state.instances[iid]
@@ -195,7 +233,7 @@ def next_transition(inst: Instance, cfg: EngineConfig) -> tuple[datetime, Transi
         return inst.due_at, Transition.OVERDUE
     if inst.status == Status.DUE_SOON:
         return inst.due_at, Transition.OVERDUE
-    if inst.status == Status.OVERDUE:
+    if inst.status == Status.OVERDUE and not inst.found_overdue:  # found overdue: the summary alert said it
         return inst.due_at + cfg.escalate_after(inst.kind), Transition.ESCALATED
     return None
 
@@ -299,9 +337,12 @@ def apply_completion(state: ContractState, *, event_id: str, obligation_id: str,
     candidates = sorted((i for i in new.instances.values() if i.obligation_id == obligation_id),
                         key=lambda i: (i.due_at is None, i.due_at or now, i.instance_id))
     open_ = [i for i in candidates if i.is_open]
-    if not open_:
-        return new, []  # already completed (or cancelled): idempotent, nothing to send anywhere
-    inst = open_[0]
+    if open_:
+        inst = open_[0]
+    elif any(i.status == Status.COMPLETED for i in candidates):
+        return new, []  # already completed: an echo or a redelivery, nothing to send anywhere
+    else:
+        inst = _untracked(state, snap, obligation_id, candidates)
     on_time = inst.due_at is None or completed_at <= inst.due_at
     inst = inst.with_(status=Status.COMPLETED, completed_at=completed_at, on_time=on_time, origin=str(origin),
                       source_system=source_system, evidence_ref=evidence_ref)
@@ -327,6 +368,26 @@ def apply_completion(state: ContractState, *, event_id: str, obligation_id: str,
         effects += [Publish(command, command_id), CallErp(command, command_id)]
     effects.append(ScorecardChanged())
     return new, effects
+
+
+def _untracked(state: ContractState, snap: ContractSnapshot, obligation_id: str,
+               candidates: list[Instance]) -> Instance:
+    """A completion for a known obligation without an open instance: a one-off not tracked yet (due
+    beyond the horizon, or closed history) is completed all the same; anything else is a finding for
+    a person, never silence."""
+    where = f"obligation {obligation_id!r} of contract {state.contract_id!r}"
+    if candidates:
+        raise Reject(f"{where} is cancelled ({', '.join(i.instance_id for i in candidates)}): "
+                     "the completion was not applied")
+    definition = _any_definition(snap, obligation_id)
+    assert definition is not None  # _known checked it
+    if definition.recurrence or definition.sla is not None:
+        raise Reject(f"{where} has no open occurrence (none within the scheduling horizon, or none left): "
+                     "the completion was not applied")
+    version = next(v.version for v in reversed(snap.versions) if v.obligation(obligation_id) is not None)
+    due = due_time(definition.due_date, ZoneInfo(snap.timezone)) if definition.due_date else None
+    return Instance(instance_id=obligation_id, obligation_id=obligation_id, kind=str(definition.kind),
+                    title=definition.title, due_at=due, version=version, lead_days=definition.lead_time_days)
 
 
 def apply_measurement(state: ContractState, *, event_id: str, m: SlaMeasurement, now: datetime,

@@ -54,6 +54,9 @@ class Instance:
     sla_met: bool | None = None
     measured: Decimal | None = None
     credit: Decimal | None = None
+    # Already past due when the engine first learned of it (a contract registered or amended late):
+    # tracked as overdue and completable, but covered by one summary alert, never escalated one by one.
+    found_overdue: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -88,10 +91,12 @@ class ContractState:
     seen: tuple[str, ...] = ()
     parked: tuple[Parked, ...] = ()
     replan_at: datetime | None = None
+    # Closed instances due before this were pruned: an expansion that yields one again is not new work.
+    history_before: datetime | None = None
 
     def copy(self) -> ContractState:
         return ContractState(self.contract_id, self.partition, self.snapshot, self.terminated_on,
-                             dict(self.instances), self.seen, self.parked, self.replan_at)
+                             dict(self.instances), self.seen, self.parked, self.replan_at, self.history_before)
 
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen
@@ -111,6 +116,7 @@ class ContractState:
             "seen": list(self.seen),
             "parked": [_parked_doc(p) for p in self.parked],
             "replan_at": self.replan_at.isoformat() if self.replan_at else None,
+            "history_before": self.history_before.isoformat() if self.history_before else None,
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -127,6 +133,7 @@ class ContractState:
             seen=tuple(doc["seen"]),
             parked=tuple(_parked_from(p) for p in doc["parked"]),
             replan_at=_dt(doc["replan_at"]),
+            history_before=_dt(doc.get("history_before")),
         )
 
 
@@ -145,6 +152,8 @@ def _instance_doc(inst: Instance) -> dict[str, Any]:
     for name in _DEC_FIELDS:
         doc[name] = str(doc[name]) if doc[name] is not None else None
     doc["status"] = str(inst.status)
+    if not inst.found_overdue:
+        del doc["found_overdue"]
     return {k: v for k, v in doc.items() if v is not None}
 
 
