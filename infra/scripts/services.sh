@@ -107,7 +107,8 @@ ENV
       echo "RENEWAL_CRM_BASE_URL=$(url_of crm-simulator)"
       echo "RENEWAL_SALESFORCE_CLIENT_ID=$CRM_CLIENT_ID"
       echo "RENEWAL_SALESFORCE_CLIENT_SECRET=$CRM_CLIENT_SECRET"
-      echo "RENEWAL_WEBHOOK_SECRET=$CRM_WEBHOOK_SECRET" ;;
+      # One webhook secret per tenant: the simulated CRM is the demo tenant's.
+      echo "RENEWAL_WEBHOOK_SECRETS={\"demo\":\"$CRM_WEBHOOK_SECRET\"}" ;;
     notifier)
       echo "NOTIFIER_SMTP_HOST=127.0.0.1"
       echo "NOTIFIER_SMTP_PORT=$SMTP_PORT"

@@ -136,6 +136,16 @@ class Running:
                 out.append(event)
         return out
 
+    def verdict_ids(self, invoice_id: str) -> list[str]:
+        """The ce_id of every verdict record for the invoice (a copy re-sent after a redelivery carries
+        the same id; consumers drop it, so distinct ids are what counts)."""
+        out = []
+        for m in self.reader(INVOICE_VALIDATED.name).drain():
+            envelope = decode(m.value(), m.headers())
+            if isinstance(envelope.event, InvoiceValidated) and envelope.event.invoice_id == invoice_id:
+                out.append(envelope.id)
+        return out
+
     def verdict(self, invoice_id: str, timeout: float = 30) -> InvoiceValidated:
         found = wait_for(lambda: self.verdicts(invoice_id), timeout=timeout,
                          message=f"verdict for {invoice_id} (worker log {self.log_path})")

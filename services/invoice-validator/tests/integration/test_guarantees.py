@@ -13,7 +13,7 @@ from invoice_validator.adapters.partitioning import partition_for
 from invoice_validator.entrypoints.worker import derived_id
 
 from contract_schema import InvoiceReceived, VerdictStatus
-from contract_schema.topics import INVOICE_RECEIVED, INVOICE_VALIDATED
+from contract_schema.topics import INVOICE_RECEIVED
 from mesh_common.dlq import read_dead_letter
 from mesh_testing import unique_name, wait_for
 
@@ -62,10 +62,11 @@ def test_redelivered_event_gives_one_verdict_with_a_stable_id(validator: Running
     validator.produce(marker)
     validator.verdict(marker.invoice_id)
     verdicts = validator.verdicts(inv.invoice_id)
-    assert len(verdicts) == 1 and verdicts[0].status is VerdictStatus.APPROVED
-    ids = [dict(m.headers())["ce_id"].decode() for m in validator.reader(INVOICE_VALIDATED.name).drain()
-           if inv.invoice_id.encode() in m.value()]
-    assert ids == [derived_id("verdict", ce_id)]
+    # The redelivery re-sends the stored verdict (it may never have left a killed producer): the same
+    # record with the same id, which consumers drop; never a second decision.
+    assert {v.model_dump_json() for v in verdicts} == {verdicts[0].model_dump_json()}
+    assert verdicts[0].status is VerdictStatus.APPROVED
+    assert set(validator.verdict_ids(inv.invoice_id)) == {derived_id("verdict", ce_id)}
 
 
 def test_garbage_goes_to_the_dlq_and_the_next_invoice_still_gets_its_verdict(validator: Running) -> None:
@@ -116,7 +117,7 @@ def test_restart_keeps_verdicts_duplicates_and_cumulative_billing(kafka_bootstra
         assert second.verdict(dup.invoice_id).reason_codes == ("DUPLICATE_INVOICE",)
         v = second.verdict(over.invoice_id)
         assert v.reason_codes == ("CAP_EXCEEDED",) and v.prevented_overpayment == Decimal("500.00")
-        assert len(second.verdicts(inv.invoice_id)) == 1
+        assert len(set(second.verdict_ids(inv.invoice_id))) == 1
     finally:
         stop(second)
 
@@ -144,7 +145,7 @@ def test_two_replicas_share_the_partitions_and_each_invoice_gets_one_verdict(kaf
                 invoices.append(inv)
         for inv in invoices:
             assert first.verdict(inv.invoice_id, timeout=60).status is VerdictStatus.APPROVED
-        assert all(len(first.verdicts(inv.invoice_id)) == 1 for inv in invoices)
+        assert all(len(set(first.verdict_ids(inv.invoice_id))) == 1 for inv in invoices)
         per_worker = [r.metric('invoice_validator_verdicts_total{status="approved"}') for r in (first, second)]
         assert all(n > 0 for n in per_worker) and sum(per_worker) == len(invoices), per_worker
 

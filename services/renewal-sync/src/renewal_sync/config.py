@@ -47,8 +47,11 @@ class RenewalSettings(BaseSettings):
     crm_breaker_reset: float = 30.0
     crm_concurrency: int = 16
 
-    webhook_secret: str = "change-me"
+    # Decisions webhook: one HMAC secret per tenant, JSON {"tenant": "secret", ...}; the secret that
+    # verifies a signature is the tenant the decision is for.
+    webhook_secrets: dict[str, str] = Field(default_factory=dict)
     webhook_tolerance_seconds: int = 300
+    webhook_max_body_bytes: int = 64 * 1024
 
     def timeline(self) -> TimelineSettings:
         offsets = tuple(int(x) for x in self.stage_offsets.split(",") if x.strip())

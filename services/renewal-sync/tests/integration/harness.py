@@ -310,7 +310,7 @@ class Service:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url,
             "MESH_CLOCK": "topic", "MESH_HTTP_PORT": str(self.port), "MESH_LOG_LEVEL": "INFO",
             "RENEWAL_TOPIC_PREFIX": prefix, "RENEWAL_GROUP_ID": prefix + "renewal-sync",
-            "RENEWAL_DB_SCHEMA": schema, "RENEWAL_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "RENEWAL_DB_SCHEMA": schema, "RENEWAL_WEBHOOK_SECRETS": json.dumps({"t1": WEBHOOK_SECRET}),
             "RENEWAL_CRM": crm.kind if crm else "none", "RENEWAL_CRM_BASE_URL": crm.base_url if crm else "",
             "RENEWAL_SALESFORCE_CLIENT_ID": SF_CLIENT_ID, "RENEWAL_SALESFORCE_CLIENT_SECRET": SF_CLIENT_SECRET,
             "RENEWAL_HUBSPOT_TOKEN": HUBSPOT_TOKEN,

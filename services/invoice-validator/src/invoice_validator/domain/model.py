@@ -113,6 +113,26 @@ class BillingState:
     billed_total: Decimal = Decimal(0)
     milestones_billed: frozenset[str] = frozenset()
 
+    def plus(self, other: BillingState) -> BillingState:
+        """Both amounts together (cumulative state plus what one invoice added)."""
+        return BillingState(
+            billed_by_line=_add(self.billed_by_line, other.billed_by_line),
+            quantity_by_line=_add(self.quantity_by_line, other.quantity_by_line),
+            billed_total=self.billed_total + other.billed_total,
+            milestones_billed=self.milestones_billed | other.milestones_billed,
+        )
+
+    def minus(self, before: BillingState) -> BillingState:
+        """What this state adds over an earlier one: the part one invoice contributed."""
+        negated = {k: -v for k, v in before.billed_by_line.items()}
+        negated_qty = {k: -v for k, v in before.quantity_by_line.items()}
+        return BillingState(
+            billed_by_line={k: v for k, v in _add(self.billed_by_line, negated).items() if v},
+            quantity_by_line={k: v for k, v in _add(self.quantity_by_line, negated_qty).items() if v},
+            billed_total=self.billed_total - before.billed_total,
+            milestones_billed=self.milestones_billed - before.milestones_billed,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "billed_by_line": {k: str(v) for k, v in self.billed_by_line.items()},
@@ -131,3 +151,10 @@ class BillingState:
             billed_total=Decimal(data.get("billed_total", "0")),
             milestones_billed=frozenset(data.get("milestones_billed", ())),
         )
+
+
+def _add(a: dict[str, Decimal], b: dict[str, Decimal]) -> dict[str, Decimal]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out.get(key, Decimal(0)) + value
+    return out

@@ -6,13 +6,14 @@ plain data; nothing here reads a clock, a topic or a table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 from contract_schema import (
     ContractSnapshot,
+    ContractStatus,
     ContractTerms,
     InvoiceLine,
     InvoiceReceived,
@@ -101,6 +102,24 @@ def check_active(contract: ContractSnapshot, on: date) -> Finding | None:
         why = f"is {contract.status.value}"
     return Finding(Reason.CONTRACT_NOT_ACTIVE, Severity.REJECT,
                    f"Contract {contract.contract_id} {why} on the service date {on}.")
+
+
+def awaits_activation(contract: ContractSnapshot, dates: Iterable[date]) -> bool:
+    """True when the contract is not in force on the service dates only because it is not activated yet.
+
+    A draft's activation may be in flight (the registry publishes it as a newer snapshot), so the
+    invoice waits like one whose contract is unknown; CONTRACT_NOT_ACTIVE is decided after the wait.
+    A contract terminated or expired for a service date is final at once.
+    """
+    if contract.status is not ContractStatus.DRAFT:
+        return False
+    for on in dates:
+        terms = contract.terms_on(on)
+        if contract.terminated_on is not None and on >= contract.terminated_on:
+            return False
+        if terms is not None and terms.end_date is not None and on > terms.end_date:
+            return False
+    return True
 
 
 def check_vendor(invoice: InvoiceReceived, contract: ContractSnapshot) -> Finding | None:

@@ -19,7 +19,8 @@ from contract_schema import InvoiceReceived, InvoiceValidated
 from contract_schema.topics import INVOICE_RECEIVED
 from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_scope
 from mesh_common.clock import Clock
-from mesh_common.kafka import produce_event
+from mesh_common.http_guard import body_doc, field_of, guard, nul_violations
+from mesh_common.http_publish import publish_or_problem
 from mesh_common.ops import ops_router
 
 from ..adapters.intake import IntakeError, parse_json, parse_ubl
@@ -29,31 +30,14 @@ from .worker import derived_id
 XML_TYPES = ("application/xml", "text/xml")
 
 
-class TooLarge(Exception):
-    pass
-
-
 def _problem(status: int, field: str, problem: str) -> JSONResponse:
     return JSONResponse({"detail": [{"field": field, "problem": problem}]}, status_code=status)
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_api(*, settings: ValidatorSettings, auth: AuthSettings, producer: Producer, clock: Clock,
                verdict_for: Callable[[str], InvoiceValidated | None], is_ready: Callable[[], bool]) -> FastAPI:
     api = FastAPI(title="invoice-validator", version="1")
+    guard(api, max_body_bytes=settings.max_body_bytes)  # 413 before the token or the body is looked at
     api.state.token_verifier = TokenVerifier(auth)
 
     async def worker_ready() -> str | None:
@@ -61,13 +45,13 @@ def create_api(*, settings: ValidatorSettings, auth: AuthSettings, producer: Pro
 
     api.include_router(ops_router({"worker": worker_ready}))
 
-    @api.post("/v1/invoices", status_code=202)
+    @api.post("/v1/invoices", status_code=202, openapi_extra=body_doc(InvoiceReceived),
+              responses={413: {"description": "body over the limit, or its event over Kafka's message size"},
+                         415: {"description": "neither JSON nor UBL XML"},
+                         422: {"description": "invalid invoice; detail[].field names the field"}})
     async def post_invoice(request: Request,
                            principal: Annotated[Principal, Depends(require_scope("invoices:write"))]) -> Any:
-        try:
-            body = await _bounded_body(request, settings.max_body_bytes)
-        except TooLarge:
-            return _problem(413, "body", f"larger than {settings.max_body_bytes} bytes")
+        body = await request.body()  # the guard has read it, within the limit
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         try:
             if content_type in XML_TYPES or content_type.endswith("+xml"):
@@ -78,6 +62,10 @@ def create_api(*, settings: ValidatorSettings, auth: AuthSettings, producer: Pro
                 return _problem(415, "content-type", f"{content_type!r} is neither JSON nor UBL XML")
         except IntakeError as exc:
             return _problem(422, exc.field, exc.problem)
+        except RecursionError:
+            return _problem(400, "body", "nested too deeply")
+        if nul := nul_violations(data):
+            return JSONResponse({"detail": nul}, status_code=422)
         if data.get("tenant_id") not in (None, principal.tenant):
             return _problem(422, "tenant_id", "does not match the tenant of the token")
         data["tenant_id"] = principal.tenant
@@ -90,18 +78,16 @@ def create_api(*, settings: ValidatorSettings, auth: AuthSettings, producer: Pro
         try:
             invoice = InvoiceReceived.model_validate(data)
         except ValidationError as exc:
-            errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
+            errors = [{"field": field_of(("body", *e["loc"])), "problem": e["msg"], "type": e["type"]}
                       for e in exc.errors()]
             return JSONResponse({"detail": errors}, status_code=422)
         event_id = derived_id("http-invoice", f"{invoice.tenant_id}|{invoice.invoice_id}")
 
-        def publish() -> None:
-            produce_event(producer, invoice, source=SOURCE, event_id=event_id, time=invoice.received_at,
-                          topic=settings.topic_prefix + INVOICE_RECEIVED.name)
-            if producer.flush(10) > 0:
-                raise RuntimeError("the broker did not acknowledge the invoice in time")
-
-        await asyncio.to_thread(publish)
+        refused = await asyncio.to_thread(
+            publish_or_problem, producer, invoice, source=SOURCE, event_id=event_id, time=invoice.received_at,
+            topic=settings.topic_prefix + INVOICE_RECEIVED.name)
+        if refused is not None:
+            return refused
         return {"invoice_id": invoice.invoice_id, "event_id": event_id,
                 "verdict": f"/v1/invoices/{invoice.invoice_id}/verdict"}
 

@@ -43,8 +43,16 @@ def main() -> None:
                                                log_level=service.log_level.lower(), lifespan="off"))
         # A thread with its own loop: the Faust worker owns the main loop and the signals.
         threading.Thread(target=server.run, name="http", daemon=True).start()
+    validator.crash_marker.start()
     worker = faust.Worker(validator.app, loglevel=service.log_level, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        # Clean only when the worker stopped normally with every send acknowledged: then the local
+        # store equals its changelogs and the next start may reuse it.
+        if not exc.code and validator.delivery.pending == 0:
+            validator.crash_marker.stopped_cleanly()
+        raise
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """The Faust worker: agents on the invoice, contract-state and obligation topics; tables for
 what must survive a restart; verdicts, alerts and DLQ records out.
 
-Guarantee: at-least-once processing (Faust commits offsets after the agent moved on) with
-effects idempotent on stable ids: one verdict per invoice id (the `verdicts` table is checked
-before anything is sent) and the verdict's ce_id derived from the invoice event's ce_id, so
-a redelivery never yields a second verdict and a consumer seeing a re-sent one can drop it.
-Faust's exactly_once is deliberately not used (see ARCHITECTURE "Known pitfalls").
+Guarantee: at-least-once processing with effects idempotent on stable ids (docs/adr 0003): no
+offset is committed before every record its processing produced is acknowledged by the broker
+(`DeliveryBarrier`); one invoice's effects on the tables are one `verdicts` record (cumulative
+billing and duplicate keys are derived from it); an invoice whose verdict is stored gets that
+verdict re-published, same ce_id, instead of nothing, so a verdict lost in a killed producer's
+buffer is sent again on redelivery; a RocksDB store left by a killed run is rebuilt from the
+changelogs. Faust's exactly_once is deliberately not used (see ARCHITECTURE "Known pitfalls").
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import ssl
 import tempfile
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from faust.types import EventT
 from prometheus_client import Counter
 
 from contract_schema import (
-    Alert,
     ContractSnapshot,
     DecodeError,
     InvoiceReceived,
@@ -34,7 +33,6 @@ from contract_schema import (
     ObligationCompleted,
     ObligationKind,
     SlaBreached,
-    Tier,
     VerdictStatus,
     decode,
     encode,
@@ -55,52 +53,25 @@ from mesh_common.settings import KafkaSettings
 from mesh_common.tracing import consume_span
 
 from ..adapters.contracts import ContractCache, table_value
+from ..adapters.delivery import CrashMarker, DeliveryBarrier
+from ..adapters.faust_app import TABLES, changelog_topics, derived_id, faust_broker, faust_credentials
 from ..adapters.partitioning import partition_for
 from ..adapters.webhook import ApWebhook
 from ..domain import rules
+from ..domain.alerts import overbilling_alert
+from ..domain.ledger import Ledger
 from ..domain.model import BillingState, ObligationView, SlaCredit
+from ..domain.numbers import duplicate_key
 from ..domain.validate import validate_invoice, verdict_without_contract
 from ..settings import SERVICE, SOURCE, ValidatorSettings
+
+__all__ = ["TABLES", "Validator", "changelog_topics", "derived_id", "faust_credentials"]
 
 log = logging.getLogger(__name__)
 
 PARKED = Counter("invoice_validator_parked_total", "Invoices parked until their contract is known")
 VERDICTS = Counter("invoice_validator_verdicts_total", "Verdicts sent", ["status"])
-
-# Namespace for ids derived from other ids (verdict and alert ce_ids, HTTP invoice ids).
-ID_NAMESPACE = uuid.UUID("5b0e3c1a-7f1e-4c57-9a55-3d1f0b6f2a10")
-
-
-def derived_id(kind: str, source_id: str) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{kind}:{source_id}"))
-
-
-def faust_broker(kafka: KafkaSettings) -> list[str]:
-    return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()]
-
-
-def faust_credentials(kafka: KafkaSettings) -> Any:
-    """The same KAFKA_* security settings the confluent-kafka services use, for aiokafka."""
-    protocol = kafka.security_protocol
-    context = ssl.create_default_context(cafile=kafka.ssl_ca_location) if protocol.endswith("SSL") else None
-    if protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
-                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return None
-
-
-# Faust tables; each one's changelog is <app id>-<table>-changelog.
-TABLES = ("contracts", "obligations", "billing", "seen", "verdicts", "parked", "vendors")
-
-
-def changelog_topics(settings: ValidatorSettings) -> list[TopicSpec]:
-    """The tables' changelogs (compacted, never time-retained), created before Faust starts: when Faust
-    creates them itself on a new cluster its metadata can still say 0 partitions when the first
-    record arrives, and every record then fails with PartitionsMismatch until a restart."""
-    return [TopicSpec(f"{settings.app_id}-{table}-changelog", "table key", settings.topic_partitions, "compact",
-                      None, (), f"invoice-validator table changelog: {table}") for table in TABLES]
+RESENT = Counter("invoice_validator_verdicts_resent_total", "Stored verdicts sent again on redelivery")
 
 
 class Validator:
@@ -138,15 +109,19 @@ class Validator:
         )
         self.app = app
         n = settings.topic_partitions
+        self.delivery = DeliveryBarrier()
+        self.delivery.install(app.producer)
+        self.crash_marker = CrashMarker(Path(data_dir), Path(app.conf.tabledir))
 
         def table(name: str) -> Any:
             return app.Table(name, default=None, partitions=n)
 
         self.contracts = table("contracts")  # contract id -> {"vendor", "snapshot"}
         self.obligations = table("obligations")  # contract id -> ObligationView json
-        self.billing = table("billing")  # contract id -> BillingState json (cumulative billed per line)
-        self.seen = table("seen")  # tenant|vendor|invoice number -> first invoice id
-        self.verdicts = table("verdicts")  # invoice id -> {"ce_id", "status", "verdict"}
+        # invoice id -> {"ce_id", "status", "verdict", "source" (invoice ce_id), "contract_id", "billed" (what
+        # it added to the contract's billing), "seen_key" (its duplicate key, if it was the first)}
+        self.verdicts = table("verdicts")
+        self.ledger = Ledger()  # cumulative billing and duplicate keys, derived from `verdicts`
         self.parked = table("parked")  # park key -> [{"ce_id", "invoice", "parked_at", "partition"}]
         # vendor id -> {contract id: snapshot JSON}, on the vendor's partition (where vendor-keyed invoices are).
         self.vendors = table("vendors")
@@ -177,6 +152,7 @@ class Validator:
 
         self.contracts.on_recover(self._on_contracts_recovered)
         self.parked.on_recover(self._on_parked_recovered)
+        self.verdicts.on_recover(self._on_verdicts_recovered)
         app.agent(self.invoices_topic, name="invoices")(self._invoice_agent)
         app.agent(self.state_topic, name="contract-state")(self._contract_agent)
         app.agent(self.obligation_topic, name="obligations")(self._obligation_agent)
@@ -195,6 +171,9 @@ class Validator:
     async def _on_contracts_recovered(self) -> None:
         self.cache.invalidate()
 
+    async def _on_verdicts_recovered(self) -> None:
+        self.ledger = Ledger.rebuild(self.verdicts.items())
+
     async def _on_parked_recovered(self) -> None:
         self.park_due = DueIndex()
         timeout = timedelta(seconds=self.settings.park_timeout_seconds)
@@ -203,12 +182,16 @@ class Validator:
                 self.park_due.schedule((key, entry["ce_id"], entry.get("partition", 0)),
                                        datetime.fromisoformat(entry["parked_at"]) + timeout)
 
-    async def _events(self, stream: Any) -> AsyncIterator[tuple[EventT[Any], Any]]:
-        """Decode every record; the undecodable go to the DLQ and the stream goes on."""
+    async def _events(self, stream: Any, spec: TopicSpec) -> AsyncIterator[tuple[EventT[Any], Any]]:
+        """Decode every record; the undecodable, and events of a type the topic does not carry (the
+        catalog's rule for every service), go to the DLQ with the reason and the stream goes on."""
         async for event in stream.events():
             headers = list((event.headers or {}).items())
             try:
                 envelope = decode(event.value, headers)
+                if not isinstance(envelope.event, spec.events):
+                    raise DecodeError(f"event type {envelope.type} does not belong on {spec.name} "
+                                      f"(it carries {', '.join(spec.event_types)})", field_path="ce_type")
             except DecodeError as exc:
                 await self._dead_letter(event, exc)
                 continue
@@ -244,23 +227,19 @@ class Validator:
     # --- agents -----------------------------------------------------------------------------
 
     async def _invoice_agent(self, stream: Any) -> None:
-        async for event, envelope in self._events(stream):
+        async for event, envelope in self._events(stream, INVOICE_RECEIVED):
             async def handle(env: Any) -> None:
-                if not isinstance(env.event, InvoiceReceived):
-                    raise DecodeError(f"unexpected {env.type} on {INVOICE_RECEIVED.name}")
                 await self.route_invoice(env.event, env.id)
             await self._guarded(event, envelope, handle)
 
     async def _contract_agent(self, stream: Any) -> None:
-        async for event, envelope in self._events(stream):
+        async for event, envelope in self._events(stream, CONTRACT_STATE):
             async def handle(env: Any, raw: bytes = event.value) -> None:
-                if not isinstance(env.event, ContractSnapshot):
-                    raise DecodeError(f"unexpected {env.type} on {CONTRACT_STATE.name}")
                 await self.handle_contract(env.event, raw)
             await self._guarded(event, envelope, handle)
 
     async def _obligation_agent(self, stream: Any) -> None:
-        async for event, envelope in self._events(stream):
+        async for event, envelope in self._events(stream, OBLIGATION_EVENTS):
             async def handle(env: Any) -> None:
                 self.handle_obligation_event(env.event)
             await self._guarded(event, envelope, handle)
@@ -315,15 +294,38 @@ class Validator:
             self._announce(old_vendor, snapshot.contract_id, None)
         if vendor:
             self._announce(vendor, snapshot.contract_id, value["snapshot"])
-        # Invoices that referenced this contract before it was known.
-        key = f"ref:{snapshot.contract_id}"
+        # Invoices that referenced this contract before it was known (or before it was activated).
+        await self._resolve_parked(f"ref:{snapshot.contract_id}", lambda invoice, entry: self.handle_invoice(
+            invoice, entry["ce_id"], parked_at=entry["parked_at"]))
+
+    async def _resolve_parked(self, key: str,
+                              decide: Callable[[InvoiceReceived, dict[str, Any]], Awaitable[bool]]) -> None:
+        """Re-check the invoices parked under a key (`decide` answers True when one stays parked).
+
+        An entry is removed only once what deciding it sent (verdict, verdict entry, routed copy) is
+        acknowledged: a kill in between leaves the entry, and the redelivered snapshot re-checks it
+        (one verdict per invoice id still holds), instead of losing the invoice with its entry.
+        """
         entries = self.parked.get(key)
-        if entries:
-            del self.parked[key]
-            for entry in entries:
+        if not entries:
+            return
+        done = set()
+        for entry in entries:
+            invoice = InvoiceReceived.model_validate_json(entry["invoice"])
+            if not await decide(invoice, entry):
                 self.park_due.cancel((key, entry["ce_id"], entry.get("partition", 0)))
-                invoice = InvoiceReceived.model_validate_json(entry["invoice"])
-                await self.handle_invoice(invoice, entry["ce_id"], parked_at=entry["parked_at"])
+                done.add(entry["ce_id"])
+        if done:
+            await self._drop_parked(key, done)
+
+    async def _drop_parked(self, key: str, ce_ids: set[str]) -> None:
+        await self.delivery.wait()
+        # Re-read: other agents may have parked more invoices under the key while this one waited.
+        rest = [e for e in self.parked.get(key) or () if e["ce_id"] not in ce_ids]
+        if rest:
+            self.parked[key] = rest
+        elif self.parked.get(key) is not None:
+            del self.parked[key]
 
     def _announce(self, vendor: str, contract_id: str, snapshot_json: str | None) -> None:
         body = json.dumps({"vendor": vendor, "contract_id": contract_id, "snapshot": snapshot_json}).encode()
@@ -337,14 +339,8 @@ class Validator:
         else:
             entries[contract_id] = update["snapshot"]
         self.vendors[vendor] = entries
-        key = f"vendor:{vendor}"
-        parked = self.parked.get(key)
-        if parked:
-            del self.parked[key]
-            for entry in parked:
-                self.park_due.cancel((key, entry["ce_id"], entry.get("partition", 0)))
-                invoice = InvoiceReceived.model_validate_json(entry["invoice"])
-                await self.route_invoice(invoice, entry["ce_id"], parked_at=entry["parked_at"])
+        await self._resolve_parked(f"vendor:{vendor}", lambda invoice, entry: self.route_invoice(
+            invoice, entry["ce_id"], parked_at=entry["parked_at"]))
 
     def handle_obligation_event(self, event: Any) -> None:
         if isinstance(event, ObligationCompleted) and event.kind is ObligationKind.MILESTONE:
@@ -360,66 +356,74 @@ class Validator:
         return f"ref:{invoice.contract_ref}" if invoice.contract_ref else f"vendor:{invoice.vendor_id}"
 
     async def route_invoice(self, invoice: InvoiceReceived, ce_id: str, *, parked_at: str | None = None,
-                            expired: bool = False) -> None:
+                            expired: bool = False) -> bool:
         """An invoice with a contract reference is validated here (it is keyed, so partitioned, by that
         contract). One without is matched by vendor on the vendor's partition, then sent to the partition
-        of the contract it matched, where that contract's cumulative state lives."""
+        of the contract it matched, where that contract's cumulative state lives. True if it was parked."""
         if invoice.contract_ref or self.verdicts.get(invoice.invoice_id) is not None:
-            await self.handle_invoice(invoice, ce_id, parked_at=parked_at, expired=expired)
-            return
+            return await self.handle_invoice(invoice, ce_id, parked_at=parked_at, expired=expired)
         match = rules.match_contract(invoice, None, self.cache.for_vendor(invoice.vendor_id))
         if match.kind != rules.MatchKind.FOUND:
-            await self.handle_invoice(invoice, ce_id, parked_at=parked_at, expired=expired, match=match)
-            return
+            return await self.handle_invoice(invoice, ce_id, parked_at=parked_at, expired=expired, match=match)
         assert match.contract is not None
         contract_id = match.contract.contract_id
         routed = invoice.model_copy(update={"contract_ref": contract_id})
-        body = json.dumps({"ce_id": ce_id, "invoice": routed.model_dump_json(), "parked_at": parked_at}).encode()
+        body = json.dumps({"ce_id": ce_id, "invoice": routed.model_dump_json(), "parked_at": parked_at,
+                           "expired": expired}).encode()
         self.routed_topic.send_soon(key=contract_id.encode(), value=body, partition=self._partition(contract_id))
+        return False
 
     async def handle_invoice(self, invoice: InvoiceReceived, ce_id: str, *, parked_at: str | None = None,
-                             expired: bool = False, match: rules.Match | None = None) -> None:
-        if self.verdicts.get(invoice.invoice_id) is not None:
-            return  # redelivered, or a re-post of an invoice already decided: one verdict per invoice
+                             expired: bool = False, match: rules.Match | None = None) -> bool:
+        """Decide one invoice, or park it while its contract is unknown or not activated yet (True)."""
+        stored = self.verdicts.get(invoice.invoice_id)
+        if stored is not None:
+            self.republish(invoice.invoice_id, stored)  # redelivered or re-posted: the same verdict again
+            return False
         if match is None:
             by_ref = self.cache.get(invoice.contract_ref) if invoice.contract_ref else None
             vendor_contracts = [] if invoice.contract_ref else self.cache.for_vendor(invoice.vendor_id)
             match = rules.match_contract(invoice, by_ref, vendor_contracts)
         now = self.clock.now()
         contract = match.contract
+        billed: BillingState | None = None
+        seen_key: str | None = None
+        waiting = match.kind == rules.MatchKind.UNKNOWN or (
+            contract is not None and rules.awaits_activation(contract, (line.service_date for line in invoice.lines)))
+        if waiting and not expired:
+            self._park(invoice, ce_id, parked_at or now.isoformat())
+            return True
         if match.kind == rules.MatchKind.UNKNOWN:
-            if not expired:
-                self._park(invoice, ce_id, parked_at or now.isoformat())
-                return
             verdict = verdict_without_contract(invoice, rules.contract_unknown_finding(invoice), now)
         elif match.kind == rules.MatchKind.AMBIGUOUS:
             verdict = verdict_without_contract(
                 invoice, rules.contract_ambiguous_finding(invoice, match.candidates), now)
         else:
             assert contract is not None
-            seen_key = f"{invoice.tenant_id}|{invoice.vendor_id}|{invoice.invoice_number}"
-            first = self.seen.get(seen_key)
+            key = duplicate_key(invoice.tenant_id, invoice.vendor_id, invoice.invoice_number)
+            first = self.ledger.first_invoice(key)
             duplicate_of = first if first is not None and first != invoice.invoice_id else None
-            raw_view = self.obligations.get(contract.contract_id)
-            view = ObligationView.from_json(raw_view)
+            view = ObligationView.from_json(self.obligations.get(contract.contract_id))
             done = {s.obligation_id for s in contract.obligation_states if s.status == "completed"}
             if done - view.completed_milestones:
                 view = ObligationView(view.completed_milestones | done, view.sla_credits)
-            billing = BillingState.from_json(self.billing.get(contract.contract_id))
+            billing = self.ledger.billing(contract.contract_id)
             outcome = validate_invoice(invoice, contract, obligations=view, billing=billing,
                                        duplicate_of=duplicate_of, now=now)
             verdict = outcome.verdict
-            if first is None:
-                self.seen[seen_key] = invoice.invoice_id
-            if outcome.billing != billing:
-                self.billing[contract.contract_id] = outcome.billing.to_json()
-        self.emit(verdict, ce_id, contract)
+            seen_key = key if first is None else None
+            billed = outcome.billing.minus(billing)
+        self.emit(verdict, ce_id, contract, billed=billed, seen_key=seen_key)
+        return False
 
     def _park(self, invoice: InvoiceReceived, ce_id: str, parked_at: str) -> None:
         key = self._park_key(invoice)
         entries = list(self.parked.get(key) or ())
-        if any(e["ce_id"] == ce_id for e in entries):
-            return  # redelivered while parked
+        for e in entries:
+            if e["ce_id"] == ce_id:  # redelivered, or re-checked and still waiting: keep its first wait
+                due = datetime.fromisoformat(e["parked_at"]) + timedelta(seconds=self.settings.park_timeout_seconds)
+                self.park_due.schedule((key, ce_id, e.get("partition", 0)), due)
+                return
         event = faust.current_event()
         # The table write lands in the changelog partition of the record being processed.
         partition = event.message.partition if event is not None else 0
@@ -436,53 +440,54 @@ class Validator:
         entry = next((e for e in entries if e["ce_id"] == ce_id), None)
         if entry is None:
             return  # resolved meanwhile
-        rest = [e for e in entries if e["ce_id"] != ce_id]
-        if rest:
-            self.parked[key] = rest
-        else:
-            del self.parked[key]
         invoice = InvoiceReceived.model_validate_json(entry["invoice"])
         await self.route_invoice(invoice, ce_id, parked_at=entry["parked_at"], expired=True)
+        await self._drop_parked(key, {ce_id})
 
-    def emit(self, verdict: InvoiceValidated, invoice_ce_id: str, contract: ContractSnapshot | None) -> None:
-        """Enqueue the verdict (and alert), then record it; synchronous, so nothing interleaves.
+    def emit(self, verdict: InvoiceValidated, invoice_ce_id: str, contract: ContractSnapshot | None, *,
+             billed: BillingState | None = None, seen_key: str | None = None) -> None:
+        """Send a new verdict (and alert) and store it with its effects; synchronous, so nothing interleaves.
 
-        The verdict goes into the producer buffer before the `verdicts` changelog record, so a crash
-        can at worst re-send the verdict (same derived ce_id) on redelivery, never lose it.
+        The stored entry is the one record that holds what this invoice changed (its share of the
+        contract's billing, its duplicate key), so a crash keeps all of it or none of it.
         """
         verdict_id = derived_id("verdict", invoice_ce_id)
-        record = encode(verdict, source=SOURCE, event_id=verdict_id, time=verdict.validated_at)
-        self.verdict_topic.send_soon(key=record.key, value=record.value, headers=record.headers)
-        if verdict.status is VerdictStatus.REJECTED and verdict.total_billed > self.settings.alert_threshold:
-            alert = self.overbilling_alert(verdict, invoice_ce_id, contract)
-            alert_record = encode(alert, source=SOURCE, event_id=derived_id("alert", invoice_ce_id),
-                                  time=verdict.validated_at)
-            self.alert_topic.send_soon(key=alert_record.key, value=alert_record.value, headers=alert_record.headers)
-        self.verdicts[verdict.invoice_id] = {"ce_id": verdict_id, "status": verdict.status.value,
-                                             "verdict": record.value.decode()}
+        record = self._publish(verdict, verdict_id, invoice_ce_id, contract)
+        entry = {"ce_id": verdict_id, "status": verdict.status.value, "verdict": record.value.decode(),
+                 "source": invoice_ce_id, "contract_id": verdict.contract_id if billed is not None else None,
+                 "billed": billed.to_json() if billed is not None and billed != BillingState() else None,
+                 "seen_key": seen_key}
+        self.verdicts[verdict.invoice_id] = entry
+        self.ledger.record(verdict.invoice_id, entry)
         VERDICTS.labels(verdict.status.value).inc()
         for code in verdict.reason_codes:
             REJECTED.labels(SERVICE, INVOICE_VALIDATED.name, code).inc()
+
+    def republish(self, invoice_id: str, stored: dict[str, Any]) -> None:
+        """Send a stored verdict again with its own ce_id, and write its entry again.
+
+        The entry may be in the table while the verdict or the entry's changelog record died in a killed
+        producer's buffer; the re-sent copies carry the same ids, so consumers drop what they have.
+        """
+        verdict = InvoiceValidated.model_validate_json(stored["verdict"])
+        contract = self.cache.get(verdict.contract_id) if verdict.contract_id else None
+        self._publish(verdict, stored["ce_id"], stored.get("source"), contract)
+        self.verdicts[invoice_id] = stored
+        RESENT.inc()
+
+    def _publish(self, verdict: InvoiceValidated, verdict_id: str, invoice_ce_id: str | None,
+                 contract: ContractSnapshot | None) -> Any:
+        record = encode(verdict, source=SOURCE, event_id=verdict_id, time=verdict.validated_at)
+        self.verdict_topic.send_soon(key=record.key, value=record.value, headers=record.headers)
+        over = verdict.status is VerdictStatus.REJECTED and verdict.total_billed > self.settings.alert_threshold
+        if over and invoice_ce_id is not None:
+            alert_id = derived_id("alert", invoice_ce_id)
+            alert = overbilling_alert(verdict, alert_id, invoice_ce_id, SERVICE, contract)
+            alert_record = encode(alert, source=SOURCE, event_id=alert_id, time=verdict.validated_at)
+            self.alert_topic.send_soon(key=alert_record.key, value=alert_record.value, headers=alert_record.headers)
         if self.webhook is not None:
             self.webhook.deliver_later(verdict_id, record.value)
-
-    def overbilling_alert(self, verdict: InvoiceValidated, invoice_ce_id: str,
-                          contract: ContractSnapshot | None) -> Alert:
-        contract_id = verdict.contract_id or verdict.vendor_id
-        return Alert(
-            alert_id=derived_id("alert", invoice_ce_id), tenant_id=verdict.tenant_id, contract_id=contract_id,
-            alert_type="invoice.rejected", tier=Tier.RED,
-            title=f"Invoice {verdict.invoice_number} from {verdict.vendor_id} rejected",
-            what=f"Invoice {verdict.invoice_number} bills {verdict.total_billed} {verdict.currency}; "
-                 f"{verdict.prevented_overpayment} {verdict.currency} of it is not supported by the contract.",
-            why="; ".join(verdict.messages)[:2000],
-            required_action="Hold the payment and ask the vendor for a corrected invoice.",
-            owner=contract.owner if contract is not None else None,
-            backup_owner=contract.backup_owner if contract is not None else None,
-            amount_at_stake=verdict.prevented_overpayment or verdict.total_billed, currency=verdict.currency,
-            dedup_key=f"invoice.rejected:{contract_id}:{verdict.invoice_id}", source_service=SERVICE,
-            source_event_id=invoice_ce_id, raised_at=verdict.validated_at,
-        )
+        return record
 
     def verdict_for(self, invoice_id: str) -> InvoiceValidated | None:
         """For the HTTP API (another thread): a dict lookup in the in-memory table, no stream needed."""

@@ -1,0 +1,80 @@
+"""What makes a crash unable to lose a verdict: no offset is committed before the broker has
+acknowledged every record the processing of it produced, and a RocksDB store that may be ahead
+of its changelog after a crash is discarded and rebuilt from the changelog (docs/adr 0003)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryBarrier:
+    """Tracks every record handed to the Faust producer until the broker acknowledged it.
+
+    Faust flushes its producer before it commits offsets, but its buffer's flush returns as soon as
+    no record left the buffer for 0.1 s (faust.transport.producer.ProducerBuffer.flush_atmost), which
+    under load ("producer buffer full") is while verdicts and changelog records are still queued:
+    the offsets of records whose effects were never sent got committed. Hooked into the producer's
+    `flush`, `wait()` holds the commit until everything sent before it is acknowledged, and raises
+    (so nothing is committed) when a send failed.
+    """
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    def install(self, producer: Any) -> None:
+        send_soon, flush = producer.send_soon, producer.flush
+
+        def tracked_send_soon(fut: asyncio.Future[Any]) -> None:
+            self._pending.add(fut)
+            fut.add_done_callback(self._pending.discard)
+            send_soon(fut)
+
+        async def flush_and_wait() -> None:
+            await flush()
+            await self.wait()
+
+        producer.send_soon = tracked_send_soon
+        producer.flush = flush_and_wait
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def wait(self) -> None:
+        """Until every record sent so far is acknowledged (records sent meanwhile are not waited for)."""
+        pending = list(self._pending)
+        if pending:
+            await asyncio.gather(*pending)
+
+
+class CrashMarker:
+    """A file that exists while the worker runs and is removed after a clean stop.
+
+    Found at start, it means the last run was killed: its RocksDB store may hold table writes whose
+    changelog records never reached the broker (the store is written first), so a redelivered invoice
+    would look decided while its verdict was never sent. The store is then deleted, and Faust rebuilds
+    it from the changelog topics, like Kafka Streams wipes its state after an unclean shutdown.
+    """
+
+    def __init__(self, data_dir: Path, table_dir: Path) -> None:
+        self.path = data_dir / "worker-running"
+        self.table_dir = table_dir
+
+    def start(self) -> bool:
+        """Discard the local store when the last run did not stop cleanly; True if it did."""
+        crashed = self.path.exists()
+        if crashed and self.table_dir.exists():
+            log.warning("the last run did not stop cleanly: rebuilding the local table store from the changelogs")
+            shutil.rmtree(self.table_dir)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("running\n")
+        return crashed
+
+    def stopped_cleanly(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,50 @@
+"""Faust wiring that is not processing: broker URLs and credentials, the tables' changelog topics,
+the ids derived from other ids."""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from typing import Any
+
+import faust
+
+from contract_schema.topics import TopicSpec
+from mesh_common.settings import KafkaSettings
+
+from ..settings import ValidatorSettings
+
+# Namespace for ids derived from other ids (verdict and alert ce_ids, HTTP invoice ids).
+ID_NAMESPACE = uuid.UUID("5b0e3c1a-7f1e-4c57-9a55-3d1f0b6f2a10")
+
+# Faust tables; each one's changelog is <app id>-<table>-changelog. Cumulative billing and the
+# duplicate keys are not tables of their own: they are derived from `verdicts` (domain/ledger.py).
+TABLES = ("contracts", "obligations", "verdicts", "parked", "vendors")
+
+
+def derived_id(kind: str, source_id: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{kind}:{source_id}"))
+
+
+def faust_broker(kafka: KafkaSettings) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()]
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """The same KAFKA_* security settings the confluent-kafka services use, for aiokafka."""
+    protocol = kafka.security_protocol
+    context = ssl.create_default_context(cafile=kafka.ssl_ca_location) if protocol.endswith("SSL") else None
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
+                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None
+
+
+def changelog_topics(settings: ValidatorSettings) -> list[TopicSpec]:
+    """The tables' changelogs (compacted, never time-retained), created before Faust starts: when Faust
+    creates them itself on a new cluster its metadata can still say 0 partitions when the first
+    record arrives, and every record then fails with PartitionsMismatch until a restart."""
+    return [TopicSpec(f"{settings.app_id}-{table}-changelog", "table key", settings.topic_partitions, "compact",
+                      None, (), f"invoice-validator table changelog: {table}") for table in TABLES]
