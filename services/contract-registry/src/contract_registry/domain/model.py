@@ -25,7 +25,7 @@ class ContractDraft(Model):
     counterparty: Party
     direction: Direction
     contract_type: Annotated[str, Field(min_length=1, max_length=100)]
-    business_unit: str | None = None
+    business_unit: Annotated[str, Field(max_length=200)] | None = None  # the column's width
     owner: Person
     backup_owner: Person | None = None
     timezone: TimeZone = "UTC"
@@ -42,7 +42,7 @@ class Amendment(Model):
     title: Annotated[str, Field(min_length=1, max_length=500)] | None = None
     owner: Person | None = None
     backup_owner: Person | None = None
-    business_unit: str | None = None
+    business_unit: Annotated[str, Field(max_length=200)] | None = None  # the column's width
     tags: tuple[Annotated[str, Field(min_length=1, max_length=100)], ...] | None = None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from decimal import Decimal
 
 from contract_schema.contract import ContractTerms, RateCardLine
 
@@ -22,8 +23,14 @@ class BusinessRuleError(Exception):
         self.violations = violations
 
 
+# contract_versions.total_value is NUMERIC(20, 6): 14 digits before the point.
+MAX_TOTAL_VALUE = Decimal(10) ** 14
+
+
 def validate_terms(terms: ContractTerms, prefix: str = "terms") -> list[Violation]:
     out: list[Violation] = []
+    if terms.total_value >= MAX_TOTAL_VALUE:
+        out.append(Violation(f"{prefix}.total_value", f"must be below {MAX_TOTAL_VALUE:,} (the largest amount stored)"))
     if terms.end_date is not None and terms.end_date < terms.effective_date:
         out.append(Violation(f"{prefix}.end_date",
                              f"end_date {terms.end_date} is before effective_date {terms.effective_date}"))

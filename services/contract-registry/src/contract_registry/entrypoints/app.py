@@ -20,6 +20,7 @@ from sqlalchemy import text
 from contract_schema.contract import ContractSnapshot, ContractStatus, ContractTerms
 from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_scope
 from mesh_common.clock import Clock, SystemClock
+from mesh_common.http_guard import guard, nul_paths
 from mesh_common.ops import ops_router
 from mesh_common.settings import DatabaseSettings, KafkaSettings
 from mesh_common.tracing import context_from_headers, tracer
@@ -31,7 +32,7 @@ from ..adapters.relay import OutboxRelay
 from ..config import SERVICE, RegistrySettings
 from ..domain.contracts import InvalidTransition, UnknownObligation
 from ..domain.model import Amendment, ContractDraft, MilestoneCompletion, Renewal, Termination
-from ..domain.validation import BusinessRuleError
+from ..domain.validation import BusinessRuleError, Violation
 from ..service import (
     Caller,
     IdempotencyKeyReused,
@@ -126,6 +127,13 @@ def _problem(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _text_only(command: BaseModel) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it as a rule broken by the named field, never a 500."""
+    bad = [Violation(path, "must not contain a NUL character") for path in nul_paths(command.model_dump())]
+    if bad:
+        raise BusinessRuleError(bad)
+
+
 def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = Registry) -> FastAPI:
     """The app; `registry_cls` lets the benchmark swap in its no-outbox baseline."""
     cfg = config or AppConfig()
@@ -159,6 +167,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
 
     app = FastAPI(title="contract-registry", version="1.0.0", lifespan=lifespan,
                   description="System of record for contracts; every change is published through an outbox.")
+    guard(app, max_body_bytes=cfg.registry.max_body_bytes)
     app.state.token_verifier = TokenVerifier(cfg.auth)
 
     @app.middleware("http")
@@ -220,6 +229,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
     @app.post("/v1/contracts", status_code=201, tags=["contracts"], responses={201: VIEW, **ERRORS})
     def create_contract(draft: ContractDraft, request: Request, principal: Annotated[Principal, Depends(WRITE)],
                         idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
+        _text_only(draft)
         result = registry.create(_caller(principal, request), draft, idempotency_key)
         headers = {"Location": f"/v1/contracts/{result.snapshot.contract_id}"}
         if result.replayed:
@@ -254,6 +264,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
     def amend_contract(contract_id: str, amendment: Amendment, request: Request,
                        principal: Annotated[Principal, Depends(WRITE)],
                        if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+        _text_only(amendment)
         return _respond(registry.amend(_caller(principal, request), contract_id, amendment, if_match))
 
     @app.post("/v1/contracts/{contract_id}/activate", tags=["contracts"], responses={200: VIEW, **CHANGE_ERRORS})
@@ -265,6 +276,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
     def terminate_contract(contract_id: str, termination: Termination, request: Request,
                            principal: Annotated[Principal, Depends(WRITE)],
                            if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+        _text_only(termination)
         return _respond(registry.terminate(_caller(principal, request), contract_id, termination, if_match))
 
     @app.post("/v1/contracts/{contract_id}/renew", tags=["contracts"], responses={200: VIEW, **CHANGE_ERRORS})
@@ -279,6 +291,8 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
     def complete_obligation(contract_id: str, obligation_id: str, request: Request,
                             principal: Annotated[Principal, Depends(WRITE)],
                             body: MilestoneCompletion | None = None) -> JSONResponse:
+        if body is not None:
+            _text_only(body)
         snapshot, created = registry.complete_obligation(_caller(principal, request), contract_id, obligation_id,
                                                          body or MilestoneCompletion())
         return _respond(snapshot, 202 if created else 200)

@@ -9,18 +9,21 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from fastapi.responses import HTMLResponse
 
 from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_scope
+from mesh_common.http_guard import guard
 from mesh_common.ops import ReadinessCheck, ops_router
 
 from ..domain.calendar import build_calendar
 from ..domain.links import check_ack_signature
 from ..service import Notifier
 
+MAX_BODY_BYTES = 64 * 1024  # no route takes a body; anything bigger is refused unread
 AlertId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 def create_app(notifier: Notifier, *, auth: AuthSettings | None = None,
                checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
     app = FastAPI(title="contract mesh notifier", version="1")
+    guard(app, max_body_bytes=MAX_BODY_BYTES)
     app.state.token_verifier = TokenVerifier(auth or AuthSettings())
     app.include_router(ops_router(checks))
 
