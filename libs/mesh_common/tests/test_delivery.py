@@ -99,3 +99,14 @@ async def test_circuit_opens_after_threshold_and_refuses_calls(server_factory: l
 def test_backoff_grows_but_stays_capped() -> None:
     policy = RetryPolicy(base_delay=1, max_delay=8)
     assert all(0 <= policy.delay(a) <= 8 for a in range(20))
+
+
+async def test_a_retry_after_longer_than_max_retry_after_ends_the_send_saying_how_long_to_wait(
+        server_factory: list[ScriptedServer]) -> None:
+    server = ScriptedServer([(429, {"Retry-After": "120"})])
+    server_factory.append(server)
+    sleeps: list[float] = []
+    with pytest.raises(DeliveryError) as info:
+        await _run(server, RetryPolicy(attempts=5, base_delay=0.01, max_delay=1, max_retry_after=5), sleeps)
+    assert server.calls == 1 and sleeps == []  # no early call: the caller waits durably
+    assert info.value.retry_after == 120.0 and info.value.status == 429 and not info.value.permanent

@@ -18,10 +18,12 @@ import httpx
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.status = status
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After), if it did
 
 
 class CircuitOpen(DeliveryError):
@@ -34,11 +36,16 @@ class RetryPolicy:
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 30.0
+    # The longest Retry-After slept on inside one send; a longer one ends the send at once with
+    # DeliveryError.retry_after set, for a caller that retries durably and can wait that long without
+    # calling early. None: sleep on it, capped at 4 x max_delay.
+    max_retry_after: float | None = None
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Full-jitter exponential backoff; a server's Retry-After wins when it is longer."""
         backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** attempt))
-        return max(backoff, min(retry_after, self.max_delay * 4)) if retry_after is not None else backoff
+        cap = self.max_delay * 4 if self.max_retry_after is None else self.max_retry_after
+        return max(backoff, min(retry_after, cap)) if retry_after is not None else backoff
 
 
 class CircuitBreaker:
@@ -102,13 +109,16 @@ async def send_with_retries(call: Callable[[], Awaitable[httpx.Response]], *, po
                 if breaker:
                     breaker.record(True)
                 return response
-            last = DeliveryError(f"HTTP {response.status_code}: {response.text[:300]}",
-                                 permanent=not _retryable(response.status_code), status=response.status_code)
             retry_after = retry_after_seconds(response)
+            last = DeliveryError(f"HTTP {response.status_code}: {response.text[:300]}",
+                                 permanent=not _retryable(response.status_code), status=response.status_code,
+                                 retry_after=retry_after)
         if breaker and not last.permanent:  # a 4xx means the endpoint is up: no reason to open
             breaker.record(False)
         if last.permanent:
             raise last
+        if retry_after is not None and policy.max_retry_after is not None and retry_after > policy.max_retry_after:
+            raise last  # the caller waits durably for as long as the server asked
         if attempt + 1 < policy.attempts:
             await sleep(policy.delay(attempt, retry_after))
     assert last is not None

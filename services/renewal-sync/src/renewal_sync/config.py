@@ -35,14 +35,17 @@ class RenewalSettings(BaseSettings):
     hubspot_pipeline: str = "default"
     hubspot_batch_size: int = 100  # deals per batch upsert call (API maximum 100)
 
-    # Each delivery round makes `crm_attempts` calls with backoff and jitter (mesh_common.delivery);
-    # after `crm_rounds` failed rounds the update goes to the DLQ with a red alert.
+    # Each delivery round makes `crm_attempts` calls with backoff and jitter (mesh_common.delivery). A failed
+    # round is retried durably (PostgreSQL) with backoff from `crm_round_delay` up to `crm_max_round_delay`,
+    # at once when the CRM answers again, for `crm_give_up_after_hours`; only then the update goes to the
+    # DLQ with a red alert (`renewal-sync redrive` sends it again). See docs/adr (CRM retry and give-up).
     crm_attempts: int = 4
-    crm_rounds: int = 3
     crm_base_delay: float = 0.5
-    crm_max_delay: float = 30.0
-    crm_round_delay: float = 30.0  # seconds between rounds (doubles each round, up to the max)
-    crm_max_round_delay: float = 3600.0
+    crm_max_delay: float = 30.0  # also the longest Retry-After waited for inside a round
+    crm_round_delay: float = 30.0  # seconds before the first durable retry (doubles, with jitter)
+    crm_max_round_delay: float = 300.0
+    crm_give_up_after_hours: float = Field(default=24.0, gt=0)
+    crm_alert_after_minutes: float = Field(default=15.0, ge=0)  # yellow "CRM sync delayed" once failing this long
     crm_breaker_threshold: int = 5
     crm_breaker_reset: float = 30.0
     crm_concurrency: int = 16

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class FakeCrm:
     rejected: list[str] = field(default_factory=list)  # shape/auth problems: must stay empty
     failures_served: int = 0
     requests: int = 0
+    rate_limited: int = 0  # answer this many upsert calls 429 with Retry-After: `retry_after`
+    retry_after: str = "2"
+    answers: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, status) of each upsert call
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,6 +85,8 @@ class FakeCrm:
                 pass
 
             def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+                if self.command == "PATCH" or self.path.endswith("/batch/upsert"):
+                    crm.answers.append((time.monotonic(), status))
                 data = b"" if body is None else json.dumps(body).encode()
                 self.send_response(status)
                 for k, v in (headers or {}).items():
@@ -124,6 +130,10 @@ class FakeCrm:
                     if crm.down:
                         crm.failures_served += 1
                         return self._reply(503, {"message": "down for maintenance"})
+                    if crm.rate_limited > 0:
+                        crm.rate_limited -= 1
+                        crm.failures_served += 1
+                        return self._reply(429, {"message": "rate limited"}, {"Retry-After": crm.retry_after})
                     if crm.flaky and n % 4 == 1:
                         crm.failures_served += 1
                         return self._reply(429, {"message": "rate limited"}, {"Retry-After": "0.05"})
@@ -315,7 +325,7 @@ class Service:
             "RENEWAL_SALESFORCE_CLIENT_ID": SF_CLIENT_ID, "RENEWAL_SALESFORCE_CLIENT_SECRET": SF_CLIENT_SECRET,
             "RENEWAL_HUBSPOT_TOKEN": HUBSPOT_TOKEN,
             "RENEWAL_CRM_ATTEMPTS": "3", "RENEWAL_CRM_BASE_DELAY": "0.02", "RENEWAL_CRM_MAX_DELAY": "0.2",
-            "RENEWAL_CRM_ROUNDS": "50", "RENEWAL_CRM_ROUND_DELAY": "0.2", "RENEWAL_CRM_MAX_ROUND_DELAY": "1",
+            "RENEWAL_CRM_ROUND_DELAY": "0.2", "RENEWAL_CRM_MAX_ROUND_DELAY": "1",
             "RENEWAL_CRM_BREAKER_RESET": "0.3",
             "RENEWAL_SESSION_TIMEOUT_MS": "6000",
             **extra_env,

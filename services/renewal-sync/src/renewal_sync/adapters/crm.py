@@ -25,6 +25,7 @@ from renewal_sync.config import RenewalSettings
 class CrmClient(Protocol):
     name: str
     max_batch: int  # opportunities per call
+    breaker: CircuitBreaker
 
     async def upsert(self, opp: RenewalOpportunity) -> httpx.Response: ...
 
@@ -160,7 +161,9 @@ class HubSpotClient:
 
 
 def crm_client(cfg: RenewalSettings) -> CrmClient | None:
-    policy = RetryPolicy(attempts=cfg.crm_attempts, base_delay=cfg.crm_base_delay, max_delay=cfg.crm_max_delay)
+    # A Retry-After longer than an in-round backoff ends the round: the relay waits for it durably.
+    policy = RetryPolicy(attempts=cfg.crm_attempts, base_delay=cfg.crm_base_delay, max_delay=cfg.crm_max_delay,
+                         max_retry_after=cfg.crm_max_delay)
     breaker = CircuitBreaker(f"crm-{cfg.crm}", threshold=cfg.crm_breaker_threshold, reset_after=cfg.crm_breaker_reset)
     if cfg.crm == "salesforce":
         return SalesforceClient(cfg, policy, breaker)

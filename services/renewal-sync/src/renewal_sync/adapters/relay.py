@@ -4,38 +4,64 @@ Runs in its own thread with its own database connection and an asyncio loop (the
 calls are httpx + mesh_common.delivery). One replica relays at a time (a PostgreSQL
 advisory lock), which keeps updates of a contract in order. A row is marked sent only after the broker or the
 CRM acknowledged it, so a crash re-sends at most the rows in flight (Kafka consumers dedup
-on ce_id; the CRM upsert is idempotent on the contract id). A CRM row that fails
-`crm_rounds` rounds goes to the DLQ and raises a red "CRM sync failing" alert.
+on ce_id; the CRM upsert is idempotent on the contract id).
+
+A CRM outage delays an update, it does not drop it: a failed round is rescheduled in
+PostgreSQL (backoff with jitter, never sooner than a Retry-After, at once when the CRM
+answers again), a yellow "CRM sync delayed" alert goes out once the contract's sync has
+been failing `crm_alert_after_minutes`, and only after `crm_give_up_after_hours` (or a
+permanent 4xx) the update goes to the DLQ with a red "CRM sync failing" alert;
+`renewal-sync redrive` sends it again (docs/adr/0003-crm-retry-and-give-up.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 
 from confluent_kafka import Producer
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from contract_schema.alert import Alert
 from contract_schema.codec import encode
 from contract_schema.renewal import RenewalOpportunity
 from contract_schema.topics import ALERTS
 from mesh_common.clock import Clock
-from mesh_common.delivery import CircuitOpen, DeliveryError
+from mesh_common.delivery import CircuitBreaker, CircuitOpen, DeliveryError
 from mesh_common.kafka import produce_dead_letter
 from mesh_common.settings import KafkaSettings
 from renewal_sync.adapters.crm import CrmClient
 from renewal_sync.adapters.store import CRM, KAFKA, OutboxRow, PendingRow, Store
 from renewal_sync.config import RenewalSettings
-from renewal_sync.domain.renewal import SERVICE, crm_failing_alert
+from renewal_sync.domain.renewal import SERVICE, crm_delayed_alert, crm_failing_alert
 
 log = logging.getLogger(__name__)
 
 CRM_UPSERTS = Counter("renewal_crm_upserts_total", "CRM upsert outcomes", ["crm", "result"])
 CRM_SECONDS = Histogram("renewal_crm_upsert_seconds", "CRM upsert time incl. retries", ["crm"])
 RELAYED = Counter("renewal_outbox_relayed_total", "Outbox records published to Kafka", ["topic"])
+CRM_FAILING = Gauge("renewal_crm_failing_contracts", "Contracts whose CRM update is waiting after a failure")
+
+
+def round_delay(attempts: int, *, base: float, cap: float, retry_after: float | None = None,
+                rng: random.Random | None = None) -> float:
+    """Seconds before the next durable round: exponential from `base` with equal jitter (at least half the
+    step, so a fleet of waiting rows spreads out without hammering), capped; never sooner than a
+    Retry-After the CRM sent."""
+    step = min(cap, base * 2.0 ** min(attempts, 30))
+    jitter = (rng.uniform if rng is not None else random.uniform)(0, step / 2)
+    return max(step / 2 + jitter, retry_after or 0.0)
+
+
+def breaker_wait(breaker: CircuitBreaker) -> float:
+    """Seconds until an open circuit lets a trial call through."""
+    if breaker.opened_at is None:
+        return 0.0
+    return max(0.0, breaker.opened_at + breaker.reset_after - time.monotonic())
 
 
 class OutboxRelay:
@@ -48,6 +74,8 @@ class OutboxRelay:
         self._stop = threading.Event()
         self._sem: asyncio.Semaphore | None = None
         self._sent: list[int] = []
+        self._not_before = 0.0  # monotonic time before which no CRM call is made (Retry-After)
+        self._degraded = True  # a CRM row may be waiting behind a backoff (unknown after a restart)
         self.thread: threading.Thread | None = None
 
     def wake(self) -> None:
@@ -117,6 +145,8 @@ class OutboxRelay:
             rows = self.store.pending(CRM, 2000)
             self.store.mark_done([r.id for r in rows], "skipped")  # no CRM configured
             return bool(rows)
+        if time.monotonic() < self._not_before:  # the CRM said when to come back (429 Retry-After)
+            return False
         rows = self.store.pending(CRM, 500)
         if not rows:
             return False
@@ -124,6 +154,14 @@ class OutboxRelay:
         size = max(1, self.crm.max_batch)
         await asyncio.gather(*(self._deliver(rows[i:i + size]) for i in range(0, len(rows), size)))
         self.store.mark_done(self._sent)  # one transaction for the round, not one per call
+        if self._sent and self._degraded:
+            # The CRM answers again: what waits behind a backoff goes now, not when its timer runs out.
+            resumed = self.store.resume_crm()
+            self._degraded = False
+            if resumed:
+                log.info("CRM answers again: %d waiting update(s) resumed", resumed)
+        if self._degraded or self._sent:
+            CRM_FAILING.set(self.store.crm_failing())
         return True
 
     async def _deliver(self, rows: list[PendingRow]) -> None:
@@ -137,11 +175,13 @@ class OutboxRelay:
                     for row, opp in zip(rows, opps, strict=True):
                         self.on_crm_call(row, opp)
                 await self.crm.upsert_batch(opps)
-            except CircuitOpen as exc:  # the breaker protects a CRM that is down; still a failed round
+            except CircuitOpen as exc:  # the breaker protects a CRM that is down: wait for its trial call
                 for row, opp in zip(rows, opps, strict=True):
-                    self._failed(row, opp, exc, permanent=False, delay=self.cfg.crm_breaker_reset)
+                    self._failed(row, opp, exc, permanent=False, circuit_open=True)
                 return
             except DeliveryError as exc:
+                if exc.retry_after is not None:
+                    self._not_before = max(self._not_before, time.monotonic() + exc.retry_after)
                 for row, opp in zip(rows, opps, strict=True):
                     self._failed(row, opp, exc, permanent=exc.permanent)
                 return
@@ -156,24 +196,39 @@ class OutboxRelay:
         self._sent.extend(row.id for row in rows)
 
     def _failed(self, row: PendingRow, opp: RenewalOpportunity, exc: BaseException, *, permanent: bool,
-                delay: float = 0.0) -> None:
+                circuit_open: bool = False) -> None:
         assert self.crm is not None
-        if not permanent and row.attempts + 1 < self.cfg.crm_rounds:
+        self._degraded = True
+        failing_for = row.failing_for or 0.0
+        error = f"{type(exc).__name__}: {exc}"
+        if not permanent and failing_for < self.cfg.crm_give_up_after_hours * 3600:
             CRM_UPSERTS.labels(self.crm.name, "retry").inc()
-            backoff = min(self.cfg.crm_max_round_delay, self.cfg.crm_round_delay * 2 ** min(row.attempts, 30))
-            self.store.retry_later(row.id, max(delay, backoff), f"{type(exc).__name__}: {exc}")
+            if circuit_open:  # no call was made: not an attempt; come back for the breaker's trial call
+                delay = breaker_wait(self.crm.breaker) + random.uniform(0, self.crm.breaker.reset_after / 5)
+            else:
+                delay = round_delay(row.attempts, base=self.cfg.crm_round_delay, cap=self.cfg.crm_max_round_delay,
+                                    retry_after=getattr(exc, "retry_after", None))
+            self.store.retry_later(row.id, delay, error, count_attempt=not circuit_open)
+            if not row.alerted and failing_for >= self.cfg.crm_alert_after_minutes * 60:
+                log.warning("CRM sync of %s failing for %.0f s, still retrying: %s", row.event_id, failing_for, error)
+                alert = crm_delayed_alert(opp, error, self.clock.now(), failing_for,
+                                          self.cfg.crm_give_up_after_hours * 3600, row.event_id)
+                self._raise(opp, alert)
+                self.store.mark_alerted(row.contract_id)
             return
         CRM_UPSERTS.labels(self.crm.name, "dead").inc()
-        log.error("CRM upsert %s failed for good: %s", row.event_id, exc)
+        log.error("CRM upsert %s failed for good after %.0f s: %s; `renewal-sync redrive --contract %s` re-sends it",
+                  row.event_id, failing_for, exc, row.contract_id)
         produce_dead_letter(self.producer, topic=row.topic, partition=0, offset=row.id, key=row.key,
                             value=row.value, headers=row.headers, error=exc, service=SERVICE)
         self.producer.flush(10)
-        alert = crm_failing_alert(opp, f"{type(exc).__name__}: {exc}", self.clock.now(), row.event_id)
+        self._raise(opp, crm_failing_alert(opp, error, self.clock.now(), row.event_id))
+        self.store.mark_done([row.id], "dead", f"{exc}")
+
+    def _raise(self, opp: RenewalOpportunity, alert: Alert) -> None:
         record = encode(alert, source=SERVICE, event_id=alert.alert_id, time=self.clock.now())
         self.store.add_outbox([OutboxRow(KAFKA, opp.contract_id, alert.alert_id, self.cfg.topic(ALERTS.name),
                                          record.key, record.value, record.headers)])
-        self.store.mark_done([row.id], "dead", f"{exc}")
         self._wake.set()
-
 
 __all__ = ["CRM", "OutboxRelay"]

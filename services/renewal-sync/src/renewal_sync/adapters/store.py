@@ -47,6 +47,10 @@ class PendingRow:
     value: bytes
     headers: list[tuple[str, bytes]]
     attempts: int
+    # CRM rows: how long the contract's CRM sync has been failing (seconds; None: not failing), and
+    # whether the "CRM sync delayed" alert went out for this failing spell.
+    failing_for: float | None = None
+    alerted: bool = False
 
 
 def libpq_url(url: str) -> str:
@@ -86,6 +90,10 @@ class Store:
                 UNIQUE (target, event_id))""")
             self.conn.execute(f"""CREATE INDEX IF NOT EXISTS outbox_pending
                 ON {s}.outbox (target, id) WHERE status = 'pending'""")
+            # CRM delivery: since when the row has been failing (the give-up clock) and whether the
+            # "delayed" alert was raised. Durable, so a crash neither restarts the clock nor repeats the alert.
+            self.conn.execute(f"ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS failing_since timestamptz")
+            self.conn.execute(f"ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS alerted boolean NOT NULL DEFAULT false")
 
     # --- state -----------------------------------------------------------------------------
 
@@ -155,43 +163,100 @@ class Store:
         return bool(row and row[0])
 
     def pending(self, target: str, limit: int, now: datetime | None = None) -> list[PendingRow]:
-        """Pending rows in id order. For the CRM only the oldest pending row of each contract
-        (updates to one opportunity go out in order), and only once its next attempt is due."""
+        """Pending rows in id order. For the CRM only the newest pending row of each contract, once its
+        next attempt is due: an upsert carries the whole opportunity, so older pending rows of the
+        contract are overtaken (never sent after a newer one), and the contract's failing spell, attempts
+        and alert flag carry over from them."""
         s = self.schema
         with self.conn.transaction():
             if target == KAFKA:
                 rows = self.conn.execute(
-                    f"""SELECT id, target, contract_id, event_id, topic, key, value, headers::text, attempts
+                    f"""SELECT id, target, contract_id, event_id, topic, key, value, headers::text, attempts,
+                               NULL::float8, false
                         FROM {s}.outbox WHERE target = %s AND status = 'pending' ORDER BY id LIMIT %s""",
                     (target, limit)).fetchall()
             else:
                 rows = self.conn.execute(
-                    f"""SELECT * FROM (
+                    f"""SELECT id, target, contract_id, event_id, topic, key, value, headers, attempts, failing_for,
+                               alerted FROM (
                           SELECT DISTINCT ON (contract_id) id, target, contract_id, event_id, topic, key, value,
-                                 headers::text, attempts, next_attempt_at
+                                 headers::text AS headers, max(attempts) OVER w AS attempts, next_attempt_at,
+                                 extract(epoch FROM coalesce(%s, now()) - min(failing_since) OVER w)::float8
+                                   AS failing_for,
+                                 bool_or(alerted) OVER w AS alerted
                           FROM {s}.outbox WHERE target = %s AND status = 'pending'
-                          ORDER BY contract_id, id) head
+                          WINDOW w AS (PARTITION BY contract_id)
+                          ORDER BY contract_id, id DESC) head
                         WHERE next_attempt_at <= coalesce(%s, now()) ORDER BY id LIMIT %s""",
-                    (target, now, limit)).fetchall()
+                    (now, target, now, limit)).fetchall()
         return [PendingRow(id=r[0], target=r[1], contract_id=r[2], event_id=r[3], topic=r[4], key=bytes(r[5]),
                            value=bytes(r[6]), headers=[(k, v.encode()) for k, v in json.loads(r[7])],
-                           attempts=r[8]) for r in rows]
+                           attempts=r[8], failing_for=r[9], alerted=bool(r[10])) for r in rows]
 
     def mark_done(self, ids: Sequence[int], status: str = "sent", error: str | None = None) -> None:
+        """Mark rows done. A CRM row done (sent or dead) also closes the older pending rows of its contract:
+        it carried a newer state of the same opportunity."""
         if not ids:
             return
+        s = self.schema
         with self.conn.transaction():
             self.conn.execute(
-                f"""UPDATE {self.schema}.outbox SET status = %s, done_at = now(), last_error = coalesce(%s, last_error),
+                f"""UPDATE {s}.outbox SET status = %s, done_at = now(), last_error = coalesce(%s, last_error),
                     attempts = attempts + CASE WHEN target = 'crm' THEN 1 ELSE 0 END WHERE id = ANY(%s)""",
                 (status, error, list(ids)))
+            self.conn.execute(
+                f"""UPDATE {s}.outbox o SET status = 'superseded', done_at = now() FROM {s}.outbox d
+                    WHERE d.id = ANY(%s) AND d.target = 'crm' AND o.target = 'crm' AND o.status = 'pending'
+                      AND o.contract_id = d.contract_id AND o.id < d.id""", (list(ids),))
 
     def retry_later(self, row_id: int, delay_seconds: float, error: str, count_attempt: bool = True) -> None:
         with self.conn.transaction():
             self.conn.execute(
                 f"""UPDATE {self.schema}.outbox SET attempts = attempts + %s, last_error = %s,
+                    failing_since = coalesce(failing_since, now()),
                     next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s""",
                 (1 if count_attempt else 0, error[:2000], delay_seconds, row_id))
+
+    def mark_alerted(self, contract_id: str) -> None:
+        with self.conn.transaction():
+            self.conn.execute(f"""UPDATE {self.schema}.outbox SET alerted = true
+                                  WHERE target = 'crm' AND status = 'pending' AND contract_id = %s""", (contract_id,))
+
+    def resume_crm(self) -> int:
+        """The CRM answers again: every waiting CRM row is due now instead of at the end of its backoff."""
+        with self.conn.transaction():
+            cur = self.conn.execute(f"""UPDATE {self.schema}.outbox SET next_attempt_at = now()
+                                        WHERE target = 'crm' AND status = 'pending' AND next_attempt_at > now()""")
+            return cur.rowcount
+
+    def crm_failing(self) -> int:
+        """Contracts whose CRM update is pending and has failed at least once."""
+        with self.conn.transaction():
+            row = self.conn.execute(f"""SELECT count(DISTINCT contract_id) FROM {self.schema}.outbox
+                                        WHERE target = 'crm' AND status = 'pending' AND failing_since IS NOT NULL""",
+                                    ).fetchone()
+        return int(row[0]) if row else 0
+
+    def redrive(self, contract_ids: Sequence[str] | None = None, *, dry_run: bool = False) -> list[tuple[str, str]]:
+        """Dead CRM updates back to pending, for a fresh give-up period: only a contract's newest CRM update
+        (a dead one overtaken by a later delivery stays dead, so an older stage never overwrites a newer
+        one). Returns (contract id, event id) of each re-driven update."""
+        s = self.schema
+        only = "" if contract_ids is None else "AND contract_id = ANY(%(ids)s)"
+        with self.conn.transaction():
+            rows = self.conn.execute(
+                f"""WITH latest AS (
+                      SELECT DISTINCT ON (contract_id) id, status FROM {s}.outbox
+                      WHERE target = 'crm' AND status IN ('pending', 'sent', 'dead') {only}
+                      ORDER BY contract_id, id DESC)
+                    SELECT o.id, o.contract_id, o.event_id FROM {s}.outbox o JOIN latest l ON l.id = o.id
+                    WHERE l.status = 'dead' ORDER BY o.id FOR UPDATE OF o""",
+                {"ids": list(contract_ids or [])}).fetchall()
+            if rows and not dry_run:
+                self.conn.execute(
+                    f"""UPDATE {s}.outbox SET status = 'pending', attempts = 0, failing_since = NULL, alerted = false,
+                        next_attempt_at = now(), done_at = NULL WHERE id = ANY(%s)""", ([r[0] for r in rows],))
+        return [(r[1], r[2]) for r in rows]
 
     def counts(self) -> dict[tuple[str, str], int]:
         with self.conn.transaction():

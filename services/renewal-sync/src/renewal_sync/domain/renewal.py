@@ -234,6 +234,22 @@ def stage_alert(state: RenewalState, point: StagePoint, settings: TimelineSettin
         source_service=SERVICE, raised_at=now)
 
 
+def crm_delayed_alert(opp: RenewalOpportunity, error: str, now: datetime, failing_for: float,
+                      give_up_after: float, delivery_id: str) -> Alert:
+    """Yellow, once per failing spell: the update waits for the CRM and is still being retried."""
+    name = f"{opp.contract_title} ({opp.contract_id})"
+    return Alert(
+        alert_id=f"renewal-crm-delayed:{delivery_id}", tenant_id=opp.tenant_id, contract_id=opp.contract_id,
+        alert_type="renewal.crm_sync_delayed", tier=Tier.YELLOW, title=f"CRM sync delayed: {opp.contract_title}",
+        what=f"CRM sync delayed: the renewal opportunity of {name} (stage {opp.stage.value}) has not reached the "
+             f"CRM for {_duration(failing_for)}; retrying, the update is kept.",
+        why=error[:500],
+        required_action=f"Check the CRM; the update is sent as soon as it answers. It is dead-lettered only after "
+                        f"{_duration(give_up_after)} of failures.",
+        owner=opp.owner, backup_owner=opp.backup_owner, amount_at_stake=opp.amount, currency=opp.currency,
+        dedup_key=f"renewal.crm_sync_delayed:{opp.contract_id}", source_service=SERVICE, raised_at=now)
+
+
 def crm_failing_alert(opp: RenewalOpportunity, error: str, now: datetime, delivery_id: str) -> Alert:
     name = f"{opp.contract_title} ({opp.contract_id})"
     return Alert(
@@ -241,6 +257,16 @@ def crm_failing_alert(opp: RenewalOpportunity, error: str, now: datetime, delive
         alert_type="renewal.crm_sync_failing", tier=Tier.RED, title=f"CRM sync failing: {opp.contract_title}",
         what=f"CRM sync failing: the renewal opportunity of {name} (stage {opp.stage.value}) could not be "
              f"delivered to the CRM after the last retry.",
-        why=error[:500], required_action="Check the CRM connection; replay the update from the DLQ once fixed.",
+        why=error[:500],
+        required_action="Fix the CRM connection or the rejected field, then re-send it: "
+                        f"`renewal-sync redrive --contract {opp.contract_id}`.",
         owner=opp.owner, backup_owner=opp.backup_owner, amount_at_stake=opp.amount, currency=opp.currency,
         dedup_key=f"renewal.crm_sync_failing:{opp.contract_id}", source_service=SERVICE, raised_at=now)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

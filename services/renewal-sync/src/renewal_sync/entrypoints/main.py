@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -38,6 +39,10 @@ def _guarded(target: Callable[[], None], name: str) -> threading.Thread:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["redrive"]:  # an operator's command, not the service
+        from renewal_sync.entrypoints.redrive import main as redrive
+
+        sys.exit(redrive(sys.argv[2:]))
     svc = ServiceSettings()
     logging.basicConfig(level=svc.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cfg, kafka, db = RenewalSettings(), KafkaSettings(), DatabaseSettings()
