@@ -9,6 +9,15 @@
 # `start` while a process is already running says so and starts no twin; `stop` sends
 # SIGTERM to each process group, waits, then SIGKILLs what is left, so nothing stays.
 #
+# Supervision, as Kubernetes does it: each process runs under a small supervisor (the group
+# leader, whose pid is in <name>.pid; the process's own pid is in <name>.child). Once the process
+# has answered /healthz, an exit or a crash (SIGKILL, OOM) restarts it after a backoff that
+# doubles from MESH_RESTART_DELAY (1 s) up to MESH_RESTART_MAX_DELAY (60 s) and starts again from
+# the bottom after MESH_RESTART_RESET (120 s) of uptime; each restart is logged in its log file.
+# A process that dies before it was ever healthy is not restarted: `start` reports it. `stop`
+# stops the supervisor with the process, so nothing comes back after it. MESH_RESTART=never
+# turns restarts off.
+#
 # Fixed local ports (HTTP; override with <NAME>_PORT, e.g. CONTRACT_REGISTRY_PORT=9181):
 #   contract-registry 8081   obligation-engine 8082   invoice-validator 8083
 #   renewal-sync      8084   notifier          8085
@@ -21,7 +30,8 @@
 #
 # Env: MESH_RUN_DIR (<repo>/.run), MESH_SERVICES (names to manage, default all),
 #      MESH_START_TIMEOUT (60 s to answer /healthz), MESH_STOP_TIMEOUT (20 s before SIGKILL),
-#      PYTHON_BIN_DIR (<repo>/.venv/bin).
+#      PYTHON_BIN_DIR (<repo>/.venv/bin), MESH_RESTART (always|never), MESH_RESTART_DELAY,
+#      MESH_RESTART_MAX_DELAY, MESH_RESTART_RESET (seconds).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -31,6 +41,10 @@ LOG_DIR="$RUN_DIR/logs"
 BIN="${PYTHON_BIN_DIR:-$REPO/.venv/bin}"
 START_TIMEOUT="${MESH_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${MESH_STOP_TIMEOUT:-20}"
+RESTART="${MESH_RESTART:-always}"
+RESTART_DELAY="${MESH_RESTART_DELAY:-1}"
+RESTART_MAX_DELAY="${MESH_RESTART_MAX_DELAY:-60}"
+RESTART_RESET="${MESH_RESTART_RESET:-120}"
 
 ALL=(contract-registry obligation-engine invoice-validator renewal-sync notifier
   erp-simulator crm-simulator smtp-catcher)
@@ -191,13 +205,56 @@ start_one() {
   fi
   cmd="$(command_of "$name")"
   mkdir -p "$PID_DIR" "$LOG_DIR" "$RUN_DIR/data/$name" "$RUN_DIR/traces"
+  rm -f "$PID_DIR/$name.ready" "$PID_DIR/$name.child"
   echo "=== $(date -u +%FT%TZ) start: $cmd" >>"$LOG_DIR/$name.log"
-  # setsid: its own process group (stop kills the whole group) that outlives this shell.
+  # setsid: its own process group (stop kills the whole group) that outlives this shell; the
+  # supervisor leads the group and runs the process.
   # shellcheck disable=SC2046
-  env $(env_of "$name" | tr '\n' ' ') setsid $cmd >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  env $(env_of "$name" | tr '\n' ' ') setsid bash "${BASH_SOURCE[0]}" supervise "$name" \
+    >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid $(start_time "$pid")" >"$PID_DIR/$name.pid"
   STARTED+=("$name")
+}
+
+# Runs one process and restarts it when it exits (see the header). Runs as the group leader.
+supervise() {
+  local name="$1" cmd child code=0 started delay="$RESTART_DELAY" restarts=0 ran
+  STOPPING=0
+  cmd="$(command_of "$name")"
+  # `stop` signals the whole group: the process gets the signal itself; here it only means "no restart".
+  trap 'STOPPING=1' TERM INT
+  while :; do
+    # shellcheck disable=SC2086
+    $cmd &
+    child=$!
+    if ((STOPPING)); then kill -TERM "$child" 2>/dev/null || true; fi # stop came while it was being launched
+    echo "$child $(start_time "$child")" >"$PID_DIR/$name.child"
+    started=$SECONDS
+    code=0
+    # `wait` returns early when a trapped signal arrives; wait again until the process is gone.
+    while :; do
+      wait "$child" || code=$?
+      kill -0 "$child" 2>/dev/null || break
+    done
+    ran=$((SECONDS - started))
+    if ((STOPPING)); then exit 0; fi
+    if [[ ! -f "$PID_DIR/$name.ready" ]]; then
+      exit "$code" # never healthy: `start` reports it, a restart loop would hide it
+    fi
+    if [[ "$RESTART" == never ]]; then
+      echo "=== $(date -u +%FT%TZ) supervisor: $name exited (code $code) after ${ran}s; MESH_RESTART=never"
+      exit "$code"
+    fi
+    if ((ran >= RESTART_RESET)); then delay="$RESTART_DELAY"; fi
+    restarts=$((restarts + 1))
+    echo "=== $(date -u +%FT%TZ) supervisor: $name exited (code $code) after ${ran}s; restart #$restarts in ${delay}s"
+    sleep "$delay" &
+    wait $! || true # a stop during the backoff interrupts it
+    if ((STOPPING)); then exit 0; fi
+    echo "=== $(date -u +%FT%TZ) restart #$restarts: $cmd"
+    delay="$(awk -v d="$delay" -v m="$RESTART_MAX_DELAY" 'BEGIN { d *= 2; print (d > m ? m : d) }')"
+  done
 }
 
 wait_healthy() {
@@ -216,6 +273,7 @@ wait_healthy() {
     fi
     sleep 0.3 # poll interval
   done
+  touch "$PID_DIR/$name.ready" # from now on the supervisor restarts it when it exits
   log "$name ready (pid $pid, $(url_of "$name"), log $LOG_DIR/$name.log)"
 }
 
@@ -276,7 +334,7 @@ stop() {
       names+=("$name")
       pids+=("$pid")
     else
-      rm -f "$PID_DIR/$name.pid"
+      rm -f "$PID_DIR/$name.pid" "$PID_DIR/$name.child" "$PID_DIR/$name.ready"
     fi
   done
   deadline=$((SECONDS + STOP_TIMEOUT))
@@ -290,7 +348,7 @@ stop() {
       fi
       sleep 0.1 # poll interval
     done
-    rm -f "$PID_DIR/$name.pid"
+    rm -f "$PID_DIR/$name.pid" "$PID_DIR/$name.child" "$PID_DIR/$name.ready"
     log "$name stopped (pid $pid)"
   done
 }
@@ -328,5 +386,6 @@ case "$cmd" in
   status) status "$@" ;;
   ports) ports ;;
   env) env_of "${1:?name}" ;;
+  supervise) supervise "${1:?name}" ;;
   *) echo "usage: $0 start|stop|status|ports|env [name...]" >&2; exit 2 ;;
 esac

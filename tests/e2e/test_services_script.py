@@ -7,15 +7,17 @@ run directory, so it is fast and never touches a `make up` stack that may be run
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from mesh_testing import free_port
+from mesh_testing import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "infra" / "scripts" / "services.sh"
@@ -116,3 +118,59 @@ def test_a_stale_pid_file_naming_a_reused_pid_is_not_taken_for_a_running_process
     stop = run(env, "stop", "erp-simulator")
     assert stop.returncode == 0  # and this test process was not signalled
     assert not (run_dir / "pids" / "erp-simulator.pid").exists()
+
+
+def child_pid(run_dir: Path, name: str) -> int | None:
+    """Pid of the process itself (the supervisor's child), if it is alive."""
+    try:
+        pid = int((run_dir / "pids" / f"{name}.child").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid
+
+
+def answers(port: str) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_crashed_process_is_restarted_with_backoff_and_stop_stops_it_for_good(env: dict[str, str]) -> None:
+    env = {**env, "MESH_RESTART_DELAY": "0.5", "MESH_RESTART_MAX_DELAY": "4"}
+    run_dir, name = Path(env["MESH_RUN_DIR"]), "erp-simulator"
+    port = env["ERP_SIMULATOR_PORT"]
+    assert run(env, "start", name).returncode == 0
+    supervisor = int((run_dir / "pids" / f"{name}.pid").read_text().split()[0])
+    first = child_pid(run_dir, name)
+    assert first is not None and first != supervisor
+
+    os.kill(first, signal.SIGKILL)  # a crash: no shutdown of its own
+    second = wait_for(lambda: (p := child_pid(run_dir, name)) not in (None, first) and answers(port) and p,
+                      timeout=30, message="the killed process restarted and answering")
+    os.kill(second, signal.SIGKILL)
+    third = wait_for(lambda: (p := child_pid(run_dir, name)) not in (None, second) and answers(port) and p,
+                     timeout=30, message="restarted again")
+    log = (run_dir / "logs" / f"{name}.log").read_text()
+    assert f"{name} exited (code 137)" in log or f"{name} exited (code -9)" in log, log[-2000:]
+    assert "restart #1 in 0.5s" in log and "restart #2 in 1s" in log  # the backoff doubles
+    assert int((run_dir / "pids" / f"{name}.pid").read_text().split()[0]) == supervisor
+    assert f"pid {supervisor}" in run(env, "status", name).stdout
+
+    stop = run(env, "stop", name)
+    assert stop.returncode == 0, stop.stderr
+    assert processes_of(run_dir) == set()
+    assert child_pid(run_dir, name) is None and not answers(port)
+    time.sleep(1.5)  # longer than the next backoff (1 s -> 2 s would be due): nothing may come back
+    assert processes_of(run_dir) == set() and not answers(port)
+    assert third not in processes_of(run_dir)
+
+
+def test_a_process_that_dies_before_it_was_ever_healthy_is_reported_not_restarted(env: dict[str, str]) -> None:
+    env = {**env, "MESH_RESTART_DELAY": "0.2", "MESH_LOG_LEVEL": "NO-SUCH-LEVEL"}  # fails at start-up
+    run_dir = Path(env["MESH_RUN_DIR"])
+    result = run(env, "start", "erp-simulator")
+    assert result.returncode != 0 and "erp-simulator exited during start" in result.stderr, result.stderr
+    assert processes_of(run_dir) == set()
+    assert "restart #" not in (run_dir / "logs" / "erp-simulator.log").read_text()
