@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 import contract_schema as cs
@@ -371,6 +372,13 @@ class Service:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+    def undelivered(self) -> int:
+        """Outbox rows (Kafka or CRM) not yet marked sent: 0 means a crash now re-sends nothing."""
+        with psycopg.connect(self.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")) as db:
+            row = db.execute(f"SELECT count(*) FROM {self.env['RENEWAL_DB_SCHEMA']}.outbox "
+                             "WHERE status = 'pending'").fetchone()
+        return int(row[0]) if row else 0
 
     def kill(self) -> None:
         """Hard crash: no shutdown hooks."""

@@ -36,7 +36,10 @@ def test_each_stage_fires_once_when_the_clock_moves_even_across_a_restart(launch
     bus.tick(day(2026, 9, 2))
     wait_for(lambda: crm.stages(cid) == ["120d", "90d"], timeout=30, message="90d upsert")
 
-    service.kill()  # crash, then time passes while the service is down
+    # Crash once the 90d upsert is recorded as sent (a crash between the CRM's 2xx and that record re-sends
+    # the upsert, harmlessly, see the README's known limits; this test counts stages), then time passes.
+    wait_for(lambda: service.undelivered() == 0, timeout=30, message="the outbox drained")
+    service.kill()
     bus.tick(day(2026, 10, 2))
     service.start()
     wait_for(lambda: crm.stages(cid) == ["120d", "90d", "60d"], timeout=30, message="60d caught up")
