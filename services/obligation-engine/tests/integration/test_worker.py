@@ -23,8 +23,10 @@ from contract_schema import (
     MilestoneCompleted,
     ObligationCancelled,
     ObligationCompleted,
+    ObligationDefinition,
     ObligationDueSoon,
     ObligationEscalated,
+    ObligationKind,
     ObligationOverdue,
     ObligationScheduled,
     Origin,
@@ -198,6 +200,69 @@ def test_unknown_contract_is_parked_then_applied_when_the_contract_arrives(stack
     stack.send(_contract(stack, cid))
     done = stack.wait(lambda: stack.events(cid, ObligationCompleted), "completed once the contract came")
     assert done[0].instance_id == "go-live"
+
+
+def test_milestone_due_before_registration_is_tracked_completed_and_billable(stack: Stack) -> None:
+    """A contract registered late: its milestone fell due two months before 'now' (topic clock)."""
+    cid = unique_name("c-legacy")
+    today = stack.now.date()
+    legacy = (
+        ObligationDefinition(obligation_id="legacy-go-live", kind=ObligationKind.MILESTONE, title="Legacy go-live",
+                             due_date=today - timedelta(days=60), amount=Decimal("40000.00")),
+        ObligationDefinition(obligation_id="legacy-handover", kind=ObligationKind.DELIVERABLE, title="Handover",
+                             due_date=today - timedelta(days=75)),
+        ObligationDefinition(obligation_id="next-report", kind=ObligationKind.DELIVERABLE, title="Report",
+                             due_date=today + timedelta(days=5), lead_time_days=3),
+        ObligationDefinition(obligation_id="recert", kind=ObligationKind.COMPLIANCE, title="Recertification",
+                             due_date=today + timedelta(days=500), recurrence="FREQ=YEARLY"),
+    )
+    start = today - timedelta(days=120)
+    stack.send(contract(cid, start, now=stack.now, versions=(terms_v(1, start, legacy),)))
+    overdue = stack.wait(lambda: {e.instance_id: e for e in stack.events(cid, ObligationOverdue)}
+                         if {"legacy-go-live", "legacy-handover"} <= {e.instance_id for e in
+                                                                     stack.events(cid, ObligationOverdue)} else None,
+                         "found overdue at registration")
+    assert overdue["legacy-go-live"].due_at.date() == today - timedelta(days=59)  # end of the due day
+
+    stack.send(MilestoneCompleted(contract_id=cid, obligation_id="legacy-go-live", source_system="sap",
+                                  origin=Origin.ERP, occurred_at=stack.now,
+                                  completed_at=stack.now - timedelta(days=61), evidence_ref="GR-7"))
+    done = stack.wait(lambda: stack.events(cid, ObligationCompleted), "ObligationCompleted for the validator")
+    assert [(d.instance_id, d.kind, d.amount, d.on_time) for d in done] == [
+        ("legacy-go-live", "milestone", Decimal("40000.00"), True)]
+    # A completion that matches no open instance is never dropped silently.
+    stack.send(MilestoneCompleted(contract_id=cid, obligation_id="recert", source_system="sap", origin=Origin.ERP,
+                                  occurred_at=stack.now, completed_at=stack.now))
+    dead = stack.wait(lambda: [s for s in stack.records(cid) if s.topic.endswith(ERP_PERFORMANCE.name + ".dlq")],
+                      "unmatched completion dead-lettered")
+    assert "'recert'" in dead[0].headers["dlq_reason"] and "no open occurrence" in dead[0].headers["dlq_reason"]
+
+    stack.advance_by(timedelta(days=8))  # past every escalation threshold: found overdue never escalates
+    stack.wait(lambda: [e for e in stack.events(cid, ObligationOverdue) if e.instance_id == "next-report"],
+               "an ordinary obligation of the same contract fell due")
+    kinds = sorted(a.alert_type for a in stack.events(cid, Alert))
+    assert kinds == ["obligation.completed", "obligation.found-overdue", "obligation.overdue"], kinds
+    summary = next(a for a in stack.events(cid, Alert) if a.alert_type == "obligation.found-overdue")
+    assert summary.tier == Tier.RED and "2 obligations already overdue" in summary.what
+    assert "legacy-go-live" in summary.why and "legacy-handover" in summary.why
+    assert not [e for e in stack.events(cid, ObligationEscalated) if e.instance_id.startswith("legacy-")]
+
+
+def test_an_event_of_another_topic_is_dead_lettered_with_the_reason(stack: Stack) -> None:
+    cid = unique_name("c-misrouted")
+    stack.send(_contract(stack, cid))
+    stack.wait(lambda: "go-live" in _scheduled_ids(stack, cid), "scheduled")
+    # An ObligationCompleted (it belongs on clm.obligation.events.v1) produced to erp.performance.v1 by mistake.
+    stack.send(ObligationCompleted(contract_id=cid, tenant_id="t1", obligation_id="go-live", instance_id="go-live",
+                                   kind=ObligationKind.MILESTONE, occurred_at=stack.now, completed_at=stack.now,
+                                   on_time=True, origin=Origin.ERP, source_system="sap"),
+               topic=stack.topic(ERP_PERFORMANCE.name))
+    dead = stack.wait(lambda: [s for s in stack.records(cid) if s.topic.endswith(ERP_PERFORMANCE.name + ".dlq")],
+                      "misrouted record dead-lettered")
+    assert "ObligationCompleted" in dead[0].headers["dlq_reason"]
+    assert ERP_PERFORMANCE.name in dead[0].headers["dlq_reason"]
+    assert dead[0].headers["ce_type"].endswith("ObligationCompleted")  # the original record, headers kept
+    assert not [s for s in stack.records(cid, ObligationCompleted) if s.topic.endswith("obligation.events.v1")]
 
 
 def test_bad_records_go_to_the_dlq_and_the_worker_keeps_going(stack: Stack) -> None:

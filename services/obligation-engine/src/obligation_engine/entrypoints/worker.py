@@ -70,6 +70,7 @@ from mesh_common.tracing import consume_span, current_traceparent, setup_tracing
 
 from ..adapters.erp import ErpClient
 from ..adapters.partitioning import partition_for
+from ..adapters.tables import put_acked
 from ..domain import engine
 from ..domain.engine import CallErp, DeadLetter, Effect, Publish, ScorecardChanged
 from ..domain.model import ContractState, Parked
@@ -144,6 +145,7 @@ class Engine:
                              partitions=n if internal else None, internal=internal)
 
         self.state_topic_name = settings.topic(CONTRACT_STATE.name)
+        self._inputs_by_name = {settings.topic(t.name): t for t in INPUTS}
         self.ticks_topic_name = f"{settings.topic_prefix}{settings.app_id}-ticks"
         self.parts_topic_name = f"{settings.topic_prefix}{settings.app_id}-scorecard-parts"
         inputs = app.topic(*[settings.topic(t.name) for t in INPUTS], key_type=bytes, value_type=bytes,
@@ -186,6 +188,9 @@ class Engine:
         except DecodeError as exc:
             await self._dead_letter(rec, exc)
             return
+        if (misplaced := self._misplaced(rec.topic, env)) is not None:
+            await self._dead_letter(rec, misplaced)
+            return
         with consume_span(SERVICE, rec.topic, rec.headers):
             try:
                 await self._dispatch(env, rec)
@@ -194,6 +199,15 @@ class Engine:
                 await self._dead_letter(rec, exc)
                 return
         PROCESSED.labels(SERVICE, rec.topic).inc()
+
+    def _misplaced(self, topic: str, env: Envelope) -> str | None:
+        """One rule for every service: an event of a type its topic does not carry is dead-lettered
+        with the reason, never skipped (it is somebody's mistake, and somebody's lost data)."""
+        spec = self._inputs_by_name.get(topic)
+        if spec is None or type(env.event) in spec.events:
+            return None
+        return (f"event type {env.type} does not belong on {spec.name} (it carries "
+                f"{', '.join(spec.event_types)})")
 
     async def _dispatch(self, env: Envelope, rec: RawRecord) -> None:
         ev = env.event
@@ -207,7 +221,7 @@ class Engine:
                                lambda s, now: engine.apply_termination(s, ev.terminated_on, now, cfg))
         elif isinstance(ev, MilestoneCompleted | DeliverableAccepted | SlaMeasurement):
             await self._performance(env, rec)
-        # other contract events need nothing: the snapshot that accompanies them carries the change
+        # the topic's other contract events need nothing: the snapshot that accompanies them carries the change
 
     async def _performance(self, env: Envelope, rec: RawRecord) -> None:
         ev = env.event
@@ -259,7 +273,7 @@ class Engine:
             parts[card.contract_id or ""] = card.model_dump(mode="json")
             total = counterparty_scorecard(cp, [Scorecard.model_validate(v) for v in parts.values()], self.clock.now())
             await asyncio.gather(await self._send_event(total, _scorecard_id(total)))
-            self.counterparties[cp] = json.dumps(parts).encode()
+            await put_acked(self.counterparties, cp, json.dumps(parts).encode())
             yield None
 
     # ------------------------------------------------------------------ state
@@ -273,8 +287,8 @@ class Engine:
             if new is old and not effects:
                 return old
             new.partition = rec.partition
-            await self._perform(new, effects, trigger)
-            self.contracts[cid] = new.to_json()
+            await self._perform(new, effects, trigger)  # in Kafka before the state that says "done"
+            await put_acked(self.contracts, cid, new.to_json())  # and that state before the offset commit
             self.where[cid] = new.partition
             self._reindex(old, new)
             return new
