@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from obligation_engine.entrypoints.worker import faust_broker, faust_credentials, internal_topics
+from obligation_engine.entrypoints.wiring import faust_broker, faust_credentials, internal_topics
 from obligation_engine.settings import EngineSettings
 
 from mesh_common.settings import KafkaSettings

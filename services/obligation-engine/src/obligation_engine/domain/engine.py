@@ -7,27 +7,19 @@ and what happened, so a replay after a crash produces the same ids and downstrea
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from contract_schema import (
-    Alert,
     ContractSnapshot,
-    ContractTerms,
-    Event,
     ObligationCancelled,
     ObligationCompleted,
-    ObligationDefinition,
-    ObligationDueSoon,
-    ObligationEscalated,
     ObligationKind,
     ObligationOverdue,
     ObligationScheduled,
     Origin,
-    Person,
     ReleaseMilestoneBilling,
     SlaBreached,
     SlaMeasured,
@@ -36,20 +28,24 @@ from contract_schema import (
 )
 
 from .config import EngineConfig
+from .messages import Publish as Publish  # an effect, like the others below
+from .messages import (
+    any_definition,
+    definition_of,
+    event_id_of,
+    found_overdue_alert,
+    lifecycle,
+    make_alert,
+    terms_of,
+    transition_alert,
+    transition_event,
+)
 from .model import ContractState, Instance, Parked, Status, Transition
 from .schedule import Planned, due_time, expand, sla_instance_id
 from .sla import evaluate
 
-SERVICE = "obligation-engine"
 REPLAN_KEY = "__replan__"
-FOUND_OVERDUE_LISTED = 20  # instances named in the summary alert; the rest are counted
 PARK_KEY = "__park__"
-
-
-@dataclass(frozen=True)
-class Publish:
-    event: Event
-    event_id: str
 
 
 @dataclass(frozen=True)
@@ -133,30 +129,30 @@ def _replan(state: ContractState, now: datetime, cfg: EngineConfig) -> list[Effe
                 inst = inst.with_(status=Status.OVERDUE, overdue_since=inst.due_at, found_overdue=True)
                 found.append(inst)
             state.instances[iid] = inst
-            effects.append(_lifecycle(ObligationScheduled, state, inst, now, "scheduled"))
+            effects.append(lifecycle(ObligationScheduled, state, inst, now, "scheduled"))
             if inst.found_overdue:
-                effects.append(_lifecycle(ObligationOverdue, state, inst, inst.due_at or now, "overdue"))
+                effects.append(lifecycle(ObligationOverdue, state, inst, inst.due_at or now, "overdue"))
             continue
         if old.status == Status.COMPLETED:
             continue  # completed stays completed, whatever the amendment says
         if old.status == Status.CANCELLED or _moved(old, p):
             inst = _new_instance(p).with_(revision=old.revision + 1)
             state.instances[iid] = inst
-            effects.append(_lifecycle(ObligationScheduled, state, inst, now, "scheduled"))
+            effects.append(lifecycle(ObligationScheduled, state, inst, now, "scheduled"))
         elif old.title != p.title or old.version != p.version or old.lead_days != p.lead_days:
             state.instances[iid] = old.with_(title=p.title, version=p.version, lead_days=p.lead_days)
     for iid, old in list(state.instances.items()):
         if iid not in planned and old.is_open and not _beyond_plan(old, now, cfg):
             inst = old.with_(status=Status.CANCELLED)
             state.instances[iid] = inst
-            effects.append(_lifecycle(ObligationCancelled, state, inst, now, "cancelled", reason=reason_removed))
+            effects.append(lifecycle(ObligationCancelled, state, inst, now, "cancelled", reason=reason_removed))
     if found:
-        effects.append(_found_overdue_alert(state, found, now))
+        effects.append(found_overdue_alert(state, found, now))
     for problem in errors:
-        effects.append(_alert(state, None, now, Tier.YELLOW, "obligation.definition-invalid",
-                              f"Obligation definition cannot be scheduled: {problem}",
-                              required_action="Correct the obligation's recurrence in the contract registry",
-                              key=f"invalid:{problem}"))
+        effects.append(make_alert(state, None, now, Tier.YELLOW, "obligation.definition-invalid",
+                                  f"Obligation definition cannot be scheduled: {problem}",
+                                  required_action="Correct the obligation's recurrence in the contract registry",
+                                  key=f"invalid:{problem}"))
     _prune(state, now, cfg)
     state.replan_at = now + timedelta(days=cfg.replan_days)
     if effects:
@@ -172,22 +168,6 @@ def _is_history(state: ContractState, p: Planned, now: datetime, cfg: EngineConf
     if state.history_before is not None and p.due_at < state.history_before:
         return True
     return p.kind == ObligationKind.SLA and p.due_at < now - timedelta(days=cfg.lookback_days)
-
-
-def _found_overdue_alert(state: ContractState, found: list[Instance], now: datetime) -> Publish:
-    """One red alert per contract for everything found overdue at once (registration or amendment)."""
-    found = sorted(found, key=lambda i: (i.due_at or now, i.instance_id))
-    digest = hashlib.sha1(",".join(f"{i.instance_id}/r{i.revision}" for i in found).encode()).hexdigest()[:12]
-    shown = [f"'{i.title}' ({i.instance_id}, due {_fmt(i.due_at)})" for i in found[:FOUND_OVERDUE_LISTED]]
-    more = len(found) - len(shown)
-    listing = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
-    n = len(found)
-    return _alert(state, None, now, Tier.RED, "obligation.found-overdue",
-                  f"{n} obligation{'s' if n > 1 else ''} already overdue when the contract was registered",
-                  why=f"Due before the obligation engine learned of them, with no completion reported: {listing}.",
-                  required_action=("Complete them and record it in ERP or the contract registry (completions are "
-                                   "accepted as usual), or amend the contract if they no longer apply"),
-                  key=f"found-overdue:{digest}")
 
 
 def _removal_reason(state: ContractState, snap: ContractSnapshot) -> str:
@@ -288,37 +268,12 @@ def _advance(state: ContractState, now: datetime, cfg: EngineConfig) -> list[Eff
         state.instances[iid] = inst
         changed = True
         for n, (transition, when, snap_inst) in enumerate(fired):
-            effects.append(_transition_event(state, snap_inst, transition, when))
+            effects.append(transition_event(state, snap_inst, transition, when))
             if n == len(fired) - 1:  # after downtime, alert only on where it stands now
-                effects.append(_transition_alert(state, snap_inst, transition, now))
+                effects.append(transition_alert(state, snap_inst, transition, now))
     if changed:
         effects.append(ScorecardChanged())
     return effects
-
-
-def _transition_event(state: ContractState, inst: Instance, transition: Transition, when: datetime) -> Publish:
-    if transition == Transition.DUE_SOON:
-        return _lifecycle(ObligationDueSoon, state, inst, when, "due-soon")
-    if transition == Transition.OVERDUE:
-        return _lifecycle(ObligationOverdue, state, inst, when, "overdue")
-    assert inst.overdue_since is not None
-    return _lifecycle(ObligationEscalated, state, inst, when, "escalated", overdue_since=inst.overdue_since)
-
-
-def _transition_alert(state: ContractState, inst: Instance, transition: Transition, now: datetime) -> Publish:
-    due = _fmt(inst.due_at)
-    if transition == Transition.DUE_SOON:
-        return _alert(state, inst, now, Tier.YELLOW, "obligation.due-soon", f"'{inst.title}' is due on {due}",
-                      why="The obligation falls due within its lead time and is not completed yet.",
-                      required_action=_action(inst), key=f"due-soon:{inst.instance_id}:r{inst.revision}")
-    if transition == Transition.OVERDUE:
-        return _alert(state, inst, now, Tier.RED, "obligation.overdue", f"'{inst.title}' was due on {due}",
-                      why="The due time passed without a completion.",
-                      required_action=_action(inst), key=f"overdue:{inst.instance_id}:r{inst.revision}")
-    return _alert(state, inst, now, Tier.RED, "obligation.escalated", f"'{inst.title}' is still overdue",
-                  why=f"Overdue since {_fmt(inst.overdue_since)}, past the escalation threshold.",
-                  required_action="Escalate to the backup owner: " + _action(inst),
-                  key=f"escalated:{inst.instance_id}:r{inst.revision}")
 
 
 # ---------------------------------------------------------------- performance (ERP and contract side)
@@ -347,24 +302,24 @@ def apply_completion(state: ContractState, *, event_id: str, obligation_id: str,
     inst = inst.with_(status=Status.COMPLETED, completed_at=completed_at, on_time=on_time, origin=str(origin),
                       source_system=source_system, evidence_ref=evidence_ref)
     new.instances[inst.instance_id] = inst
-    definition = _definition(snap, inst)
-    terms = snap.versions[-1] if definition is None else _terms_of(snap, inst.version)
+    definition = definition_of(snap, inst)
+    terms = snap.versions[-1] if definition is None else terms_of(snap, inst.version)
     amount = definition.amount if definition else None
     effects: list[Effect] = [
-        _lifecycle(ObligationCompleted, new, inst, completed_at, "completed", completed_at=completed_at,
-                   on_time=on_time, origin=origin, source_system=source_system, evidence_ref=evidence_ref,
-                   amount=amount, currency=terms.currency if amount is not None else None),
-        _alert(new, inst, now, Tier.GREEN, "obligation.completed",
-               f"'{inst.title}' completed {'on time' if on_time else 'late'} ({source_system})",
-               why=f"Completion reported by {source_system} ({origin}).", required_action="None",
-               key=f"completed:{inst.instance_id}"),
+        lifecycle(ObligationCompleted, new, inst, completed_at, "completed", completed_at=completed_at,
+                  on_time=on_time, origin=origin, source_system=source_system, evidence_ref=evidence_ref,
+                  amount=amount, currency=terms.currency if amount is not None else None),
+        make_alert(new, inst, now, Tier.GREEN, "obligation.completed",
+                   f"'{inst.title}' completed {'on time' if on_time else 'late'} ({source_system})",
+                   why=f"Completion reported by {source_system} ({origin}).", required_action="None",
+                   key=f"completed:{inst.instance_id}"),
     ]
     if origin == Origin.CONTRACT and (inst.kind == ObligationKind.MILESTONE or amount is not None):
         command = ReleaseMilestoneBilling(
             contract_id=new.contract_id, tenant_id=snap.tenant_id, obligation_id=inst.obligation_id,
             erp_vendor_id=snap.counterparty.erp_vendor_id, origin=Origin.CONTRACT, occurred_at=completed_at,
             amount=amount if amount is not None else Decimal(0), currency=terms.currency, completed_at=completed_at)
-        command_id = _event_id(new, inst, "release-billing")
+        command_id = event_id_of(new, inst, "release-billing")
         effects += [Publish(command, command_id), CallErp(command, command_id)]
     effects.append(ScorecardChanged())
     return new, effects
@@ -379,7 +334,7 @@ def _untracked(state: ContractState, snap: ContractSnapshot, obligation_id: str,
     if candidates:
         raise Reject(f"{where} is cancelled ({', '.join(i.instance_id for i in candidates)}): "
                      "the completion was not applied")
-    definition = _any_definition(snap, obligation_id)
+    definition = any_definition(snap, obligation_id)
     assert definition is not None  # _known checked it
     if definition.recurrence or definition.sla is not None:
         raise Reject(f"{where} has no open occurrence (none within the scheduling horizon, or none left): "
@@ -397,7 +352,7 @@ def apply_measurement(state: ContractState, *, event_id: str, m: SlaMeasurement,
         return state, []
     tz = ZoneInfo(snap.timezone)
     terms = snap.terms_on(m.window_start.astimezone(tz).date()) or snap.current
-    definition = terms.obligation(m.obligation_id) or _any_definition(snap, m.obligation_id)
+    definition = terms.obligation(m.obligation_id) or any_definition(snap, m.obligation_id)
     if definition is None or definition.sla is None:
         raise Reject(f"obligation {m.obligation_id!r} of contract {state.contract_id!r} has no SLA terms")
     sla = definition.sla
@@ -417,12 +372,12 @@ def apply_measurement(state: ContractState, *, event_id: str, m: SlaMeasurement,
     new.instances[iid] = inst
     common = dict(metric=m.metric, window_start=m.window_start, window_end=m.window_end, measured=m.value,
                   target=sla.target)
-    effects: list[Effect] = [_lifecycle(SlaMeasured, new, inst, m.occurred_at, "sla-measured",
-                                        met=result.met, **common)]
+    effects: list[Effect] = [lifecycle(SlaMeasured, new, inst, m.occurred_at, "sla-measured",
+                                       met=result.met, **common)]
     if not result.met:
-        effects.append(_lifecycle(SlaBreached, new, inst, m.occurred_at, "sla-breached",
-                                  service_credit=result.credit, currency=terms.currency, **common))
-        effects.append(_alert(
+        effects.append(lifecycle(SlaBreached, new, inst, m.occurred_at, "sla-breached",
+                                 service_credit=result.credit, currency=terms.currency, **common))
+        effects.append(make_alert(
             new, inst, now, Tier.RED, "obligation.sla-breached",
             f"SLA '{definition.title}' missed: {sla.metric} {m.value} vs target {sla.target}",
             why=(f"{result.steps} step(s) of {sla.step} short: credit {result.credit_percent}% of the monthly fee "
@@ -445,89 +400,6 @@ def _known(state: ContractState, obligation_id: str) -> ContractSnapshot:
     snap = state.snapshot
     if snap is None:
         raise Park(f"unknown contract {state.contract_id!r}")
-    if _any_definition(snap, obligation_id) is None:
+    if any_definition(snap, obligation_id) is None:
         raise Park(f"unknown obligation {obligation_id!r} in contract {state.contract_id!r}")
     return snap
-
-
-def _any_definition(snap: ContractSnapshot, obligation_id: str) -> ObligationDefinition | None:
-    for terms in reversed(snap.versions):
-        if (d := terms.obligation(obligation_id)) is not None:
-            return d
-    return None
-
-
-# ---------------------------------------------------------------- event and alert building
-
-
-def _terms_of(snap: ContractSnapshot, version: int) -> ContractTerms:
-    return next((v for v in snap.versions if v.version == version), snap.current)
-
-
-def _definition(snap: ContractSnapshot, inst: Instance) -> ObligationDefinition | None:
-    return _terms_of(snap, inst.version).obligation(inst.obligation_id) or _any_definition(snap, inst.obligation_id)
-
-
-def _owner(state: ContractState, inst: Instance | None) -> Person | None:
-    snap = state.snapshot
-    if snap is None:
-        return None
-    definition = _definition(snap, inst) if inst is not None else None
-    return (definition.owner if definition else None) or snap.owner
-
-
-def _event_id(state: ContractState, inst: Instance, what: str) -> str:
-    return f"{state.contract_id}/{inst.instance_id}/r{inst.revision}/{what}"
-
-
-def _lifecycle(cls: type[Event], state: ContractState, inst: Instance, occurred_at: datetime, what: str,
-               **extra: object) -> Publish:
-    snap = state.snapshot
-    assert snap is not None
-    event = cls(contract_id=state.contract_id, tenant_id=snap.tenant_id, obligation_id=inst.obligation_id,
-                instance_id=inst.instance_id, kind=inst.kind, title=inst.title, due_at=inst.due_at,
-                owner=_owner(state, inst), occurred_at=occurred_at, **extra)  # type: ignore[call-arg]
-    return Publish(event, _event_id(state, inst, what))
-
-
-def _alert(state: ContractState, inst: Instance | None, now: datetime, tier: Tier, alert_type: str, what: str, *,
-           why: str = "", required_action: str = "", key: str, amount: Decimal | None = None,
-           currency: str | None = None) -> Publish:
-    snap = state.snapshot
-    assert snap is not None
-    alert_id = f"{state.contract_id}/{key}"
-    alert = Alert(alert_id=alert_id, tenant_id=snap.tenant_id, contract_id=state.contract_id, alert_type=alert_type,
-                  tier=tier, title=f"{snap.title}: {what}", what=what, why=why, required_action=required_action,
-                  deadline=inst.due_at if inst else None, owner=_owner(state, inst), backup_owner=snap.backup_owner,
-                  amount_at_stake=amount, currency=currency, dedup_key=f"{alert_type}:{state.contract_id}:{key}",
-                  source_service=SERVICE, source_event_id=_event_id(state, inst, alert_type) if inst else None,
-                  raised_at=now)
-    return Publish(alert, alert_id)
-
-
-_ACTIONS = {
-    "milestone": "Complete the milestone '{t}' and record it in ERP or the contract registry",
-    "deliverable": "Deliver '{t}' and have it accepted",
-    "payment": "Make the payment '{t}'",
-    "notice": "Send the notice '{t}' before the deadline",
-    "compliance": "Provide the compliance evidence for '{t}'",
-    "sla": "Report the SLA measurement for '{t}'",
-}
-
-
-def _action(inst: Instance) -> str:
-    return _ACTIONS.get(inst.kind, "Complete '{t}'").format(t=inst.title) + f" by {_fmt(inst.due_at)}"
-
-
-def _fmt(when: datetime | None) -> str:
-    return when.isoformat() if when else "(no date)"
-
-
-def erp_failure_alert(state: ContractState, command: ReleaseMilestoneBilling, reason: str, now: datetime) -> Publish:
-    """Red: the milestone is complete but ERP could not be told to release its billing."""
-    inst = next((i for i in state.instances.values() if i.obligation_id == command.obligation_id
-                 and i.status == Status.COMPLETED), None)
-    return _alert(state, inst, now, Tier.RED, "obligation.erp-release-failed",
-                  f"ERP did not accept the billing release of milestone '{command.obligation_id}'",
-                  why=reason, required_action="Release the milestone billing in ERP by hand, or replay the DLQ record",
-                  key=f"erp-release-failed:{command.obligation_id}", amount=command.amount, currency=command.currency)

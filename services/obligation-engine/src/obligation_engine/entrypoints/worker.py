@@ -22,10 +22,9 @@ import json
 import logging
 import sys
 import tempfile
-import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,19 +46,10 @@ from contract_schema import (
     encode,
 )
 from contract_schema.topics import (
-    ALERTS,
-    CLOCK,
-    CONTRACT_EVENTS,
     CONTRACT_STATE,
-    ERP_MILESTONE_COMMANDS,
-    ERP_PERFORMANCE,
-    OBLIGATION_EVENTS,
-    SCORECARD,
-    TopicSpec,
-    dlq_spec,
     topic_for,
 )
-from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
+from mesh_common.clock import Clock
 from mesh_common.delivery import DeliveryError, RetryPolicy
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
@@ -73,14 +63,25 @@ from ..adapters.partitioning import partition_for
 from ..adapters.tables import put_acked
 from ..domain import engine
 from ..domain.engine import CallErp, DeadLetter, Effect, Publish, ScorecardChanged
+from ..domain.messages import erp_failure_alert
 from ..domain.model import ContractState, Parked
 from ..domain.scorecard import contract_scorecard, counterparty_scorecard
 from ..settings import SERVICE, SOURCE, EngineSettings
+from .wiring import (
+    INPUTS,
+    OUTPUTS,
+    TABLES,
+    check_copartitioning,
+    faust_broker,
+    faust_credentials,
+    internal_topics,
+    make_clock,
+    serve_ops,
+    topics_to_provision,
+)
 
 log = logging.getLogger(__name__)
 
-INPUTS = (CONTRACT_STATE, CONTRACT_EVENTS, ERP_PERFORMANCE)
-OUTPUTS = (OBLIGATION_EVENTS, ERP_MILESTONE_COMMANDS, ALERTS, SCORECARD)
 Decider = Callable[[ContractState, Any], tuple[ContractState, list[Effect]]]
 
 
@@ -97,23 +98,6 @@ class RawRecord:
 def _headers(raw: Any) -> list[tuple[str, bytes]]:
     items = raw.items() if isinstance(raw, Mapping) else (raw or ())
     return [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in items]
-
-
-def faust_broker(kafka: KafkaSettings) -> list[str]:
-    return [f"kafka://{h.strip()}" for h in kafka.bootstrap_servers.split(",") if h.strip()]
-
-
-def faust_credentials(kafka: KafkaSettings) -> Any:
-    """The KAFKA_* security settings, spelled for Faust/aiokafka (None for PLAINTEXT)."""
-    import ssl
-
-    context = None
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
-    if kafka.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
-                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context)
-    return faust.SSLCredentials(context) if context is not None else None
 
 
 class Engine:
@@ -396,7 +380,7 @@ class Engine:
         except DeliveryError as exc:
             reason = f"ERP release of milestone {effect.command.obligation_id!r} failed for good: {exc}"
             log.error(reason)
-            alert = engine.erp_failure_alert(state, effect.command, reason, self.clock.now())
+            alert = erp_failure_alert(state, effect.command, reason, self.clock.now())
             await asyncio.gather(await self._send_event(alert.event, alert.event_id))
             if trigger is not None:
                 await self._dead_letter(trigger, reason)
@@ -442,71 +426,6 @@ def _scorecard_id(card: Scorecard) -> str:
 # ---------------------------------------------------------------------- process
 
 
-TABLES = ("contracts", "counterparties")  # Faust tables; their changelogs are <app id>-<table>-changelog
-
-
-def topics_to_provision(settings: EngineSettings) -> list[TopicSpec]:
-    specs = [*INPUTS, *OUTPUTS, CLOCK] + [dlq_spec(t) for t in INPUTS]
-    return [replace(s, name=settings.topic(s.name)) for s in specs]
-
-
-def internal_topics(settings: EngineSettings) -> list[TopicSpec]:
-    """The engine's own topics (ticks, scorecard repartition), created before Faust starts: when they
-    do not exist at the first group assignment, Faust's assignor ignores them and their agents get no
-    partitions until the next rebalance."""
-    day_ms = 24 * 60 * 60 * 1000
-    own = [TopicSpec(f"{settings.topic_prefix}{settings.app_id}-{name}", "contract id / counterparty id",
-                     settings.topic_partitions, "delete", day_ms, (), f"obligation-engine internal: {name}")
-           for name in ("ticks", "scorecard-parts")]
-    # The tables' changelogs too (compacted, never time-retained): when Faust creates them itself on a
-    # new cluster, its metadata can still say 0 partitions when the first record arrives, and every
-    # record then fails with PartitionsMismatch until a restart.
-    changelogs = [TopicSpec(f"{settings.app_id}-{table}-changelog", "table key", settings.topic_partitions,
-                            "compact", None, (), f"obligation-engine table changelog: {table}")
-                  for table in TABLES]
-    return own + changelogs
-
-
-def make_clock(service: ServiceSettings, settings: EngineSettings,
-               kafka: KafkaSettings) -> tuple[Clock, ClockFollower | None]:
-    if service.clock != "topic":
-        return SystemClock(), None
-    clock = ManualClock(EPOCH)
-    follower = ClockFollower(clock, kafka.consumer("unused"), topic=settings.topic(CLOCK.name),
-                             clock_id=settings.clock_id).start()
-    if not follower.wait_caught_up(60):
-        log.warning("clock topic not caught up after 60s; starting at %s", clock.now())
-    return clock, follower
-
-
-def check_copartitioning(kafka: KafkaSettings, settings: EngineSettings) -> list[str]:
-    md = AdminClient(kafka.admin()).list_topics(timeout=15).topics
-    problems = []
-    for spec in INPUTS:
-        name = settings.topic(spec.name)
-        if name in md and len(md[name].partitions) != settings.topic_partitions:
-            problems.append(f"{name} has {len(md[name].partitions)} partitions, OBLIGATION_TOPIC_PARTITIONS is "
-                            f"{settings.topic_partitions}: inputs and tables must be co-partitioned")
-    return problems
-
-
-def serve_ops(eng: Engine, service: ServiceSettings) -> None:
-    """Health, readiness and metrics for Kubernetes, in a thread with its own loop (Faust owns the main one)."""
-    import uvicorn
-    from fastapi import FastAPI
-
-    from mesh_common.ops import ops_router
-
-    async def worker_ready() -> str | None:
-        return None if eng.ready else "partitions not assigned or tables still recovering"
-
-    api = FastAPI(title="obligation-engine")
-    api.include_router(ops_router({"worker": worker_ready}))
-    server = uvicorn.Server(uvicorn.Config(api, host=service.http_host, port=service.http_port,
-                                           log_level="warning", lifespan="off"))
-    threading.Thread(target=server.run, name="ops-http", daemon=True).start()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     service = ServiceSettings()
     logging.basicConfig(level=service.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -529,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if follower is not None:
         follower.on_advance = eng.wake
     if settings.http_enabled:
-        serve_ops(eng, service)
+        serve_ops(lambda: eng.ready, service)
     level = {"warning": "warn", "critical": "crit"}.get(service.log_level.lower(), service.log_level.lower())
     sys.argv = [sys.argv[0], "worker", "--loglevel", level, "--without-web", *(argv or [])]
     eng.app.main()
