@@ -39,7 +39,8 @@ class CrmSimSettings(BaseSettings):
 
     client_id: str | None = None  # None: any client id is accepted
     client_secret: str | None = None
-    webhook_secret: str = "local-crm-webhook-secret"
+    webhook_secret: str = "local-crm-webhook-secret"  # the secret of the tenant this CRM belongs to
+    tenant_id: str = "demo"  # that tenant: decisions name it unless the request says otherwise
     decision_url: str = "http://127.0.0.1:8084/v1/crm/decisions"
     hubspot_token: str | None = None  # private-app token HubSpot calls must carry; None: any bearer
 
@@ -215,8 +216,7 @@ def create_app(settings: CrmSimSettings | None = None, *, recorder: Recorder | N
             "note": decision.note,
             "crm_opportunity_id": opp["id"] if opp else None,
         }
-        if decision.tenant_id is not None:
-            payload["tenant_id"] = decision.tenant_id
+        payload["tenant_id"] = decision.tenant_id or s.tenant_id
         payload.update(decision.extra)
         raw = json.dumps(payload).encode()
         headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(s.webhook_secret, raw)}
