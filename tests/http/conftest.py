@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -144,11 +145,13 @@ def renewal(postgres_url: str, kafka_bootstrap: str, producer: Producer) -> Iter
 
 @pytest.fixture(scope="module")
 def notifier(postgres_url: str, producer: Producer) -> Iterator[Service]:
+    import notifier as notifier_package
     from notifier.adapters.store import Store
-    from notifier.config import DEFAULT_RULES
+    from notifier.domain.rules import parse_rules
     from notifier.entrypoints.app import create_app
-    from notifier.entrypoints.main import load_rules
     from notifier.service import Links, Notifier
+
+    rules_file = Path(notifier_package.__file__).parent / "rules" / "default.yaml"  # the shipped rules
 
     with _schema(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1), "http_nt") as schema:
         store = Store(postgres_url, schema)
@@ -161,7 +164,8 @@ def notifier(postgres_url: str, producer: Producer) -> Iterator[Service]:
         with store.tx():
             store.record_alert(alert, tier=Tier.YELLOW, rule="test", at=now, window=timedelta(hours=1),
                                escalation=None)
-        n = Notifier(rules=load_rules(DEFAULT_RULES), store=store, channels={}, producer=producer,
+        rules = parse_rules(rules_file.read_text(), str(rules_file))
+        n = Notifier(rules=rules, store=store, channels={}, producer=producer,
                      clock=SystemClock(), links=Links("http://127.0.0.1", "ack-secret", "calendar-secret"),
                      alerts_topic=unique_name("alerts"), notifications_topic=unique_name("notifications"))
         with serve(create_app(n, auth=AUTH)) as url:

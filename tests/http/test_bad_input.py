@@ -65,6 +65,27 @@ def test_registry_refuses_nul_characters_anywhere_naming_the_field_on_one_connec
         assert local_port(last) == local_port(first)  # every error above left the connection open
 
 
+def test_registry_edges_of_dates_amounts_and_text_answer_4xx_naming_the_field(registry: Service) -> None:
+    auth = bearer("t1")
+    with registry.client() as http:
+        long_lived = http.post("/v1/contracts", json=draft(terms=terms(end_date="9999-12-31", auto_renew=True)),
+                               headers=auth).json()["contract_id"]
+        assert http.post(f"/v1/contracts/{long_lived}/activate", headers=auth).status_code == 200
+        past_9999 = http.post(f"/v1/contracts/{long_lived}/renew", json={"renewal_term_months": 120}, headers=auth)
+        assert past_9999.status_code == 422 and fields(past_9999) == ["renewal_term_months"], past_9999.text
+        for value in ("1e-999999", "0.0000001"):  # NUMERIC(20, 6) cannot hold the first, would round the second
+            tiny = http.post("/v1/contracts", json=draft(terms=terms(total_value=value)), headers=auth)
+            assert tiny.status_code == 422 and fields(tiny) == ["terms.total_value"], tiny.text
+        surrogate = json.dumps(draft(title="SURROGATE")).replace("SURROGATE", "\\ud800").encode()
+        bad_utf8 = http.post("/v1/contracts", content=surrogate, headers=auth | {"Content-Type": "application/json"})
+        assert bad_utf8.status_code == 422 and fields(bad_utf8) == ["title"], bad_utf8.text
+        # X-Request-ID lands in audit_log.request_id (200 characters): kept, cut to the column.
+        assert http.post(f"/v1/contracts/{long_lived}/terminate", json={}, headers=auth | {
+            "X-Request-ID": "r" * 500}).status_code == 200
+        audit = http.get(f"/v1/contracts/{long_lived}/audit", headers=auth).json()["items"]
+        assert audit[-1]["request_id"] == "r" * 200
+
+
 def test_registry_validation_errors_never_echo_a_large_input(registry: Service) -> None:
     body = draft()
     body["terms"] = "x" * 900_000  # under the 1 MB body limit, wrong type: a 422 that used to echo it all

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from mesh_common.http_guard import MAX_ECHO_CHARS, field_of, nul_paths, truncate
+from mesh_common.http_guard import MAX_ECHO_CHARS, bad_text, field_of, truncate
 
 
 def test_field_of_names_the_field_without_the_source() -> None:
@@ -10,10 +10,12 @@ def test_field_of_names_the_field_without_the_source() -> None:
     assert field_of(()) == "body"
 
 
-def test_nul_paths_finds_every_string_and_key_holding_nul() -> None:
-    data = {"title": "a\x00", "tags": ["ok", "b\x00"], "party": {"name": "\x00"}, "k\x00": 1, "n": 5}
-    assert sorted(nul_paths(data)) == ["k\x00", "party.name", "tags[1]", "title"]
-    assert list(nul_paths({"clean": ["x", {"y": "z"}]})) == []
+def test_bad_text_finds_every_string_and_key_postgresql_cannot_hold() -> None:
+    data = {"title": "a\x00", "tags": ["ok", "b\x00"], "party": {"name": "\ud800"}, "k\x00": 1, "n": 5}
+    found = dict(bad_text(data))
+    assert sorted(found) == ["k\x00", "party.name", "tags[1]", "title"]
+    assert "surrogate" in found["party.name"] and "NUL" in found["title"]
+    assert list(bad_text({"clean": ["x", {"y": "zé"}]})) == []
 
 
 def test_truncate_keeps_small_inputs_and_cuts_large_ones() -> None:

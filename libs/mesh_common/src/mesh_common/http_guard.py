@@ -3,8 +3,8 @@
 `guard(app, max_body_bytes=...)` (call it before adding routes) installs:
 - a request body limit, checked before any other work: a declared `Content-Length` over the limit
   is refused at once, a chunked body is read only up to the limit; 413 with `Connection: close`;
-- text without NUL characters in path and query parameters (PostgreSQL text cannot hold them),
-  422 naming the parameter; `nul_violations()` does the same for a parsed body;
+- text PostgreSQL can hold (no NUL character, no unpaired surrogate) in path and query parameters,
+  422 naming the parameter; `text_violations()` does the same for a parsed body;
 - validation errors as `{"detail": [{"loc", "field", "msg", "type", "input"}]}` with `input`
   cut to `MAX_ECHO_CHARS`, so an error never echoes an unbounded body;
 - JSON nested too deeply for the parser: 400 naming `body`, not 500;
@@ -44,7 +44,13 @@ def truncate(value: Any, limit: int = MAX_ECHO_CHARS) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+    text = text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+    return printable(text)
+
+
+def printable(text: str) -> str:
+    """`text` as it can be sent in UTF-8: an unpaired surrogate from the input is escaped, not a crash."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def field_of(loc: Sequence[Any]) -> str:
@@ -56,36 +62,46 @@ def field_of(loc: Sequence[Any]) -> str:
     return out or "body"
 
 
-def nul_paths(value: Any, path: str = "") -> Iterator[str]:
-    """Dotted paths of every string (or mapping key) holding a NUL character."""
+def text_problem(text: str) -> str | None:
+    """Why PostgreSQL (and UTF-8 on the wire) cannot hold `text`, or None."""
+    if "\x00" in text:
+        return "must not contain a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain an unpaired surrogate (not UTF-8)"
+    return None
+
+
+def bad_text(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted path, problem) of every string or mapping key that cannot be stored as text."""
     if isinstance(value, str):
-        if "\x00" in value:
-            yield path or "body"
+        if problem_ := text_problem(value):
+            yield path or "body", problem_
     elif isinstance(value, Mapping):
         for k, v in value.items():
             sub = f"{path}.{k}" if path else str(k)
-            if isinstance(k, str) and "\x00" in k:
-                yield sub
+            if isinstance(k, str) and (problem_ := text_problem(k)):
+                yield printable(sub), problem_
             else:
-                yield from nul_paths(v, sub)
+                yield from bad_text(v, sub)
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            yield from nul_paths(v, f"{path}[{i}]")
+            yield from bad_text(v, f"{path}[{i}]")
 
 
-def nul_violations(value: Any, loc_prefix: str = "body") -> list[dict[str, Any]]:
-    """Problems for every NUL character in a parsed body (or a pydantic model dumped to python)."""
-    return [{"loc": [loc_prefix, *p.split(".")], "field": p, "msg": "must not contain a NUL character",
-             "problem": "must not contain a NUL character", "type": "nul_character"} for p in nul_paths(value)]
+def text_violations(value: Any, loc_prefix: str = "body") -> list[dict[str, Any]]:
+    """Problems for every string of a parsed body (or a dumped model) that cannot be stored as text."""
+    return [{"loc": [loc_prefix, *p.split(".")], "field": p, "msg": why, "problem": why, "type": "bad_text"}
+            for p, why in bad_text(value)]
 
 
-async def _reject_nul_params(request: Request) -> None:
-    bad = [("path", k) for k, v in request.path_params.items() if isinstance(v, str) and "\x00" in v]
-    bad += [("query", k) for k, v in request.query_params.multi_items() if "\x00" in k or "\x00" in v]
-    if bad:
-        raise RequestValidationError([{"loc": [src, name.replace("\x00", "\\x00")], "type": "nul_character",
-                                       "msg": "must not contain a NUL character", "input": None}
-                                      for src, name in bad])
+async def _reject_bad_text_params(request: Request) -> None:
+    bad = [("path", k, text_problem(v)) for k, v in request.path_params.items() if isinstance(v, str)]
+    bad += [("query", k, text_problem(k) or text_problem(v)) for k, v in request.query_params.multi_items()]
+    if problems := [(src, name, why) for src, name, why in bad if why]:
+        raise RequestValidationError([{"loc": [src, name.replace("\x00", "\\x00")], "type": "bad_text", "msg": why,
+                                       "input": None} for src, name, why in problems])
 
 
 class BodyLimit:
@@ -174,7 +190,8 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = []
     for e in exc.errors():
-        item = {"loc": list(e.get("loc", ())), "field": field_of(e.get("loc", ())), "msg": e.get("msg", ""),
+        loc = [printable(p) if isinstance(p, str) else p for p in e.get("loc", ())]
+        item = {"loc": loc, "field": field_of(loc), "msg": printable(str(e.get("msg", ""))),
                 "type": e.get("type", "value_error")}
         item["problem"] = item["msg"]
         if "input" in e:
@@ -196,7 +213,7 @@ def guard(app: FastAPI, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Fast
     """Install the guard on a new app; routes added afterwards get the parameter check."""
     if app.router.routes and any(getattr(r, "dependant", None) for r in app.router.routes):
         raise RuntimeError("guard() must be installed before the app's routes are added")
-    app.router.dependencies.append(Depends(_reject_nul_params))
+    app.router.dependencies.append(Depends(_reject_bad_text_params))
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(AnswerErrors)

@@ -137,8 +137,12 @@ def renew(snapshot: ContractSnapshot, renewal: Renewal, *, now: datetime) -> Cha
     if not months:
         check([Violation("renewal_term_months", "not given and the contract has no renewal_term_months")])
     assert months is not None
-    start = current.end_date + timedelta(days=1)
-    new_end = add_months(current.end_date, months)
+    try:
+        start = current.end_date + timedelta(days=1)
+        new_end = add_months(current.end_date, months)
+    except (OverflowError, ValueError):  # past 9999-12-31: a rule broken, not a crash
+        check([Violation("renewal_term_months", f"a renewal for {months} months would end after {date.max}")])
+        raise
     terms = current.model_copy(update={"version": current.version + 1, "effective_from": start,
                                        "end_date": new_end, "reason": f"renewal for {months} months"})
     new = snapshot.model_copy(update={"versions": (*snapshot.versions, terms), "status": ContractStatus.RENEWED,

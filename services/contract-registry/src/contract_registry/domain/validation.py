@@ -23,14 +23,26 @@ class BusinessRuleError(Exception):
         self.violations = violations
 
 
-# contract_versions.total_value is NUMERIC(20, 6): 14 digits before the point.
-MAX_TOTAL_VALUE = Decimal(10) ** 14
+# contract_versions.total_value is NUMERIC(20, 6): 14 digits before the point, 6 after. Rate-card
+# amounts keep below the same ceiling and to 12 places (usage prices can be tiny), so consumers
+# computing with them never meet an exponent Decimal or PostgreSQL cannot hold.
+MAX_AMOUNT = Decimal(10) ** 14
+
+
+def _amount(value: Decimal | None, field: str, places: int = 12) -> list[Violation]:
+    if value is None:
+        return []
+    if value >= MAX_AMOUNT:
+        return [Violation(field, f"must be below {MAX_AMOUNT:,} (the largest amount stored)")]
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -places and value != value.quantize(Decimal(1).scaleb(-places)):
+        return [Violation(field, f"at most {places} decimal places")]
+    return []
 
 
 def validate_terms(terms: ContractTerms, prefix: str = "terms") -> list[Violation]:
     out: list[Violation] = []
-    if terms.total_value >= MAX_TOTAL_VALUE:
-        out.append(Violation(f"{prefix}.total_value", f"must be below {MAX_TOTAL_VALUE:,} (the largest amount stored)"))
+    out += _amount(terms.total_value, f"{prefix}.total_value", places=6)
     if terms.end_date is not None and terms.end_date < terms.effective_date:
         out.append(Violation(f"{prefix}.end_date",
                              f"end_date {terms.end_date} is before effective_date {terms.effective_date}"))
@@ -87,6 +99,10 @@ def _line_rules(line: RateCardLine, currency: str, path: str) -> list[Violation]
     if line.valid_to is not None and line.valid_to < line.valid_from:
         out.append(Violation(f"{path}.valid_to", f"valid_to {line.valid_to} is before valid_from {line.valid_from}"))
     out += _tier_rules(line, path)
+    for name in ("unit_price", "not_to_exceed", "tolerance_absolute"):
+        out += _amount(getattr(line, name), f"{path}.{name}")
+    for j, tier in enumerate(line.tiers):
+        out += _amount(tier.unit_price, f"{path}.tiers[{j}].unit_price")
     return out
 
 

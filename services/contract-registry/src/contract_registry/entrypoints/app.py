@@ -20,7 +20,7 @@ from sqlalchemy import text
 from contract_schema.contract import ContractSnapshot, ContractStatus, ContractTerms
 from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_scope
 from mesh_common.clock import Clock, SystemClock
-from mesh_common.http_guard import guard, nul_paths
+from mesh_common.http_guard import bad_text, guard
 from mesh_common.ops import ops_router
 from mesh_common.settings import DatabaseSettings, KafkaSettings
 from mesh_common.tracing import context_from_headers, tracer
@@ -104,7 +104,7 @@ class AppConfig:
 
 def _caller(principal: Principal, request: Request) -> Caller:
     return Caller(subject=principal.subject, tenant=principal.tenant,
-                  request_id=request.headers.get("x-request-id") or str(uuid.uuid4()))
+                  request_id=(request.headers.get("x-request-id") or str(uuid.uuid4()))[:200])  # column width
 
 
 def _view(snapshot: ContractSnapshot, decision: dict[str, Any] | None = None,
@@ -128,8 +128,8 @@ def _problem(status: int, detail: Any) -> JSONResponse:
 
 
 def _text_only(command: BaseModel) -> None:
-    """PostgreSQL text cannot hold NUL: refuse it as a rule broken by the named field, never a 500."""
-    bad = [Violation(path, "must not contain a NUL character") for path in nul_paths(command.model_dump())]
+    """PostgreSQL text cannot hold NUL or unpaired surrogates: a rule broken by the named field, never a 500."""
+    bad = [Violation(path, problem) for path, problem in bad_text(command.model_dump())]
     if bad:
         raise BusinessRuleError(bad)
 

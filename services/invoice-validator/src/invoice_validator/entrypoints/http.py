@@ -19,7 +19,7 @@ from contract_schema import InvoiceReceived, InvoiceValidated
 from contract_schema.topics import INVOICE_RECEIVED
 from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_scope
 from mesh_common.clock import Clock
-from mesh_common.http_guard import body_doc, field_of, guard, nul_violations
+from mesh_common.http_guard import body_doc, field_of, guard, text_violations
 from mesh_common.http_publish import publish_or_problem
 from mesh_common.ops import ops_router
 
@@ -64,8 +64,8 @@ def create_api(*, settings: ValidatorSettings, auth: AuthSettings, producer: Pro
             return _problem(422, exc.field, exc.problem)
         except RecursionError:
             return _problem(400, "body", "nested too deeply")
-        if nul := nul_violations(data):
-            return JSONResponse({"detail": nul}, status_code=422)
+        if bad := text_violations(data):
+            return JSONResponse({"detail": bad}, status_code=422)
         if data.get("tenant_id") not in (None, principal.tenant):
             return _problem(422, "tenant_id", "does not match the tenant of the token")
         data["tenant_id"] = principal.tenant

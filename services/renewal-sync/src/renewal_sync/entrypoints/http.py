@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from contract_schema.renewal import RenewalDecision
 from contract_schema.topics import RENEWAL_DECISION
-from mesh_common.http_guard import body_doc, field_of, guard, nul_violations, problem
+from mesh_common.http_guard import body_doc, field_of, guard, problem, text_violations
 from mesh_common.http_publish import publish_or_problem
 from mesh_common.ops import ReadinessCheck, ops_router
 from mesh_common.settings import DatabaseSettings
@@ -86,8 +86,8 @@ def create_app(cfg: RenewalSettings, producer: Producer, checks: dict[str, Readi
             return JSONResponse({"detail": [{"field": "body", "problem": f"not JSON: {exc}"}]}, status_code=422)
         except RecursionError:
             return problem(400, "body", "nested too deeply", "too_deep")
-        if nul := nul_violations(payload):
-            return JSONResponse({"detail": nul}, status_code=422)
+        if bad := text_violations(payload):
+            return JSONResponse({"detail": bad}, status_code=422)
         try:
             decision = RenewalDecision.model_validate(payload)
         except ValidationError as exc:
