@@ -122,10 +122,9 @@ def renewal(postgres_url: str, kafka_bootstrap: str, producer: Producer) -> Iter
     from invoice_validator import samples
     from renewal_sync.adapters.store import Store
     from renewal_sync.adapters.tenants import ContractTenants
-    from renewal_sync.config import RenewalSettings
     from renewal_sync.domain.renewal import RenewalState
     from renewal_sync.domain.timeline import ContractView
-    from renewal_sync.entrypoints.http import create_app
+    from renewal_sync.entrypoints.http import RenewalSettings, create_app
 
     with _schema(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1), "http_rs") as schema:
         cfg = RenewalSettings(topic_prefix=unique_name("http") + ".", db_schema=schema,

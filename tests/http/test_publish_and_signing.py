@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Producer
-from renewal_sync.config import RenewalSettings
-from renewal_sync.entrypoints.http import signing_tenant
+from renewal_sync.entrypoints.http import RenewalSettings, signing_tenant  # where the webhook reads them
 
 from contract_schema.renewal import RenewalDecision
 from mesh_common.http_publish import publish_or_problem
