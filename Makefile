@@ -11,7 +11,7 @@ STAMP := $(VENV)/.synced
 
 # Every installable project: the libs, and each service that has a pyproject
 # (services are added over time, so look at what exists).
-LIBS := libs/contract_schema libs/mesh_common libs/mesh_testing
+LIBS := libs/contract_schema libs/mesh_common libs/mesh_testing libs/mesh_chaos
 PROJECTS = $(foreach d,$(LIBS) $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml)),$(if $(wildcard $(d)/pyproject.toml),$(d)))
 PYPROJECTS = $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 # Dev tools nobody's package depends on; versions come from constraints.txt.
@@ -19,7 +19,7 @@ DEV_TOOLS := ruff mypy types-PyYAML types-python-dateutil jsonschema pyyaml
 
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(KAFKA_PORT),9092)
 
-.PHONY: venv kafka-jars postgres-install deploy-tools test lint typecheck pytest up down status schemas bench demo clean
+.PHONY: venv kafka-jars postgres-install deploy-tools test lint typecheck pytest up down status schemas bench demo chaos clean
 
 venv: $(STAMP)
 
@@ -76,6 +76,12 @@ status:
 # The whole story end to end against the local stack; starts it (make up) when it is not running.
 demo: venv kafka-jars postgres-install
 	$(PY) -m mesh_sim.demo
+
+# The fault campaign over the whole mesh (its own broker, cluster and processes on free ports; never the
+# make-up stack): CHAOS_ARGS="--seed 7 --duration 300" to change it. See README "Guarantees, proven".
+CHAOS_ARGS ?= --seed 1 --duration 1200 --all-replicas
+chaos: venv kafka-jars postgres-install
+	$(PY) -m mesh_chaos $(CHAOS_ARGS)
 
 schemas: venv
 	$(PY) -m contract_schema.export

@@ -1,0 +1,193 @@
+"""One campaign: start the mesh, run the workload and the nemesis together, quiesce, check, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checker import Checker, Report
+from .harness import Mesh
+from .history import History
+from .nemesis import Nemesis, expand
+from .workload import GaveUp, Workload
+
+log = logging.getLogger("mesh_chaos")
+
+
+@dataclass
+class Options:
+    seed: int = 1
+    duration: float = 1200.0  # seconds of workload + faults
+    rate: float = 2.0  # workload operations per second (target)
+    faults: str = "kill,broker,pg,partner"
+    replicas: dict[str, int] = field(default_factory=lambda: {"invoice-validator": 2})
+    quiesce: float = 240.0  # bound on how long the mesh may take to settle after the faults
+    interval: tuple[float, float] = (4.0, 12.0)  # seconds between fault starts
+    outage: tuple[float, float] = (5.0, 30.0)  # partner outage windows
+    pause: tuple[float, float] = (10.0, 30.0)  # PostgreSQL pauses
+    workdir: Path | None = None
+    keep: bool = False  # keep the history even when the run passed
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    report: dict[str, Any]
+    table: str
+    workdir: Path
+
+
+class Supervisor:
+    """Restarts a process that exited by itself (as Kubernetes would), and counts it as a crash."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+        self.crashes: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        due: dict[str, float] = {}  # process -> when to restart it (backoff, like a crash-looping pod)
+        while not self._stop.wait(0.5):
+            for p in self.mesh.procs.values():
+                if p.held or p.popen is None or p.popen.poll() is None:
+                    continue
+                if p.name not in due:
+                    n = sum(c["process"] == p.name for c in self.crashes)
+                    self.crashes.append({"process": p.name, "returncode": p.popen.returncode, "at": time.time(),
+                                         "log": str(p.log_path)})
+                    due[p.name] = time.monotonic() + min(30.0, 2.0**n)
+                    log.warning("%s exited by itself (rc %s): restarting", p.name, p.popen.returncode)
+                elif time.monotonic() >= due[p.name]:
+                    del due[p.name]
+                    p.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def run(opts: Options) -> Outcome:
+    kinds = expand(opts.faults) if opts.faults else []
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix=f"mesh-chaos-{opts.seed}-"))
+    started = time.monotonic()
+    mesh = Mesh.start(workdir, opts.replicas)
+    log.info("mesh up in %.0fs (kafka %s, postgres %s), history in %s", time.monotonic() - started,
+             mesh.bootstrap, mesh.database_url, workdir)
+    history = History(mesh.bootstrap, workdir / "history.jsonl")
+    workload = Workload(mesh, history, opts.seed)
+    supervisor = Supervisor(mesh)
+    nemesis = Nemesis(mesh, opts.seed, kinds, opts.interval, opts.outage, opts.pause)
+    ok = False
+    try:
+        workload.set_clock()
+        mesh.wait_healthy([p.service for p in mesh.procs.values()], 120)
+        until = time.monotonic() + opts.duration
+        chaos = threading.Thread(target=nemesis.run, args=(until,), name="nemesis", daemon=True)
+        chaos.start()
+        steps = 0
+        next_at = time.monotonic()
+        while time.monotonic() < until:
+            try:
+                what = workload.step()
+                log.debug("op %d: %s", steps, what)
+            except GaveUp as exc:
+                workload.stalls.append(str(exc))
+                log.warning("workload: %s", exc)
+            steps += 1
+            next_at += 1.0 / opts.rate
+            time.sleep(max(0.0, next_at - time.monotonic()))  # the workload's steady rate
+            next_at = max(next_at, time.monotonic() - 1.0)
+        nemesis.stop()
+        chaos.join(60)
+        nemesis.join()
+        settled = quiesce(workload, history, opts.quiesce)
+        report = Checker(mesh, history, workload, nemesis.faults).run()
+        for crash in supervisor.crashes:
+            report.add("processes", "broken", f"{crash['process']} exited by itself (rc {crash['returncode']}); "
+                                              f"log {crash['log']}")
+        for stall in workload.stalls:
+            report.add("workload", "broken", f"the mesh did not accept an operation: {stall}")
+        if settled is None:
+            report.add("quiescence", "broken", f"the mesh did not settle within {opts.quiesce:.0f}s")
+        data = to_json(opts, report, nemesis, workload, settled, steps)
+        table = render(data)
+        ok = not report.violations
+        (workdir / "report.json").write_text(json.dumps(data, indent=2, default=str))
+        return Outcome(ok, data, table, workdir)
+    finally:
+        supervisor.stop()
+        history.stop()
+        workload.close()
+        mesh.stop()
+        if ok and not opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def quiesce(workload: Workload, history: History, bound: float) -> float | None:
+    """Seconds until every invoice has a verdict and no record arrived for 10 s; None past `bound`."""
+    start = time.monotonic()
+    while time.monotonic() - start < bound:
+        if workload.pending_verdicts() == 0 and time.monotonic() - history.last_read() > 10:
+            return round(time.monotonic() - start, 1)
+        time.sleep(1.0)  # poll interval
+    return None
+
+
+def to_json(opts: Options, report: Report, nemesis: Nemesis, workload: Workload, settled: float | None,
+            steps: int) -> dict[str, Any]:
+    recoveries = [r["recovery_seconds"] for r in report.recovery if r["recovery_seconds"] is not None]
+    return {
+        "seed": opts.seed, "duration_seconds": opts.duration, "rate": opts.rate, "faults_spec": opts.faults,
+        "replicas": opts.replicas, "operations": steps, "clock_end": workload.today.isoformat(),
+        "contracts": len(workload.contracts), "invoices": len(workload.invoices),
+        "faults": dict(Counter(f.kind for f in nemesis.faults)),
+        "fault_errors": [f"{f.kind}: {f.error}" for f in nemesis.faults if f.error],
+        "inputs": dict(report.inputs), "effects": dict(report.effects), "redelivered": dict(report.redelivered),
+        "dead_letters": dict(report.dlq), "quiesce_seconds": settled,
+        "lost": report.count("lost"), "duplicated": report.count("duplicated"),
+        "divergent": report.count("divergent"), "broken": report.count("broken"),
+        "max_recovery_seconds": max(recoveries) if recoveries else None,
+        "recovery": report.recovery,
+        "violations": [asdict(v) for v in report.violations],
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    faults = data["faults"]
+    families: Counter[str] = Counter()
+    for kind, n in faults.items():
+        families[kind if not kind.startswith(("kill:", "partner:")) else kind.rsplit(":", 1)[0]
+                 if kind.startswith("partner:") else "kill"] += n
+    rows = [("faults injected", ", ".join(f"{k} {n}" for k, n in sorted(families.items())) or "none"),
+            ("  kills by service", ", ".join(f"{k.split(':', 1)[1]} {n}" for k, n in sorted(faults.items())
+                                             if k.startswith("kill:")) or "none"),
+            ("  partner outages", ", ".join(f"{k.split(':', 1)[1]} {n}" for k, n in sorted(faults.items())
+                                            if k.startswith("partner:")) or "none"),
+            ("inputs", f"{sum(data['inputs'].values())} operations: "
+                       + ", ".join(f"{k} {n}" for k, n in sorted(data["inputs"].items()))),
+            ("effects", ", ".join(f"{k} {n}" for k, n in sorted(data["effects"].items()))),
+            ("redelivered (same ce_id)", str(sum(data["redelivered"].values()))),
+            ("dead letters", ", ".join(f"{k} {n}" for k, n in sorted(data["dead_letters"].items())) or "none"),
+            ("lost", str(data["lost"])), ("duplicated", str(data["duplicated"])),
+            ("divergent verdicts", str(data["divergent"])), ("other violations", str(data["broken"])),
+            ("max recovery", "n/a" if data["max_recovery_seconds"] is None else f"{data['max_recovery_seconds']} s"),
+            ("quiesced after", "did not" if data["quiesce_seconds"] is None else f"{data['quiesce_seconds']} s")]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"seed {data['seed']}, {data['duration_seconds']:.0f} s at {data['rate']}/s, "
+             f"{data['contracts']} contracts, {data['invoices']} invoices, clock to {data['clock_end']}"]
+    lines += [f"{k.ljust(width)} | {v}" for k, v in rows]
+    for v in data["violations"][:40]:
+        lines.append(f"  VIOLATION [{v['check']}/{v['kind']}] {v['detail']}")
+    if len(data["violations"]) > 40:
+        lines.append(f"  ... and {len(data['violations']) - 40} more in report.json")
+    return "\n".join(lines)
