@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         catcher = SmtpCatcher(recorder, "127.0.0.1" if smtp_port != (args.smtp_port or smtp.port) else smtp.host,
                               smtp_port, faults=app.state.faults).start()
         try:
-            serve(app, settings, args.port)
+            serve(app, settings, args.port, gate=False)
         finally:
             catcher.stop()
     return 0

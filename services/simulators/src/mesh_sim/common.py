@@ -62,9 +62,11 @@ def gated_port(app: FastAPI, host: str, port: int) -> int:
     return inner
 
 
-def serve(app: FastAPI, settings: ServiceSettings | None = None, port: int | None = None) -> None:
+def serve(app: FastAPI, settings: ServiceSettings | None = None, port: int | None = None, *,
+          gate: bool = True) -> None:
+    """Run the app; `gate=False` keeps the HTTP port out of `refuse` (the SMTP catcher's read-back API)."""
     s = settings or ServiceSettings()
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    bind = gated_port(app, s.http_host, port or s.http_port)
+    bind = gated_port(app, s.http_host, port or s.http_port) if gate else port or s.http_port
     uvicorn.run(app, host="127.0.0.1" if bind != (port or s.http_port) else s.http_host, port=bind,
                 log_level=s.log_level.lower())
