@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from contract_schema.codec import DecodeError, Envelope, decode
 
-from .kafka import produce_dead_letter
+from .kafka import EventProducer, produce_dead_letter
 from .ops import COMMIT_FAILED, DEAD_LETTERED, PROCESSED
 from .settings import KafkaSettings
 from .tracing import consume_span
@@ -28,14 +28,14 @@ Handler = Callable[[Envelope, Message], None]
 
 class EventConsumer:
     def __init__(self, kafka: KafkaSettings, *, service: str, group_id: str, topics: Sequence[str],
-                 handler: Handler, producer: Producer | None = None, poll_timeout: float = 0.2,
+                 handler: Handler, producer: EventProducer | None = None, poll_timeout: float = 0.2,
                  **consumer_overrides: object) -> None:
         self.service = service
         self.topics = list(topics)
         self.handler = handler
         self.poll_timeout = poll_timeout
         self.consumer = Consumer(kafka.consumer(group_id, **consumer_overrides))
-        self.producer = producer or Producer(kafka.producer())
+        self.producer: EventProducer = producer or Producer(kafka.producer())
         self._stop = threading.Event()
 
     def stop(self) -> None:

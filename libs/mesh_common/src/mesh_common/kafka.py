@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-
-from confluent_kafka import Producer
+from typing import Any, Protocol
 
 from contract_schema.base import Event
 from contract_schema.codec import Record, encode
@@ -14,7 +13,18 @@ from .dlq import AnyHeaders, dead_letter_record
 from .tracing import current_traceparent
 
 
-def produce_event(producer: Producer, event: Event, *, source: str, event_id: str | None = None,
+class EventProducer(Protocol):
+    """What the services need of confluent_kafka.Producer; a fake stands in for it in service-layer tests."""
+
+    def produce(self, topic: str, value: str | bytes | None = ..., key: str | bytes | None = ..., *,
+                headers: Any = ...) -> None: ...
+
+    def poll(self, timeout: float = ...) -> int: ...
+
+    def flush(self, timeout: float = ...) -> int: ...
+
+
+def produce_event(producer: EventProducer, event: Event, *, source: str, event_id: str | None = None,
                   time: datetime | None = None, topic: str | None = None) -> Record:
     """Produce an event on its catalog topic, keyed by its key, with the active trace context."""
     record = encode(event, source=source, event_id=event_id, time=time, traceparent=current_traceparent())
@@ -24,7 +34,7 @@ def produce_event(producer: Producer, event: Event, *, source: str, event_id: st
     return record
 
 
-def produce_dead_letter(producer: Producer, *, topic: str, partition: int, offset: int,
+def produce_dead_letter(producer: EventProducer, *, topic: str, partition: int, offset: int,
                         key: bytes | None, value: bytes | None,
                         headers: AnyHeaders,
                         error: BaseException | str, service: str) -> None:
