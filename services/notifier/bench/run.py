@@ -24,9 +24,10 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Producer
 from notifier.adapters.channels import EmailChannel, SmtpSettings
 from notifier.adapters.store import Store
-from notifier.config import DEFAULT_RULES
+from notifier.domain.links import Links
 from notifier.domain.rules import parse_rules
-from notifier.service import Links, Notifier
+from notifier.service import Notifier
+from notifier.settings import DEFAULT_RULES
 
 from contract_schema.alert import Alert, Tier
 from contract_schema.base import Person

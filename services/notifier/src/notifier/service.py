@@ -1,6 +1,8 @@
 """The notifier's service layer: applies the pure rules to alerts and drives the adapters.
 
-handle_alert (consumer thread): decide -> deduplicate -> store -> deliver -> record.
+HANDLERS (at the end) says what happens on each event type:
+handle_alert (consumer thread): decide -> deduplicate -> store -> deliver -> record;
+renewal_decided: acknowledge the contract's open renewal alerts.
 tick (ticker thread, on every clock advance): escalate what is due, send due digests.
 acknowledge (HTTP): stop escalation.
 
@@ -17,11 +19,10 @@ import hashlib
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
-from confluent_kafka import Producer
 from prometheus_client import Counter
 
 from contract_schema.alert import Alert, NotificationKind, NotificationRecorded, Tier
@@ -29,20 +30,20 @@ from contract_schema.codec import encode
 from contract_schema.renewal import RenewalDecision
 from mesh_common.clock import Clock
 from mesh_common.delivery import DeliveryError
-from mesh_common.kafka import produce_dead_letter, produce_event
+from mesh_common.kafka import EventProducer, produce_dead_letter, produce_event
 
 from .adapters.channels import Channel, Outgoing
-from .adapters.store import Store, StoredAlert
+from .adapters.ports import AlertStore, StoredAlert
 from .domain import render
 from .domain.calendar import calendar_key, feed_token, uid_for
 from .domain.digest import DigestKind, due_period, last_slot
-from .domain.links import ack_url
+from .domain.links import Links
 from .domain.rules import Decision, Recipient, RulesConfig, condition_of, decide, resolve
 from .domain.state import Escalation, Outcome
+from .settings import SERVICE, SOURCE
 
 log = logging.getLogger(__name__)
 
-SERVICE = "notifier"
 NOTIFICATIONS = Counter("notifier_notifications_total", "Notifications by kind and channel", ["kind", "channel"])
 SUPPRESSED = Counter("notifier_alerts_suppressed_total", "Alerts folded into an open thread by dedup", ["tier"])
 ALERTS = Counter("notifier_alerts_total", "Alerts handled by tier and outcome", ["tier", "outcome"])
@@ -53,22 +54,9 @@ def message_id(delivery_key: str) -> str:
     return f"<{hashlib.sha256(delivery_key.encode()).hexdigest()[:32]}@notifier.contract-mesh>"
 
 
-@dataclass
-class Links:
-    public_base_url: str
-    ack_secret: str
-    calendar_secret: str
-    ack_link_ttl: timedelta = timedelta(days=30)
-
-    def ack(self, alert_id: str, now: datetime) -> str:
-        return ack_url(self.public_base_url, self.ack_secret, alert_id, int((now + self.ack_link_ttl).timestamp()))
-
-    def calendar(self, owner_email: str) -> str:
-        return f"{self.public_base_url.rstrip('/')}/v1/calendar/{feed_token(self.calendar_secret, owner_email)}.ics"
-
-
 class Notifier:
-    def __init__(self, *, rules: RulesConfig, store: Store, channels: Mapping[str, Channel], producer: Producer,
+    def __init__(self, *, rules: RulesConfig, store: AlertStore, channels: Mapping[str, Channel],
+                 producer: EventProducer,
                  clock: Clock, links: Links, alerts_topic: str, notifications_topic: str) -> None:
         self.rules, self.store, self.channels, self.producer = rules, store, channels, producer
         self.clock, self.links = clock, links
@@ -266,7 +254,7 @@ class Notifier:
         """The alert as a CloudEvent on the alerts DLQ, so the DLQ tool can replay it once the channel works."""
         if alert is None:
             return  # a digest: it stays pending and goes out with the next period
-        record = encode(alert, source=SERVICE, event_id=alert.alert_id)
+        record = encode(alert, source=SOURCE, event_id=alert.alert_id)
         produce_dead_letter(self.producer, topic=self.alerts_topic, partition=-1, offset=-1, key=record.key,
                             value=record.value, headers=list(record.headers), error=reason, service=SERVICE)
 
@@ -277,7 +265,7 @@ class Notifier:
         event = NotificationRecorded(notification_id=event_id, alert_id=alert_id, contract_id=contract_id,
                                      kind=kind, channel=channel, recipient=recipient, detail=detail,
                                      at=self.clock.now())
-        produce_event(self.producer, event, source=SERVICE, event_id=event_id, time=event.at,
+        produce_event(self.producer, event, source=SOURCE, event_id=event_id, time=event.at,
                       topic=self.notifications_topic)
         NOTIFICATIONS.labels(kind.value, channel or "").inc()
 
@@ -361,3 +349,19 @@ class Notifier:
                     self.store.digest_sent(recipient, kind, period, [i.alert_id for i in items], now)
                     sent += 1
         return sent
+
+
+# What happens on each event type the notifier consumes, in one place.
+HANDLERS: Mapping[type, Callable[[Notifier, Any], object]] = {
+    Alert: Notifier.handle_alert,
+    RenewalDecision: Notifier.renewal_decided,  # stops the contract's renewal escalations
+}
+
+
+def handle(notifier: Notifier, event: object) -> object:
+    """Run the event's handler; an event of another type is bad data (the consumer dead-letters it)."""
+    handler = HANDLERS.get(type(event))
+    if handler is None:
+        expected = " or ".join(t.__name__ for t in HANDLERS)
+        raise ValueError(f"expected {expected}, got {type(event).__name__}")
+    return handler(notifier, event)

@@ -7,6 +7,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract_schema.sources import source_of
+from contract_schema.topics import ALERTS, CLOCK, NOTIFICATIONS, RENEWAL_DECISION
+
+SERVICE = "notifier"
+SOURCE = source_of(SERVICE)  # ce_source of every event the notifier produces
 DEFAULT_RULES = Path(__file__).parent / "rules" / "default.yaml"
 
 
@@ -16,11 +21,12 @@ class NotifierSettings(BaseSettings):
     rules_file: Path = DEFAULT_RULES
     db_schema: str = "notifier"
     group_id: str = "notifier"
-    alerts_topic: str = "clm.alert.v1"
-    notifications_topic: str = "clm.notification.v1"
+    # Topic names come from the catalog; the variables exist so tests and demos can share a broker.
+    alerts_topic: str = ALERTS.name
+    notifications_topic: str = NOTIFICATIONS.name
     # A renewal decision recorded in the CRM acknowledges the contract's open renewal alerts.
-    decisions_topic: str = "crm.renewal.decision.v1"
-    clock_topic: str = "mesh.clock.v1"
+    decisions_topic: str = RENEWAL_DECISION.name
+    clock_topic: str = CLOCK.name
     clock_id: str = "mesh"
     # Static group membership (e.g. the pod name): a restarted replica takes its partitions back at
     # once instead of waiting for the session of its crashed predecessor to time out.

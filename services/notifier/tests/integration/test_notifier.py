@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import icalendar
 from confluent_kafka.admin import AdminClient
-from notifier.config import DEFAULT_RULES
 from notifier.domain.calendar import feed_token
+from notifier.settings import DEFAULT_RULES
 
 from contract_schema.alert import Alert, NotificationKind, Tier
 from contract_schema.base import Link, Person

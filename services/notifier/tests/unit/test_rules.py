@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from notifier.config import DEFAULT_RULES
 from notifier.domain.rules import RulesError, decide, parse_duration, parse_rules, resolve
+from notifier.settings import DEFAULT_RULES
 
 from contract_schema.alert import Tier
 

@@ -11,8 +11,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,10 +19,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from contract_schema.alert import Alert, Tier
+from mesh_common import pg
+from mesh_common.pg import libpq_url
 
 from ..domain.calendar import CalendarEntry
 from ..domain.digest import DigestItem, DigestKind
 from ..domain.state import Escalation, Outcome, Thread
+from .ports import LedgerEntry, StoredAlert
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -110,31 +112,11 @@ CREATE INDEX IF NOT EXISTS calendar_entries_token ON calendar_entries (token, de
 TICK_LOCK_ID = 0x6E6F7469  # advisory lock: one replica runs escalations and digests at a time
 
 
-@dataclass(frozen=True)
-class StoredAlert:
-    alert: Alert
-    tier: Tier
-    rule: str
-    outcome: Outcome
-    thread_root: str
-    received_at: datetime
-    acked_at: datetime | None
-    acked_by: str | None
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    status: str
-    message_id: str
-    attempts: int
-    recorded: bool
-
-
 class Store:
     def __init__(self, url: str, schema: str = "notifier") -> None:
         if not re.match(r"^[a-z_][a-z0-9_]*$", schema):
             raise ValueError(f"NOTIFIER_DB_SCHEMA {schema!r} must be a lower-case SQL identifier")
-        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.url = libpq_url(url)
         self.schema = schema
         self._local = threading.local()
 
@@ -158,7 +140,7 @@ class Store:
         with psycopg.connect(self.url, autocommit=True) as conn:
             # Serialise concurrent first starts (replicas, tests) on the DDL.
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+                pg.serialise_ddl(conn, self.schema)
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                 conn.execute(f"SET LOCAL search_path = {self.schema}")
                 conn.execute(SCHEMA_SQL)
@@ -166,16 +148,8 @@ class Store:
     def ping(self) -> None:
         self.conn().execute("SELECT 1")
 
-    @contextmanager
-    def tick_lock(self) -> Iterator[bool]:
-        conn = self.conn()
-        row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (TICK_LOCK_ID,)).fetchone()
-        got = bool(row and row["ok"])
-        try:
-            yield got
-        finally:
-            if got:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (TICK_LOCK_ID,))
+    def tick_lock(self) -> AbstractContextManager[bool]:
+        return pg.leading(self.conn(), TICK_LOCK_ID)
 
     # --- alerts and threads ---------------------------------------------------------------
 
