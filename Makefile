@@ -52,6 +52,12 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
+# The pure and service-layer tests (every libs/*/tests/unit and services/*/tests/unit; no broker, no
+# database: a test there that asks for one fails). Seconds; `make test` still runs everything.
+.PHONY: unit
+unit: venv
+	MESH_TEST_NO_SERVERS=1 $(VENV)/bin/pytest -q $(wildcard libs/*/tests/unit services/*/tests/unit)
+
 pytest: venv kafka-jars postgres-install deploy-tools
 	$(VENV)/bin/pytest $(ARGS)
 

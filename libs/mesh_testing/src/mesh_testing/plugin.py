@@ -3,6 +3,7 @@
 A run of pure unit tests never requests these fixtures, so it starts nothing.
 Set MESH_TEST_KAFKA_BOOTSTRAP / MESH_TEST_DATABASE_URL to use servers that are
 already running (e.g. the `make up` stack) instead of starting new ones.
+`make unit` sets MESH_TEST_NO_SERVERS=1: a test there that asks for a server fails, naming itself.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ import pytest
 from mesh_testing.servers import KafkaServer, PostgresServer
 
 
+def _no_servers(what: str) -> None:
+    if os.environ.get("MESH_TEST_NO_SERVERS"):
+        pytest.fail(f"a unit test asked for {what}; unit tests run without servers (move it to tests/integration)")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """`host:port` of one real Kafka broker shared by the whole session."""
+    _no_servers("a Kafka broker")
     if existing := os.environ.get("MESH_TEST_KAFKA_BOOTSTRAP"):
         yield existing
         return
@@ -31,6 +38,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """libpq URL (postgresql://mesh:mesh@127.0.0.1:PORT/mesh_test) of one real cluster per session."""
+    _no_servers("a PostgreSQL cluster")
     if existing := os.environ.get("MESH_TEST_DATABASE_URL"):
         yield existing
         return
