@@ -79,9 +79,11 @@ class Problem(BaseModel):
 
 VIEW = {"model": ContractView, "description": "the contract; ETag header = its version"}
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "body is not parseable JSON (or nested too deeply)"},
     401: {"model": Problem, "description": "no valid bearer token"},
     403: {"model": Problem, "description": "token lacks the scope"},
     404: {"model": Problem, "description": "no such contract for this tenant"},
+    413: {"model": Problem, "description": "body over REGISTRY_MAX_BODY_BYTES"},
     422: {"model": Problem, "description": "invalid input; detail[].field names the field"},
 }
 CHANGE_ERRORS: dict[int | str, dict[str, Any]] = ERRORS | {
