@@ -38,5 +38,10 @@ class ValidatorSettings(BaseSettings):
     ap_webhook_secret: str = "change-me"
     # With MESH_CLOCK=topic: the topic whose ClockAdvanced ticks move the clock.
     clock_topic: str = "mesh.clock.v1"
+    # How long the broker waits for a silent (killed) worker before it hands its partitions to the
+    # others or to its restarted self; a restart after a kill waits this long.
+    session_timeout_seconds: float = Field(default=30.0, ge=6, le=300)
+    # How long the producer waits to fill a batch: more throughput, and more records in flight at a crash.
+    producer_linger_seconds: float = Field(default=0.005, ge=0, le=5)
     http_enabled: bool = True
     max_body_bytes: int = Field(default=1_000_000, ge=1024)

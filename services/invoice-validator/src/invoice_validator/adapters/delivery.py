@@ -1,6 +1,6 @@
 """What makes a crash unable to lose a verdict: no offset is committed before the broker has
 acknowledged every record the processing of it produced, and a RocksDB store that may be ahead
-of its changelog after a crash is discarded and rebuilt from the changelog (docs/adr 0003)."""
+of its changelog after a crash is discarded and rebuilt from the changelog (docs/adr/0005)."""
 
 from __future__ import annotations
 

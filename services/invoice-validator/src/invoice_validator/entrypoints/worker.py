@@ -16,8 +16,7 @@ import importlib.util
 import json
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +63,17 @@ from ..domain.model import BillingState, ObligationView, SlaCredit
 from ..domain.numbers import duplicate_key
 from ..domain.validate import validate_invoice, verdict_without_contract
 from ..settings import SERVICE, SOURCE, ValidatorSettings
+from .parking import Parking
 
 __all__ = ["TABLES", "Validator", "changelog_topics", "derived_id", "faust_credentials"]
 
 log = logging.getLogger(__name__)
 
-PARKED = Counter("invoice_validator_parked_total", "Invoices parked until their contract is known")
 VERDICTS = Counter("invoice_validator_verdicts_total", "Verdicts sent", ["status"])
 RESENT = Counter("invoice_validator_verdicts_resent_total", "Stored verdicts sent again on redelivery")
 
 
-class Validator:
+class Validator(Parking):
     """Builds the Faust app and holds the state the agents share inside one worker process."""
 
     def __init__(self, settings: ValidatorSettings, kafka: KafkaSettings, clock: Clock) -> None:
@@ -101,10 +100,12 @@ class Validator:
             key_serializer="json",
             value_serializer="json",
             stream_wait_empty=False,
+            broker_session_timeout=settings.session_timeout_seconds,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
             # Verdicts and table records are ~10 KB: the 16 KB default batch held one record each, so the
             # producer (one in-flight request per broker) capped throughput. Batch them and compress.
             producer_max_batch_size=1_048_576,
-            producer_linger=0.005,
+            producer_linger=settings.producer_linger_seconds,
             producer_compression_type="lz4",
         )
         self.app = app
@@ -126,8 +127,7 @@ class Validator:
         # vendor id -> {contract id: snapshot JSON}, on the vendor's partition (where vendor-keyed invoices are).
         self.vendors = table("vendors")
         self.cache = ContractCache(self.contracts, self.vendors)
-        # (park key, invoice ce_id, partition the entry lives in) -> when its wait is over.
-        self.park_due: DueIndex[tuple[str, str, int]] = DueIndex()
+        self.park_due = DueIndex()
         self.ready = False
         self.webhook = ApWebhook(settings.ap_webhook_url, settings.ap_webhook_secret) \
             if settings.ap_webhook_url else None
@@ -173,14 +173,6 @@ class Validator:
 
     async def _on_verdicts_recovered(self) -> None:
         self.ledger = Ledger.rebuild(self.verdicts.items())
-
-    async def _on_parked_recovered(self) -> None:
-        self.park_due = DueIndex()
-        timeout = timedelta(seconds=self.settings.park_timeout_seconds)
-        for key, entries in list(self.parked.items()):
-            for entry in entries or ():
-                self.park_due.schedule((key, entry["ce_id"], entry.get("partition", 0)),
-                                       datetime.fromisoformat(entry["parked_at"]) + timeout)
 
     async def _events(self, stream: Any, spec: TopicSpec) -> AsyncIterator[tuple[EventT[Any], Any]]:
         """Decode every record; the undecodable, and events of a type the topic does not carry (the
@@ -244,14 +236,6 @@ class Validator:
                 self.handle_obligation_event(env.event)
             await self._guarded(event, envelope, handle)
 
-    async def _expiry_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                order = json.loads(event.value)
-                await self.expire_parked(order["key"], order["ce_id"])
-            except Exception:  # an internal record we wrote ourselves; log, never crash the agent
-                log.exception("park expiry failed for %r", event.value)
-
     async def _vendor_agent(self, stream: Any) -> None:
         async for event in stream.events():
             try:
@@ -272,16 +256,6 @@ class Validator:
     def _partition(self, key: str) -> int:
         return partition_for(key.encode(), self.settings.topic_partitions, self.settings.source_partitioner)
 
-    async def _sweep(self) -> None:
-        """Send an expiry order for every parked invoice whose wait is over (O(k log n) for k due)."""
-        for (key, ce_id, partition), _ in list(self.park_due.pop_due(self.clock.now())):
-            # To the partition the entry lives in: the expiry topic is co-partitioned with the source
-            # topics, so the replica that owns the parked entry is the one that expires it.
-            await self.expiry_topic.send(key=key.encode(), value=json.dumps({"key": key, "ce_id": ce_id}).encode(),
-                                         partition=partition)
-
-    # --- handlers ---------------------------------------------------------------------------
-
     async def handle_contract(self, snapshot: ContractSnapshot, raw_json: bytes | None = None) -> None:
         previous = self.contracts.get(snapshot.contract_id)
         value = table_value(snapshot, raw_json)
@@ -297,35 +271,6 @@ class Validator:
         # Invoices that referenced this contract before it was known (or before it was activated).
         await self._resolve_parked(f"ref:{snapshot.contract_id}", lambda invoice, entry: self.handle_invoice(
             invoice, entry["ce_id"], parked_at=entry["parked_at"]))
-
-    async def _resolve_parked(self, key: str,
-                              decide: Callable[[InvoiceReceived, dict[str, Any]], Awaitable[bool]]) -> None:
-        """Re-check the invoices parked under a key (`decide` answers True when one stays parked).
-
-        An entry is removed only once what deciding it sent (verdict, verdict entry, routed copy) is
-        acknowledged: a kill in between leaves the entry, and the redelivered snapshot re-checks it
-        (one verdict per invoice id still holds), instead of losing the invoice with its entry.
-        """
-        entries = self.parked.get(key)
-        if not entries:
-            return
-        done = set()
-        for entry in entries:
-            invoice = InvoiceReceived.model_validate_json(entry["invoice"])
-            if not await decide(invoice, entry):
-                self.park_due.cancel((key, entry["ce_id"], entry.get("partition", 0)))
-                done.add(entry["ce_id"])
-        if done:
-            await self._drop_parked(key, done)
-
-    async def _drop_parked(self, key: str, ce_ids: set[str]) -> None:
-        await self.delivery.wait()
-        # Re-read: other agents may have parked more invoices under the key while this one waited.
-        rest = [e for e in self.parked.get(key) or () if e["ce_id"] not in ce_ids]
-        if rest:
-            self.parked[key] = rest
-        elif self.parked.get(key) is not None:
-            del self.parked[key]
 
     def _announce(self, vendor: str, contract_id: str, snapshot_json: str | None) -> None:
         body = json.dumps({"vendor": vendor, "contract_id": contract_id, "snapshot": snapshot_json}).encode()
@@ -351,9 +296,6 @@ class Validator:
             credit = SlaCredit(event.instance_id, event.obligation_id, event.window_start.date(),
                                event.window_end.date(), event.service_credit, event.currency)
             self.obligations[event.contract_id] = view.with_credit(credit).to_json()
-
-    def _park_key(self, invoice: InvoiceReceived) -> str:
-        return f"ref:{invoice.contract_ref}" if invoice.contract_ref else f"vendor:{invoice.vendor_id}"
 
     async def route_invoice(self, invoice: InvoiceReceived, ce_id: str, *, parked_at: str | None = None,
                             expired: bool = False) -> bool:
@@ -415,34 +357,6 @@ class Validator:
             billed = outcome.billing.minus(billing)
         self.emit(verdict, ce_id, contract, billed=billed, seen_key=seen_key)
         return False
-
-    def _park(self, invoice: InvoiceReceived, ce_id: str, parked_at: str) -> None:
-        key = self._park_key(invoice)
-        entries = list(self.parked.get(key) or ())
-        for e in entries:
-            if e["ce_id"] == ce_id:  # redelivered, or re-checked and still waiting: keep its first wait
-                due = datetime.fromisoformat(e["parked_at"]) + timedelta(seconds=self.settings.park_timeout_seconds)
-                self.park_due.schedule((key, ce_id, e.get("partition", 0)), due)
-                return
-        event = faust.current_event()
-        # The table write lands in the changelog partition of the record being processed.
-        partition = event.message.partition if event is not None else 0
-        entries.append({"ce_id": ce_id, "invoice": invoice.model_dump_json(), "parked_at": parked_at,
-                        "partition": partition})
-        self.parked[key] = entries
-        due = datetime.fromisoformat(parked_at) + timedelta(seconds=self.settings.park_timeout_seconds)
-        self.park_due.schedule((key, ce_id, partition), due)
-        PARKED.inc()
-        log.info("parked invoice %s until its contract is known (%s)", invoice.invoice_id, key)
-
-    async def expire_parked(self, key: str, ce_id: str) -> None:
-        entries = list(self.parked.get(key) or ())
-        entry = next((e for e in entries if e["ce_id"] == ce_id), None)
-        if entry is None:
-            return  # resolved meanwhile
-        invoice = InvoiceReceived.model_validate_json(entry["invoice"])
-        await self.route_invoice(invoice, ce_id, parked_at=entry["parked_at"], expired=True)
-        await self._drop_parked(key, {ce_id})
 
     def emit(self, verdict: InvoiceValidated, invoice_ce_id: str, contract: ContractSnapshot | None, *,
              billed: BillingState | None = None, seen_key: str | None = None) -> None:
