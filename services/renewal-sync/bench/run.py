@@ -33,10 +33,10 @@ from renewal_sync.adapters.crm import crm_client
 from renewal_sync.adapters.kafka import BatchEventConsumer
 from renewal_sync.adapters.relay import OutboxRelay
 from renewal_sync.adapters.store import CRM, Store
-from renewal_sync.config import RenewalSettings
 from renewal_sync.domain.renewal import next_due
 from renewal_sync.domain.timeline import timeline
-from renewal_sync.entrypoints.worker import RenewalWorker
+from renewal_sync.service import RenewalWorker
+from renewal_sync.settings import RenewalSettings
 
 import contract_schema as cs
 from contract_schema.codec import decode

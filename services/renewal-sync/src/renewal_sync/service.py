@@ -1,5 +1,6 @@
-"""The worker: applies contract, scorecard and decision events and the clock to the renewal
+"""The service layer: applies contract, scorecard and decision events and the clock to the renewal
 states (domain), persists every change with its outbox rows, and keeps the due-date index.
+HANDLERS (at the end) says what happens on each event type.
 
 Single-threaded by design: the consume loop calls `handle` for each record and `after_batch`
 after each batch, which fires what the clock made due and commits the batch's effects to
@@ -11,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from confluent_kafka import Message
 from prometheus_client import Counter, Gauge
@@ -21,6 +23,8 @@ from prometheus_client import Counter, Gauge
 from contract_schema.base import Person
 from contract_schema.codec import Envelope, encode
 from contract_schema.contract import (
+    ContractActivated,
+    ContractAmended,
     ContractExpired,
     ContractRenewed,
     ContractSnapshot,
@@ -32,10 +36,8 @@ from contract_schema.topics import ALERTS, CONTRACT_EVENTS, CONTRACT_STATE, RENE
 from mesh_common.clock import Clock
 from mesh_common.due_index import DueIndex
 from mesh_common.tracing import current_traceparent
-from renewal_sync.adapters.store import CRM, KAFKA, OutboxRow, Store
-from renewal_sync.config import RenewalSettings
+from renewal_sync.adapters.ports import CRM, KAFKA, OutboxRow, RenewalStore
 from renewal_sync.domain.renewal import (
-    SERVICE,
     Outcome,
     RenewalState,
     close,
@@ -48,6 +50,7 @@ from renewal_sync.domain.renewal import (
     opportunity,
 )
 from renewal_sync.domain.timeline import ContractView
+from renewal_sync.settings import SOURCE, RenewalSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ SCORECARD_TTL_SECONDS = 60.0
 
 
 class RenewalWorker:
-    def __init__(self, cfg: RenewalSettings, store: Store, clock: Clock, *, crm_enabled: bool,
+    def __init__(self, cfg: RenewalSettings, store: RenewalStore, clock: Clock, *, crm_enabled: bool,
                  clock_ready: Callable[[], bool] = lambda: True) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.tl = cfg.timeline()
@@ -138,34 +141,44 @@ class RenewalWorker:
         self.apply_event(envelope.event, partition)
 
     def apply_event(self, event: object, partition: int | None = None) -> None:
-        now = self.clock.now()
-        if isinstance(event, ContractSnapshot):
-            view = self._interned(ContractView.from_snapshot(event))
-            if partition is not None:
-                self.partition_of[view.contract_id] = partition
-            self._apply(on_snapshot(self.states.get(view.contract_id), view, self.tl, now), now)
-        elif isinstance(event, RenewalDecision):
-            if (state := self._known(event.contract_id)) is not None:
-                self._apply(on_decision(state, event.decision), now)
-        elif isinstance(event, ContractTerminated):
-            if (state := self._known(event.contract_id)) is not None:
-                self._apply(on_terminated(state, event.terminated_on), now)
-        elif isinstance(event, ContractRenewed):
-            if (state := self._known(event.contract_id)) is not None:
-                won, next_term = on_renewed(state, event.version, event.new_end_date, self.tl, now)
-                self._apply(won, now)
-                self._apply(next_term, now)
-        elif isinstance(event, ContractExpired):
-            if (state := self._known(event.contract_id)) is not None:
-                self._apply(close(state, OpportunityStatus.LOST, "expired"), now)
-        elif isinstance(event, Scorecard):
-            if event.scope is ScorecardScope.COUNTERPARTY:
-                record = SlaRecord(window_start=event.window_start, window_end=event.window_end,
-                                   sla_measurements=event.sla_measurements, sla_met=event.sla_met,
-                                   credits_earned=event.credits_earned, currency=event.currency)
-                self.scorecards[event.counterparty_id] = (record, time.monotonic() + SCORECARD_TTL_SECONDS)
-                self._dirty_scorecards[event.counterparty_id] = record
-        # ContractActivated / ContractAmended: the snapshot on the state topic carries the new terms.
+        handler = HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event, partition, self.clock.now())
+
+    def on_snapshot(self, event: ContractSnapshot, partition: int | None, now: datetime) -> None:
+        view = self._interned(ContractView.from_snapshot(event))
+        if partition is not None:
+            self.partition_of[view.contract_id] = partition
+        self._apply(on_snapshot(self.states.get(view.contract_id), view, self.tl, now), now)
+
+    def on_decision(self, event: RenewalDecision, _partition: int | None, now: datetime) -> None:
+        if (state := self._known(event.contract_id)) is not None:
+            self._apply(on_decision(state, event.decision), now)
+
+    def on_terminated(self, event: ContractTerminated, _partition: int | None, now: datetime) -> None:
+        if (state := self._known(event.contract_id)) is not None:
+            self._apply(on_terminated(state, event.terminated_on), now)
+
+    def on_renewed(self, event: ContractRenewed, _partition: int | None, now: datetime) -> None:
+        if (state := self._known(event.contract_id)) is not None:
+            won, next_term = on_renewed(state, event.version, event.new_end_date, self.tl, now)
+            self._apply(won, now)
+            self._apply(next_term, now)
+
+    def on_expired(self, event: ContractExpired, _partition: int | None, now: datetime) -> None:
+        if (state := self._known(event.contract_id)) is not None:
+            self._apply(close(state, OpportunityStatus.LOST, "expired"), now)
+
+    def on_scorecard(self, event: Scorecard, _partition: int | None, _now: datetime) -> None:
+        if event.scope is ScorecardScope.COUNTERPARTY:
+            record = SlaRecord(window_start=event.window_start, window_end=event.window_end,
+                               sla_measurements=event.sla_measurements, sla_met=event.sla_met,
+                               credits_earned=event.credits_earned, currency=event.currency)
+            self.scorecards[event.counterparty_id] = (record, time.monotonic() + SCORECARD_TTL_SECONDS)
+            self._dirty_scorecards[event.counterparty_id] = record
+
+    def ignore(self, _event: object, _partition: int | None, _now: datetime) -> None:
+        """The snapshot on the state topic carries the new terms of an activation or amendment."""
 
     def _interned(self, view: ContractView) -> ContractView:
         """Share equal Person objects between contracts: owners repeat across thousands of contracts."""
@@ -208,7 +221,7 @@ class RenewalWorker:
         if outcome.changed:
             opp = opportunity(state, self.sla_record(state.contract.counterparty_id), now)
             event_id = f"opp:{cid}:{state.revision}"
-            record = encode(opp, source=SERVICE, event_id=event_id, time=now, traceparent=current_traceparent())
+            record = encode(opp, source=SOURCE, event_id=event_id, time=now, traceparent=current_traceparent())
             self._outbox.append(OutboxRow(KAFKA, cid, event_id, self.opportunity_topic, record.key, record.value,
                                           record.headers))
             if self.crm_enabled:
@@ -217,7 +230,7 @@ class RenewalWorker:
             if outcome.reason.startswith("stage"):
                 STAGES_FIRED.labels(str(state.stage)).inc()
         for alert in outcome.alerts:
-            record = encode(alert, source=SERVICE, event_id=alert.alert_id, time=now,
+            record = encode(alert, source=SOURCE, event_id=alert.alert_id, time=now,
                             traceparent=current_traceparent())
             self._outbox.append(OutboxRow(KAFKA, cid, alert.alert_id, self.alert_topic, record.key, record.value,
                                           record.headers))
@@ -241,3 +254,16 @@ class RenewalWorker:
         SCHEDULED.set(len(self.index))
         if had_outbox:
             self.on_flush()
+
+
+# What happens on each event type renewal-sync consumes, in one place; other types are not its business.
+HANDLERS: Mapping[type, Callable[[RenewalWorker, Any, int | None, datetime], None]] = {
+    ContractSnapshot: RenewalWorker.on_snapshot,
+    ContractActivated: RenewalWorker.ignore,
+    ContractAmended: RenewalWorker.ignore,
+    ContractTerminated: RenewalWorker.on_terminated,
+    ContractRenewed: RenewalWorker.on_renewed,
+    ContractExpired: RenewalWorker.on_expired,
+    Scorecard: RenewalWorker.on_scorecard,
+    RenewalDecision: RenewalWorker.on_decision,
+}

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract_schema.sources import source_of
+from renewal_sync.domain.renewal import SERVICE
 from renewal_sync.domain.timeline import TimelineSettings
+
+SOURCE = source_of(SERVICE)  # ce_source of every event renewal-sync produces
 
 
 class RenewalSettings(BaseSettings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from renewal_sync.adapters.crm import HubSpotClient, SalesforceClient
-from renewal_sync.config import RenewalSettings
+from renewal_sync.settings import RenewalSettings
 
 from contract_schema.renewal import OpportunityStatus, RenewalOpportunity, RenewalStage
 from mesh_common.delivery import CircuitBreaker, RetryPolicy

@@ -19,7 +19,7 @@ import httpx
 
 from contract_schema.renewal import OpportunityStatus, RenewalOpportunity
 from mesh_common.delivery import CircuitBreaker, DeliveryError, RetryPolicy, send_with_retries
-from renewal_sync.config import RenewalSettings
+from renewal_sync.settings import RenewalSettings
 
 
 class CrmClient(Protocol):

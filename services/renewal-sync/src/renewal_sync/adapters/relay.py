@@ -36,8 +36,8 @@ from mesh_common.kafka import produce_dead_letter
 from mesh_common.settings import KafkaSettings
 from renewal_sync.adapters.crm import CrmClient
 from renewal_sync.adapters.store import CRM, KAFKA, OutboxRow, PendingRow, Store
-from renewal_sync.config import RenewalSettings
 from renewal_sync.domain.renewal import SERVICE, crm_delayed_alert, crm_failing_alert
+from renewal_sync.settings import SOURCE, RenewalSettings
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class OutboxRelay:
         self.store.mark_done([row.id], "dead", f"{exc}")
 
     def _raise(self, opp: RenewalOpportunity, alert: Alert) -> None:
-        record = encode(alert, source=SERVICE, event_id=alert.alert_id, time=self.clock.now())
+        record = encode(alert, source=SOURCE, event_id=alert.alert_id, time=self.clock.now())
         self.store.add_outbox([OutboxRow(KAFKA, opp.contract_id, alert.alert_id, self.cfg.topic(ALERTS.name),
                                          record.key, record.value, record.headers)])
         self._wake.set()

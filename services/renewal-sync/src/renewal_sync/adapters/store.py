@@ -20,42 +20,24 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from contract_schema.renewal import SlaRecord
+from mesh_common import pg
+from mesh_common.pg import libpq_url
+from renewal_sync.adapters.ports import CRM, KAFKA, OutboxRow
 from renewal_sync.domain.renewal import RenewalState, dump_state, load_state
 
-KAFKA, CRM = "kafka", "crm"
+__all__ = ["CRM", "KAFKA", "OutboxRow", "PendingRow", "Store"]
 
 
 @dataclass(frozen=True)
-class OutboxRow:
-    target: str  # KAFKA or CRM
-    contract_id: str
-    event_id: str
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
+class PendingRow(OutboxRow):
+    """An outbox row waiting for delivery, with its id and delivery state."""
 
-
-@dataclass(frozen=True)
-class PendingRow:
     id: int
-    target: str
-    contract_id: str
-    event_id: str
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
     attempts: int
     # CRM rows: how long the contract's CRM sync has been failing (seconds; None: not failing), and
     # whether the "CRM sync delayed" alert went out for this failing spell.
     failing_for: float | None = None
     alerted: bool = False
-
-
-def libpq_url(url: str) -> str:
-    """DATABASE_URL may be spelled for SQLAlchemy (postgresql+psycopg://); psycopg wants postgresql://."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 class Store:
@@ -70,7 +52,7 @@ class Store:
         s = self.schema
         with self.conn.transaction():
             # Two replicas starting together must not race on DDL.
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (s,))
+            pg.serialise_ddl(self.conn, s)
             self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
             self.conn.execute(f"""CREATE TABLE IF NOT EXISTS {s}.contract_state (
                 contract_id text PRIMARY KEY, state jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())""")
@@ -159,8 +141,7 @@ class Store:
         """Take a session-level advisory lock: one relay across all replicas (keeps per-contract order and
         never sends a row twice); the lock goes with the connection if the leader dies."""
         with self.conn.transaction():
-            row = self.conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"{self.schema}.{role}",)).fetchone()
-        return bool(row and row[0])
+            return pg.try_lead(self.conn, f"{self.schema}.{role}")
 
     def pending(self, target: str, limit: int, now: datetime | None = None) -> list[PendingRow]:
         """Pending rows in id order. For the CRM only the newest pending row of each contract, once its

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from renewal_sync.adapters.store import libpq_url
+from mesh_common.pg import libpq_url
 
 
 class ContractTenants:

@@ -16,7 +16,7 @@ import argparse
 
 from mesh_common.settings import DatabaseSettings
 from renewal_sync.adapters.store import Store
-from renewal_sync.config import RenewalSettings
+from renewal_sync.settings import RenewalSettings
 
 
 def main(argv: list[str]) -> int:
