@@ -15,6 +15,7 @@ from contract_schema.codec import Envelope, decode, encode
 from contract_schema.contract import ObligationKind
 from contract_schema.obligation import ObligationCompleted, ObligationOverdue, SlaBreached
 from contract_schema.renewal import RenewalDecision, RenewalDecisionKind
+from mesh_common.dlq import read_dead_letter
 from mesh_common.kafka import produce_event
 from mesh_testing import wait_for
 
@@ -70,6 +71,22 @@ def test_obligation_events_and_renewal_decisions_show_on_get_once_per_ce_id(clie
     assert [a for a in inbound if a[0] != "renewal-decision"] == [
         ("obligation-overdue", "ev-1"), ("obligation-completed", "ev-2"), ("obligation-sla-breached", "ev-3")]
     assert [a for a in inbound if a[0] == "renewal-decision"] == [("renewal-decision", "ev-5")]
+
+
+def test_an_event_of_another_topics_type_is_dead_lettered_with_the_reason(client: TestClient, env: Env) -> None:
+    cid = client.post("/v1/contracts", json=draft(), headers=W).json()["contract_id"]
+    misplaced = RenewalDecision(contract_id=cid, tenant_id="tenant-a", decision=RenewalDecisionKind.RENEW,
+                                decided_at=T0)
+    producer = Producer(env.config.kafka.producer())
+    topic = env.settings.obligation_events_topic
+    produce_event(producer, misplaced, source="/crm", event_id="misplaced-1", topic=topic)
+    produce_event(producer, misplaced, source="/crm", event_id="placed-1", topic=env.settings.renewal_decision_topic)
+    producer.flush(10)
+    [dead] = env.read(topic + ".dlq", 1)
+    reason = read_dead_letter(dead.headers()).reason
+    assert "does not belong on clm.obligation.events.v1" in reason and "RenewalDecision" in reason
+    # The same decision on its own topic is applied.
+    wait_for(lambda: client.get(f"/v1/contracts/{cid}", headers=W).json()["renewal_decision"], timeout=60)
 
 
 def test_a_late_older_renewal_decision_does_not_replace_a_newer_one(db_client: TestClient) -> None:
