@@ -9,7 +9,6 @@ directory the failure message names.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +23,10 @@ FAULTS = "kill,broker,pg,partner"
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
-    workdir: Path = tmp_path_factory.mktemp("chaos")
+def campaign() -> Iterator[Outcome]:
+    # Its own temp dir (not pytest's, which rotates): removed when the run passes, kept when it fails.
     outcome = run(Options(seed=SEED, duration=120, rate=2.0, faults=FAULTS, replicas={"invoice-validator": 2},
-                          quiesce=180, interval=(2.0, 5.0), outage=(3.0, 8.0), pause=(10.0, 12.0), workdir=workdir,
-                          keep=True))
+                          quiesce=90, interval=(2.0, 5.0), outage=(3.0, 8.0), pause=(10.0, 12.0)))
     print(outcome.table)
     yield outcome
 
@@ -50,7 +48,7 @@ def test_every_fault_kind_was_injected(campaign: Outcome) -> None:
 
 
 def test_the_workload_ran_and_the_mesh_settled(campaign: Outcome) -> None:
-    assert campaign.report["invoices"] >= 20
+    assert campaign.report["invoices"] >= 10
     assert campaign.report["quiesce_seconds"] is not None, _explain(campaign, "quiescence")
     assert not _violations(campaign, "workload"), _explain(campaign, "workload")
 

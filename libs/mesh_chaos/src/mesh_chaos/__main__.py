@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=_pair, default=(4.0, 12.0), help="seconds between fault starts: lo,hi")
     p.add_argument("--outage", type=_pair, default=(5.0, 30.0), help="partner outage window: lo,hi seconds")
     p.add_argument("--pause", type=_pair, default=(10.0, 30.0), help="PostgreSQL pause: lo,hi seconds")
+    p.add_argument("--flood", type=int, default=0,
+                   help="malformed records spread over every inbound topic in the second half of the run")
     p.add_argument("--workdir", type=Path, help="where history, logs and report go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the history of a passing run too")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         replicas |= {s: args.replicas for s in ("obligation-engine", "renewal-sync", "notifier")}
     outcome = run(Options(seed=args.seed, duration=args.duration, rate=args.rate, faults=args.faults,
                           replicas=replicas, quiesce=args.quiesce, interval=args.interval, outage=args.outage,
-                          pause=args.pause, workdir=args.workdir, keep=args.keep))
+                          pause=args.pause, workdir=args.workdir, keep=args.keep,
+                          flood=args.flood))
     print(outcome.table)
     print(json.dumps({k: outcome.report[k] for k in ("lost", "duplicated", "divergent", "broken")}))
     if outcome.ok and not args.keep:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .checker import Checker, Report
+from .flood import Flood
 from .harness import Mesh
 from .history import History
 from .nemesis import Nemesis, expand
@@ -35,6 +36,7 @@ class Options:
     pause: tuple[float, float] = (10.0, 30.0)  # PostgreSQL pauses
     workdir: Path | None = None
     keep: bool = False  # keep the history even when the run passed
+    flood: int = 0  # malformed records over the second half of the run (0: none)
 
 
 @dataclass
@@ -94,6 +96,10 @@ def run(opts: Options) -> Outcome:
         until = time.monotonic() + opts.duration
         chaos = threading.Thread(target=nemesis.run, args=(until,), name="nemesis", daemon=True)
         chaos.start()
+        flood = None
+        if opts.flood:  # the second half of the run, so the first half is the clean baseline
+            flood = Flood(mesh.bootstrap, opts.flood, opts.duration / 2)
+            threading.Timer(opts.duration / 2, flood.start).start()
         steps = 0
         next_at = time.monotonic()
         while time.monotonic() < until:
@@ -110,8 +116,10 @@ def run(opts: Options) -> Outcome:
         nemesis.stop()
         chaos.join(60)
         nemesis.join()
+        if flood is not None:
+            flood.join(300)
         settled = quiesce(workload, history, opts.quiesce)
-        report = Checker(mesh, history, workload, nemesis.faults).run()
+        report = Checker(mesh, history, workload, nemesis.faults, flood).run()
         for crash in supervisor.crashes:
             report.add("processes", "broken", f"{crash['process']} exited by itself (rc {crash['returncode']}); "
                                               f"log {crash['log']}")
@@ -156,7 +164,7 @@ def to_json(opts: Options, report: Report, nemesis: Nemesis, workload: Workload,
         "dead_letters": dict(report.dlq), "quiesce_seconds": settled,
         "lost": report.count("lost"), "duplicated": report.count("duplicated"),
         "divergent": report.count("divergent"), "broken": report.count("broken"),
-        "max_recovery_seconds": max(recoveries) if recoveries else None,
+        "max_recovery_seconds": max(recoveries) if recoveries else None, "latency": report.latency,
         "recovery": report.recovery,
         "violations": [asdict(v) for v in report.violations],
     }
@@ -182,6 +190,10 @@ def render(data: dict[str, Any]) -> str:
             ("divergent verdicts", str(data["divergent"])), ("other violations", str(data["broken"])),
             ("max recovery", "n/a" if data["max_recovery_seconds"] is None else f"{data['max_recovery_seconds']} s"),
             ("quiesced after", "did not" if data["quiesce_seconds"] is None else f"{data['quiesce_seconds']} s")]
+    if data["latency"]:
+        lat = data["latency"]
+        rows.append(("verdict p99 clean / flood", f"{lat['clean_p99_s']} s ({lat['clean_n']}) / "
+                                                  f"{lat['flooded_p99_s']} s ({lat['flooded_n']})"))
     width = max(len(r[0]) for r in rows)
     lines = [f"seed {data['seed']}, {data['duration_seconds']:.0f} s at {data['rate']}/s, "
              f"{data['contracts']} contracts, {data['invoices']} invoices, clock to {data['clock_end']}"]

@@ -28,6 +28,7 @@ from contract_schema.obligation import (
 )
 from contract_schema.renewal import RenewalOpportunity
 
+from .flood import Flood
 from .harness import Mesh
 from .history import History, Seen
 from .nemesis import Fault
@@ -51,6 +52,7 @@ class Violation:
 @dataclass
 class Report:
     inputs: Counter[str] = field(default_factory=Counter)
+    latency: dict[str, Any] = field(default_factory=dict)
     effects: Counter[str] = field(default_factory=Counter)
     redelivered: Counter[str] = field(default_factory=Counter)
     dlq: Counter[str] = field(default_factory=Counter)
@@ -79,13 +81,14 @@ def same_verdict(a: InvoiceValidated, b: InvoiceValidated) -> bool:
 
 
 class Checker:
-    def __init__(self, mesh: Mesh, history: History, workload: Workload, faults: list[Fault]) -> None:
-        self.mesh, self.h, self.w, self.faults = mesh, history, workload, faults
+    def __init__(self, mesh: Mesh, history: History, workload: Workload, faults: list[Fault],
+                 flood: Flood | None = None) -> None:
+        self.mesh, self.h, self.w, self.faults, self.fl = mesh, history, workload, faults, flood
         self.r = Report()
 
     def run(self) -> Report:
         for check in (self.verdicts, self.registry, self.obligations, self.renewals, self.notifications,
-                      self.dead_letters, self.recovery):
+                      self.dead_letters, self.recovery, self.flood):
             try:
                 check()
             except Exception as exc:  # a check that cannot run is itself a failure, named
@@ -335,6 +338,39 @@ class Checker:
             first = min(after) if after else None
             self.r.recovery.append({"kind": f.kind, "target": f.target, "error": f.error, **f.detail,
                                     "recovery_seconds": None if first is None else round(first - f.ended, 2)})
+
+
+    # -- malformed flood: every record in its DLQ with a reason; valid traffic as fast as before --
+
+    def flood(self) -> None:
+        if self.fl is None:
+            return
+        self.r.inputs["malformed records"] = len(self.fl.sent)
+        for topic, key in self.fl.sent:
+            if not any(d.key == key and d.dlq_reason for d in self.h.on(topic + ".dlq")):
+                self.r.add("flood", "lost", f"malformed {key} on {topic}: not in {topic}.dlq with a reason")
+        first: dict[str, float] = {}
+        for s in self.h.on("ap.invoice.validated.v1"):
+            if isinstance(s.event, InvoiceValidated):
+                first.setdefault(s.event.invoice_id, s.at)
+        clean: list[float] = []
+        flooded: list[float] = []
+        for op in self.w.sent:
+            if op.op == "invoice" and not op.data["repost"] and op.data["invoice_id"] in first:
+                latency = first[op.data["invoice_id"]] - op.at
+                (flooded if self.fl.started <= op.at <= (self.fl.ended or op.at) else clean).append(latency)
+        self.r.latency = {"clean_p99_s": p99(clean), "flooded_p99_s": p99(flooded), "clean_n": len(clean),
+                          "flooded_n": len(flooded)}
+        a, b = self.r.latency["clean_p99_s"], self.r.latency["flooded_p99_s"]
+        if a is not None and b is not None and len(clean) >= 10 and len(flooded) >= 10 and b > 2 * max(a, 0.05):
+            self.r.add("flood", "broken", f"verdict p99 {b:.2f} s under the flood vs {a:.2f} s clean (> 2x)")
+
+
+def p99(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3)
 
 
 def _raw(s: Seen) -> bytes:
