@@ -105,12 +105,14 @@ def serve_ops(ready: Callable[[], bool], service: ServiceSettings) -> None:
     import uvicorn
     from fastapi import FastAPI
 
+    from mesh_common.http_guard import guard
     from mesh_common.ops import ops_router
 
     async def worker_ready() -> str | None:
         return None if ready() else "partitions not assigned or tables still recovering"
 
     api = FastAPI(title="obligation-engine")
+    guard(api, max_body_bytes=64 * 1024)  # probes only: no route takes a body
     api.include_router(ops_router({"worker": worker_ready}))
     server = uvicorn.Server(uvicorn.Config(api, host=service.http_host, port=service.http_port,
                                            log_level="warning", lifespan="off"))
