@@ -1,0 +1,66 @@
+"""Pure parts of the campaign: verdict comparison, percentiles, the flood's records, the report table."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from contract_schema.codec import DecodeError, decode
+from contract_schema.invoice import InvoiceValidated, LineVerdict, VerdictStatus
+from contract_schema.topics import INVOICE_RECEIVED
+from mesh_chaos.bodies import contract_body
+from mesh_chaos.campaign import render
+from mesh_chaos.checker import p99, same_verdict
+from mesh_chaos.flood import INBOUND, malformed
+
+
+def verdict(status: VerdictStatus, codes: tuple[str, ...], line_codes: tuple[str, ...] = ()) -> InvoiceValidated:
+    line = LineVerdict(line_no=1, status=status, item_code="CONSULT", billed_unit_price=Decimal("100"),
+                       billed_amount=Decimal("100"), reason_codes=line_codes)
+    return InvoiceValidated(invoice_id="I-1", tenant_id="t", vendor_id="v", invoice_number="N1", status=status,
+                            currency="EUR", lines=(line,), reason_codes=codes, total_billed=Decimal("100"),
+                            total_expected=Decimal("100"), validated_at=datetime(2031, 1, 1, tzinfo=UTC))
+
+
+def test_same_verdict_compares_status_and_reasons_per_invoice_and_line() -> None:
+    approved = verdict(VerdictStatus.APPROVED, ())
+    assert same_verdict(approved, verdict(VerdictStatus.APPROVED, ()))
+    assert not same_verdict(approved, verdict(VerdictStatus.REJECTED, ("PRICE_ABOVE_CONTRACT",)))
+    rejected = VerdictStatus.REJECTED
+    assert not same_verdict(verdict(rejected, ("X",), ("A",)), verdict(rejected, ("X",), ("B",)))
+
+
+def test_p99() -> None:
+    assert p99([]) is None
+    assert p99([float(i) for i in range(1, 101)]) == 100.0
+    assert p99([0.5]) == 0.5
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_flood_records_never_decode(n: int) -> None:
+    value, headers = malformed(n, INVOICE_RECEIVED)
+    with pytest.raises(DecodeError):
+        decode(value, headers)
+    assert len(INBOUND) == 7
+
+
+def test_contract_bodies_are_seeded() -> None:
+    a = contract_body("services", "1-1", 1, date(2031, 1, 6), Decimal("100.00"), "V", "o@x", random.Random(3))
+    b = contract_body("services", "1-1", 1, date(2031, 1, 6), Decimal("100.00"), "V", "o@x", random.Random(3))
+    assert a == b
+    assert a["terms"]["rate_card"][0]["valid_to"] == a["terms"]["end_date"]
+
+
+def test_render_names_every_figure_and_violation() -> None:
+    data = {"seed": 1, "duration_seconds": 60.0, "rate": 2.0, "contracts": 3, "invoices": 9, "clock_end": "2031-02-01",
+            "faults": {"kill:notifier": 2, "broker-kill": 1, "partner:crm:hang": 1}, "inputs": {"invoice": 9},
+            "effects": {"ap.invoice.validated.v1": 9}, "redelivered": {}, "dead_letters": {}, "lost": 1,
+            "duplicated": 0, "divergent": 0, "broken": 0, "max_recovery_seconds": 3.5, "quiesce_seconds": 12.0,
+            "latency": {}, "violations": [{"check": "verdicts", "kind": "lost", "detail": "invoice I-9 has none"}]}
+    text = render(data)
+    assert "kill 2" in text and "broker-kill 1" in text and "crm:hang 1" in text
+    assert "max recovery             | 3.5 s" in text
+    assert "VIOLATION [verdicts/lost] invoice I-9 has none" in text
