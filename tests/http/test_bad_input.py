@@ -92,6 +92,8 @@ def test_registry_validation_errors_never_echo_a_large_input(registry: Service) 
     resp = httpx.post(registry.url + "/v1/contracts", json=body, headers=bearer("t1"), timeout=30)
     assert resp.status_code == 422 and "terms" in fields(resp)
     assert len(resp.content) < 5_000, len(resp.content)
+    long_id = httpx.get(registry.url + "/v1/contracts/" + "c" * 8000, headers=bearer("t1"), timeout=30)
+    assert long_id.status_code == 404 and len(long_id.content) < 1_000, long_id.text[:300]
 
 
 def test_validator_intake_deep_json_nul_and_an_event_too_large_for_kafka(validator: Service) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from contract_schema.contract import ContractSnapshot, ContractStatus, ContractTerms
 from mesh_common.auth import AuthSettings, Principal, TokenVerifier, require_scope
 from mesh_common.clock import Clock, SystemClock
-from mesh_common.http_guard import bad_text, guard
+from mesh_common.http_guard import bad_text, guard, truncate
 from mesh_common.ops import ops_router
 from mesh_common.settings import DatabaseSettings, KafkaSettings
 from mesh_common.tracing import context_from_headers, tracer
@@ -205,7 +205,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return _problem(404, f"contract {exc} not found")
+        return _problem(404, f"contract {truncate(str(exc))} not found")  # the id comes from the path
 
     @app.exception_handler(UnknownObligation)
     async def _unknown_obligation(_: Request, exc: UnknownObligation) -> JSONResponse:
