@@ -27,8 +27,8 @@ from mesh_common.ops import ReadinessCheck, ops_router
 from mesh_common.settings import DatabaseSettings
 from mesh_common.signing import SIGNATURE_HEADER, SignatureError, verify
 from renewal_sync.adapters.tenants import ContractTenants
-from renewal_sync.config import RenewalSettings
 from renewal_sync.domain.renewal import SERVICE
+from renewal_sync.settings import RenewalSettings
 
 # Documents the body for clients and the fuzzer; the handler reads the raw bytes (they are what is signed).
 _BODY_DOC = body_doc(RenewalDecision)
