@@ -3,7 +3,8 @@
     python services/invoice-validator/bench/faust_ceiling.py     # starts its own broker (BENCH_BOOTSTRAP to reuse)
 
 For each N in (1, 4): 3,000 events of 8 KB; per event the agent sends 1 record and writes N-1 table
-keys (each a changelog record), as the validator sends one verdict and writes three tables per invoice.
+keys (each a changelog record), as the validator sent one verdict and wrote three tables per invoice
+(one table since ADR 0005).
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def test_sigkill_under_load_loses_no_verdict_and_counts_every_amount_once(kafka_
                 logs.append(worker.log_path)
             else:
                 feeder.join()
-        wait_for(lambda: read() >= len(invoices), timeout=180, interval=0.2,
+        wait_for(lambda: read() >= len(invoices), timeout=120, interval=0.2,
                  message=f"a verdict for every invoice (logs {logs})")
         # Each invoice: one verdict id (re-sent copies carry it too), and the verdict of a run without kills.
         assert {i: len(ids) for i, ids in seen.items() if len(ids) != 1} == {}
