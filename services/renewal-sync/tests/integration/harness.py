@@ -265,14 +265,26 @@ class Reader:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("reader"),
                                   "enable.auto.commit": False})
         meta = wait_for(lambda: self.consumer.list_topics(topic, timeout=5).topics.get(topic), timeout=20)
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        self.partitions = list(meta.partitions)
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self.partitions])
         self.records: list[tuple[Any, dict[str, str]]] = []
 
+    def _read_up_to(self, ends: dict[int, int]) -> bool:
+        positions = self.consumer.position([TopicPartition(self.topic, p) for p in ends])
+        return all(end <= 0 or tp.offset >= end for tp, end in zip(positions, ends.values(), strict=True))
+
     def events(self) -> list[Any]:
+        """Everything on the topic up to its end when called (a fresh reader's first fetch can take longer
+        than one empty poll on a loaded machine, so the end offsets say when it is done, not a quiet poll)."""
+        ends = {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+                for p in self.partitions}
+        deadline = time.monotonic() + 30
         while True:
             msgs = self.consumer.consume(500, 0.2)
-            if not msgs:
+            if not msgs and self._read_up_to(ends):
                 break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: not read up to its end offsets {ends} in 30 s")
             for m in msgs:
                 if m.error() is None:
                     headers = {k: (v or b"").decode() for k, v in (m.headers() or [])}
