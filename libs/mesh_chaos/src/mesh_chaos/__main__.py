@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -38,10 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause", type=_pair, default=(10.0, 30.0), help="PostgreSQL pause: lo,hi seconds")
     p.add_argument("--flood", type=int, default=0,
                    help="malformed records spread over every inbound topic in the second half of the run")
+    p.add_argument("--code", metavar="REF", help="run the services from this git ref (e.g. HEAD) instead of the "
+                   "working tree, so edits made during the run do not reach restarted processes")
     p.add_argument("--workdir", type=Path, help="where history, logs and report go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the history of a passing run too")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    # SIGTERM (and SIGINT in a background job, where it is ignored) must still stop every process started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         expand(args.faults)
     except ValueError as exc:
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = run(Options(seed=args.seed, duration=args.duration, rate=args.rate, faults=args.faults,
                           replicas=replicas, quiesce=args.quiesce, interval=args.interval, outage=args.outage,
                           pause=args.pause, workdir=args.workdir, keep=args.keep,
-                          flood=args.flood))
+                          flood=args.flood, code=args.code))
     print(outcome.table)
     print(json.dumps({k: outcome.report[k] for k in ("lost", "duplicated", "divergent", "broken")}))
     if outcome.ok and not args.keep:

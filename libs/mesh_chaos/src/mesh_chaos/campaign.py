@@ -37,6 +37,7 @@ class Options:
     workdir: Path | None = None
     keep: bool = False  # keep the history even when the run passed
     flood: int = 0  # malformed records over the second half of the run (0: none)
+    code: str | None = None  # git ref to run the mesh from (default: the working tree)
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run(opts: Options) -> Outcome:
     kinds = expand(opts.faults) if opts.faults else []
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix=f"mesh-chaos-{opts.seed}-"))
     started = time.monotonic()
-    mesh = Mesh.start(workdir, opts.replicas)
+    mesh = Mesh.start(workdir, opts.replicas, code=opts.code)
     log.info("mesh up in %.0fs (kafka %s, postgres %s), history in %s", time.monotonic() - started,
              mesh.bootstrap, mesh.database_url, workdir)
     history = History(mesh.bootstrap, workdir / "history.jsonl")
@@ -155,7 +156,8 @@ def to_json(opts: Options, report: Report, nemesis: Nemesis, workload: Workload,
             steps: int) -> dict[str, Any]:
     recoveries = [r["recovery_seconds"] for r in report.recovery if r["recovery_seconds"] is not None]
     return {
-        "seed": opts.seed, "duration_seconds": opts.duration, "rate": opts.rate, "faults_spec": opts.faults,
+        "seed": opts.seed, "code": opts.code or "working tree", "duration_seconds": opts.duration,
+        "rate": opts.rate, "faults_spec": opts.faults,
         "replicas": opts.replicas, "operations": steps, "clock_end": workload.today.isoformat(),
         "contracts": len(workload.contracts), "invoices": len(workload.invoices),
         "faults": dict(Counter(f.kind for f in nemesis.faults)),

@@ -93,6 +93,7 @@ class Mesh:
     postgres: PostgresServer | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
     smtp_port: int = 0
+    code: str | None = None  # a git ref the processes run from instead of the working tree
 
     @property
     def bootstrap(self) -> str:
@@ -116,8 +117,9 @@ class Mesh:
     # -- start-up --
 
     @classmethod
-    def start(cls, workdir: Path, replicas: dict[str, int] | None = None, timeout: float = 180) -> Mesh:
-        mesh = cls(workdir=workdir, replicas=dict(replicas or {}))
+    def start(cls, workdir: Path, replicas: dict[str, int] | None = None, timeout: float = 180,
+              code: str | None = None) -> Mesh:
+        mesh = cls(workdir=workdir, replicas=dict(replicas or {}), code=code)
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "logs").mkdir(exist_ok=True)
         try:
@@ -159,6 +161,7 @@ class Mesh:
         script = repo_root() / "infra" / "scripts" / "services.sh"
         bin_dir = Path(sys.executable).parent
         assert self.kafka is not None and self.postgres is not None
+        python_path = self._snapshot() if self.code else ""
         base = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MESH_", "DATABASE_"))},
             "KAFKA_PORT": str(self.kafka.port), "PG_PORT": str(self.postgres.port), "PG_DATABASE": "contracts",
@@ -178,12 +181,25 @@ class Mesh:
                     env[key] = str(self.workdir / "data" / tag)
             env.pop("MESH_OTEL_FILE", None)
             full = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")} | env
+            if python_path:
+                full["PYTHONPATH"] = python_path
             if service in SIMULATORS:
                 command = [str(bin_dir / "mesh-sim"), {"erp-simulator": "erp", "crm-simulator": "crm",
                                                        "smtp-catcher": "smtp"}[service]]
             else:
                 command = [str(bin_dir / service)]
             self.procs[name] = Proc(name, service, command, full, ports[name], self.workdir / "logs" / f"{tag}.log")
+
+    def _snapshot(self) -> str:
+        """The committed tree at `code`, unpacked in the workdir; its src dirs go first on PYTHONPATH, ahead of the
+        venv's editable installs, so a restart runs that code even while the working tree is being edited."""
+        assert self.code is not None
+        target = self.workdir / "code"
+        target.mkdir(exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(repo_root()), "archive", self.code], check=True,
+                                 capture_output=True, timeout=120).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True, timeout=120)
+        return os.pathsep.join(str(p) for p in sorted(target.glob("*/*/src")))
 
     def wait_healthy(self, services: tuple[str, ...] | list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
