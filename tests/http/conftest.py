@@ -65,9 +65,9 @@ def _schema(url: str, prefix: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def registry(postgres_sqlalchemy_url: str) -> Iterator[Service]:
     from contract_registry.adapters.db import migrate
-    from contract_registry.config import RegistrySettings
     from contract_registry.entrypoints.app import AppConfig, create_app
     from contract_registry.examples import draft
+    from contract_registry.settings import RegistrySettings
 
     with _schema(postgres_sqlalchemy_url, "http_reg") as schema:
         engine = create_engine(postgres_sqlalchemy_url)

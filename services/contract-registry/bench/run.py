@@ -24,11 +24,12 @@ import httpx
 import uvicorn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from contract_registry.adapters.db import migrate, sqlalchemy_url
-from contract_registry.config import RegistrySettings
+from contract_registry.adapters.ports import AuditEntry, UnitOfWork
 from contract_registry.domain.contracts import Change
 from contract_registry.entrypoints.app import AppConfig, create_app
 from contract_registry.examples import draft
 from contract_registry.service import Caller, Registry
+from contract_registry.settings import RegistrySettings
 from sqlalchemy import create_engine, text
 
 from contract_schema.codec import header_map
@@ -44,13 +45,10 @@ AUTH = AuthSettings(hs256_secret="registry-benchmark-secret-0123456789abcdef")
 class NoOutboxRegistry(Registry):
     """Baseline: the same transaction minus the outbox rows and NOTIFY (audit still written)."""
 
-    def _record(self, session: Any, caller: Caller, change: Change, now: Any) -> None:
-        from contract_registry.adapters import repository as repo
-
+    def _record(self, uow: UnitOfWork, caller: Caller, change: Change, now: datetime) -> None:
         snap = change.snapshot
-        repo.audit(session, tenant_id=snap.tenant_id, contract_id=snap.contract_id, action=change.action,
-                   actor=caller.subject, request_id=caller.request_id, version=snap.current.version, at=now,
-                   details=change.details)
+        uow.contracts.audit(AuditEntry(snap.tenant_id, snap.contract_id, change.action, caller.subject,
+                                       caller.request_id, snap.current.version, now, change.details))
 
 
 def pct(values: list[float], p: float) -> float:

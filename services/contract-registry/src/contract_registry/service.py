@@ -1,4 +1,8 @@
-"""The service layer: one transaction per command, the change and its outbox records together."""
+"""The service layer: one unit of work (transaction) per command, the change, its audit entry and its
+outbox records together.
+
+The HTTP API calls the commands and queries of `Registry`; the inbound consumer calls `handle`, and
+HANDLERS (at the end) says what happens on each event type the registry consumes."""
 
 from __future__ import annotations
 
@@ -7,17 +11,13 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
-
-from contract_schema.codec import Envelope
+from contract_schema.base import Event
+from contract_schema.codec import Envelope, encode
 from contract_schema.contract import ContractSnapshot
 from contract_schema.obligation import (
     ObligationCancelled,
@@ -33,14 +33,17 @@ from contract_schema.obligation import (
 )
 from contract_schema.renewal import RenewalDecision
 from mesh_common.clock import Clock
+from mesh_common.tracing import current_traceparent
 
-from .adapters import repository as repo
-from .adapters.orm import AuditRow, ContractRow, IdempotencyKeyRow, ObligationStateRow, ProcessedEventRow
-from .config import RegistrySettings
+from .adapters.ports import AuditEntry, ContractFilter, ContractHead, DuplicateKey, OutboxRecord, UnitOfWork
 from .domain import contracts
 from .domain.model import Amendment, ContractDraft, MilestoneCompletion, Renewal, Termination
+from .settings import SOURCE, RegistrySettings
 
 log = logging.getLogger(__name__)
+
+# What an inbound handler did: (audit action, details), or None when the event changed nothing.
+Applied = tuple[str, dict[str, Any]] | None
 
 
 class NotFound(Exception):
@@ -98,8 +101,8 @@ def decode_cursor(cursor: str) -> int:
 
 
 class Registry:
-    def __init__(self, sessions: sessionmaker[Session], settings: RegistrySettings, clock: Clock) -> None:
-        self.sessions = sessions
+    def __init__(self, uow: Callable[[], UnitOfWork], settings: RegistrySettings, clock: Clock) -> None:
+        self.uow = uow  # a new unit of work per transaction: HTTP threads, the consumer and the sweeper share this
         self.settings = settings
         self.clock = clock
 
@@ -113,7 +116,7 @@ class Registry:
                 return earlier
         try:
             return self._create(caller, draft, idempotency_key, request_hash)
-        except IntegrityError:
+        except DuplicateKey:
             # A concurrent retry with the same key committed first: answer with its result.
             if idempotency_key:
                 earlier = self._replay(caller, idempotency_key, request_hash)
@@ -122,26 +125,26 @@ class Registry:
             raise
 
     def _replay(self, caller: Caller, key: str, request_hash: str) -> CreateResult | None:
-        with self.sessions() as session:
-            row = session.get(IdempotencyKeyRow, (caller.tenant, key))
-            if row is None:
+        with self.uow() as uow:
+            first = uow.contracts.idempotency_key(caller.tenant, key)
+            if first is None:
                 return None
-            if row.request_hash != request_hash:
+            if first[0] != request_hash:
                 raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used for a different request body")
-            snapshot = repo.load(session, caller.tenant, row.contract_id)
+            snapshot = uow.contracts.get(caller.tenant, first[1])
             assert snapshot is not None
             return CreateResult(snapshot, replayed=True)
 
     def _create(self, caller: Caller, draft: ContractDraft, key: str | None, request_hash: str) -> CreateResult:
         now = self.clock.now()
         change = contracts.create(draft, contract_id=str(uuid.uuid4()), tenant_id=caller.tenant, now=now)
-        with self.sessions.begin() as session:
+        with self.uow() as uow:
             if key:
-                session.add(IdempotencyKeyRow(tenant_id=caller.tenant, key=key, request_hash=request_hash,
-                                              contract_id=change.snapshot.contract_id, status_code=201,
-                                              created_at=now))
-            repo.insert(session, change.snapshot, now=now, actor=caller.subject)
-            self._record(session, caller, change, now)
+                uow.contracts.remember_key(caller.tenant, key, request_hash=request_hash,
+                                           contract_id=change.snapshot.contract_id, at=now)
+            uow.contracts.add(change.snapshot, now=now, actor=caller.subject)
+            self._record(uow, caller, change, now)
+            uow.commit()
         return CreateResult(change.snapshot, replayed=False)
 
     def amend(self, caller: Caller, contract_id: str, amendment: Amendment, if_match: str | None) -> ContractSnapshot:
@@ -161,32 +164,36 @@ class Registry:
         return self._mutate(caller, contract_id, if_match, lambda s, now: contracts.renew(s, renewal, now=now))
 
     def _mutate(self, caller: Caller, contract_id: str, if_match: str | None,
-                step: Callable[[ContractSnapshot, Any], contracts.Change]) -> ContractSnapshot:
+                step: Callable[[ContractSnapshot, datetime], contracts.Change]) -> ContractSnapshot:
         now = self.clock.now()
-        with self.sessions.begin() as session:
-            before = repo.load(session, caller.tenant, contract_id, for_update=True)
+        with self.uow() as uow:
+            before = uow.contracts.get(caller.tenant, contract_id, for_update=True)
             if before is None:
                 raise NotFound(contract_id)
             if if_match and not etag_matches(if_match, before.current.version):
                 raise PreconditionFailed(f"If-Match {if_match} does not match the current version "
                                          f"\"{before.current.version}\"")
             change = step(before, now)
-            repo.update(session, before, change.snapshot, now=now, actor=caller.subject)
-            self._record(session, caller, change, now)
+            uow.contracts.update(before, change.snapshot, now=now, actor=caller.subject)
+            self._record(uow, caller, change, now)
+            uow.commit()
         return change.snapshot
 
-    def _record(self, session: Session, caller: Caller, change: contracts.Change, now: Any) -> None:
+    def _record(self, uow: UnitOfWork, caller: Caller, change: contracts.Change, now: datetime) -> None:
         """Audit entry plus the outbox records (full snapshot, then the change event), same transaction."""
         snap = change.snapshot
-        repo.audit(session, tenant_id=snap.tenant_id, contract_id=snap.contract_id, action=change.action,
-                   actor=caller.subject, request_id=caller.request_id, version=snap.current.version, at=now,
-                   details=change.details)
-        repo.enqueue(session, event=snap, topic=self.settings.state_topic, tenant_id=snap.tenant_id,
-                     source=self.settings.source, now=now)
+        uow.contracts.audit(AuditEntry(snap.tenant_id, snap.contract_id, change.action, caller.subject,
+                                       caller.request_id, snap.current.version, now, change.details))
+        self._enqueue(uow, snap, self.settings.state_topic, snap.tenant_id, now)
         if change.event is not None:
-            repo.enqueue(session, event=change.event, topic=self.settings.events_topic, tenant_id=snap.tenant_id,
-                         source=self.settings.source, now=now)
-        repo.notify(session, self.settings.notify_channel)
+            self._enqueue(uow, change.event, self.settings.events_topic, snap.tenant_id, now)
+
+    @staticmethod
+    def _enqueue(uow: UnitOfWork, event: Event, topic: str, tenant_id: str, now: datetime) -> None:
+        """One outbox record; its id is the record's ce_id, so a re-send keeps its identity."""
+        event_id = uuid.uuid4()
+        record = encode(event, source=SOURCE, event_id=str(event_id), time=now, traceparent=current_traceparent())
+        uow.contracts.enqueue(OutboxRecord(event_id, tenant_id, event.key, topic, event.ce_type, record, now))
 
     def complete_obligation(self, caller: Caller, contract_id: str, obligation_id: str,
                             body: MilestoneCompletion) -> tuple[ContractSnapshot, bool]:
@@ -195,77 +202,72 @@ class Registry:
         Returns (snapshot, created); completing an already completed obligation publishes nothing.
         """
         now = self.clock.now()
-        with self.sessions.begin() as session:
-            snap = repo.load(session, caller.tenant, contract_id, for_update=True)
+        with self.uow() as uow:
+            snap = uow.contracts.get(caller.tenant, contract_id, for_update=True)
             if snap is None:
                 raise NotFound(contract_id)
-            existing = session.get(ObligationStateRow, (contract_id, obligation_id))
+            existing = uow.contracts.obligation(contract_id, obligation_id)
             if existing is not None and existing.status == "completed":
                 return snap, False
             state, event = contracts.complete_milestone(snap, obligation_id, now=now, evidence_ref=body.evidence_ref)
-            self._upsert_state(session, contract_id, obligation_id, status=state.status, completed_at=now,
-                               source_system=state.source_system, event_type=event.ce_type,
-                               details={"evidence_ref": body.evidence_ref}, at=now)
-            repo.audit(session, tenant_id=snap.tenant_id, contract_id=contract_id, action="obligation-completed",
-                       actor=caller.subject, request_id=caller.request_id, version=snap.current.version, at=now,
-                       details={"obligation_id": obligation_id, "evidence_ref": body.evidence_ref})
-            repo.enqueue(session, event=event, topic=self.settings.performance_topic, tenant_id=snap.tenant_id,
-                         source=self.settings.source, now=now)
-            repo.notify(session, self.settings.notify_channel)
-            after = repo.load(session, caller.tenant, contract_id)
+            uow.contracts.put_obligation(contract_id, obligation_id, status=state.status, completed_at=now,
+                                         source_system=state.source_system, event_type=event.ce_type,
+                                         details={"evidence_ref": body.evidence_ref}, at=now)
+            uow.contracts.audit(AuditEntry(snap.tenant_id, contract_id, "obligation-completed", caller.subject,
+                                           caller.request_id, snap.current.version, now,
+                                           {"obligation_id": obligation_id, "evidence_ref": body.evidence_ref}))
+            self._enqueue(uow, event, self.settings.performance_topic, snap.tenant_id, now)
+            after = uow.contracts.get(caller.tenant, contract_id)
             assert after is not None
+            uow.commit()
             return after, True
 
     def expire_due(self, limit: int = 100) -> int:
         """Expire (or auto-renew) running contracts past their end date. Returns how many changed.
 
-        Reads only the due contracts through a partial index on end_date, so the cost is the number
-        due, not the number of contracts. Safe on every replica at once: each change re-checks under
-        the contract's row lock, so a second sweeper finds nothing left to do.
+        Reads only the due contracts (a partial index on end_date), so the cost is the number due,
+        not the number of contracts. Safe on every replica at once: each change re-checks under the
+        contract's row lock, so a second sweeper finds nothing left to do.
         """
         now = self.clock.now()
         horizon = now.date() + timedelta(days=1)  # no time zone is more than a day ahead of UTC
         changed = 0
         while True:
-            with self.sessions() as session:
-                due = session.execute(
-                    select(ContractRow.id, ContractRow.tenant_id)
-                    .where(ContractRow.status.in_(["active", "renewed"]), ContractRow.end_date.is_not(None),
-                           ContractRow.end_date < horizon)
-                    .order_by(ContractRow.end_date).limit(limit)).all()
-            round_changed = 0
-            for contract_id, tenant in due:
-                caller = Caller(subject="contract-registry/expiry", tenant=tenant)
-                if self._lapse(caller, contract_id, now):
-                    round_changed += 1
+            with self.uow() as uow:
+                due = uow.contracts.due(horizon, limit)
+            round_changed = sum(self._lapse(Caller(subject="contract-registry/expiry", tenant=tenant), contract_id,
+                                            now) for contract_id, tenant in due)
             changed += round_changed
             if len(due) < limit or round_changed < len(due):
                 # Either all due ones are done, or the rest are not due yet in their own time zone
                 # (or were auto-renewed into a term that is also past: the next sweep continues).
                 return changed
 
-    def _lapse(self, caller: Caller, contract_id: str, now: Any) -> bool:
-        with self.sessions.begin() as session:
-            before = repo.load(session, caller.tenant, contract_id, for_update=True)
+    def _lapse(self, caller: Caller, contract_id: str, now: datetime) -> bool:
+        with self.uow() as uow:
+            before = uow.contracts.get(caller.tenant, contract_id, for_update=True)
             if before is None:
                 return False
-            decision = repo.renewal_decision(session, contract_id)
+            head = uow.contracts.head(contract_id)
+            decision = head.renewal_decision if head else None
             change = contracts.lapse(before, now=now, renewal_decision=(decision or {}).get("decision"))
             if change is None:
                 return False
-            repo.update(session, before, change.snapshot, now=now, actor=caller.subject)
-            self._record(session, caller, change, now)
+            uow.contracts.update(before, change.snapshot, now=now, actor=caller.subject)
+            self._record(uow, caller, change, now)
+            uow.commit()
             return True
 
     # ---- queries --------------------------------------------------------------------------------
 
     def get(self, tenant: str, contract_id: str, as_of: date | None = None) -> tuple[ContractSnapshot,
                                                                                       dict[str, Any] | None]:
-        with self.sessions() as session:
-            snap = repo.load(session, tenant, contract_id)
+        with self.uow() as uow:
+            snap = uow.contracts.get(tenant, contract_id)
             if snap is None:
                 raise NotFound(contract_id)
-            decision = repo.renewal_decision(session, contract_id)
+            head = uow.contracts.head(contract_id)
+            decision = head.renewal_decision if head else None
         if as_of is not None:
             old = contracts.as_of(snap, as_of)
             if old is None:
@@ -274,116 +276,120 @@ class Registry:
         return snap, decision
 
     def list_contracts(self, tenant: str, *, status: str | None = None, counterparty: str | None = None,
-             owner: str | None = None, ending_before: date | None = None, tag: str | None = None,
-             limit: int = 50, cursor: str | None = None) -> ContractPage:
-        query = select(ContractRow).where(ContractRow.tenant_id == tenant)
-        if status:
-            query = query.where(ContractRow.status == status)
-        if counterparty:
-            query = query.where(ContractRow.counterparty_id == counterparty)
-        if owner:
-            query = query.where(ContractRow.owner_email == owner)
-        if ending_before:
-            query = query.where(ContractRow.end_date < ending_before)
-        if tag:
-            query = query.where(ContractRow.tags.contains([tag]))
-        if cursor:
-            query = query.where(ContractRow.seq > decode_cursor(cursor))
-        with self.sessions() as session:
-            rows = session.scalars(query.order_by(ContractRow.seq).limit(limit + 1)).all()
+                       owner: str | None = None, ending_before: date | None = None, tag: str | None = None,
+                       limit: int = 50, cursor: str | None = None) -> ContractPage:
+        where = ContractFilter(status, counterparty, owner, ending_before, tag)
+        after = decode_cursor(cursor) if cursor else None
+        with self.uow() as uow:
+            rows = uow.contracts.page(tenant, where, after=after, limit=limit + 1)
         page = rows[:limit]
-        items = [{"contract_id": r.id, "title": r.title, "status": r.status, "counterparty": r.counterparty,
-                  "owner": r.owner, "tags": list(r.tags), "version": r.current_version, "currency": r.currency,
-                  "end_date": r.end_date.isoformat() if r.end_date else None,
-                  "updated_at": r.updated_at.isoformat()} for r in page]
-        return ContractPage(items, encode_cursor(page[-1].seq) if len(rows) > limit else None)
+        return ContractPage([item for _, item in page], encode_cursor(page[-1][0]) if len(rows) > limit else None)
 
     def audit_log(self, tenant: str, contract_id: str) -> list[dict[str, Any]]:
-        with self.sessions() as session:
-            exists = session.scalar(select(ContractRow.id).where(ContractRow.id == contract_id,
-                                                                  ContractRow.tenant_id == tenant))
-            if exists is None:
-                raise NotFound(contract_id)
-            rows = session.scalars(select(AuditRow).where(AuditRow.tenant_id == tenant,
-                                                          AuditRow.contract_id == contract_id)
-                                   .order_by(AuditRow.id)).all()
-        return [{"id": r.id, "at": r.at.isoformat(), "actor": r.actor, "action": r.action, "version": r.version,
-                 "request_id": r.request_id, "details": r.details} for r in rows]
+        with self.uow() as uow:
+            entries = uow.contracts.audit_log(tenant, contract_id)
+        if entries is None:
+            raise NotFound(contract_id)
+        return entries
 
-    # ---- inbound events -------------------------------------------------------------------------
+    # ---- inbound events (HANDLERS at the end) -----------------------------------------------------
 
     def handle(self, envelope: Envelope) -> bool:
-        """Apply an inbound event once per ce_id. Returns False for a duplicate or an ignored event."""
-        event = envelope.event
-        if not isinstance(event, ObligationEvent | RenewalDecision):
-            return False
-        with self.sessions.begin() as session:
-            first = session.execute(pg_insert(ProcessedEventRow).values(
-                event_id=envelope.id, topic=type(event).__name__, processed_at=self.clock.now())
-                .on_conflict_do_nothing().returning(ProcessedEventRow.event_id)).first()
-            if first is None:
+        """Apply an inbound event once per ce_id. Returns False for a duplicate or an event that changed
+        nothing (unknown contract, another tenant's, older than what is known). An event of a type
+        the registry does not consume is bad data: ValueError, so the consumer dead-letters it."""
+        handler = HANDLERS.get(type(envelope.event))
+        if handler is None:
+            expected = ", ".join(t.__name__ for t in HANDLERS)
+            raise ValueError(f"expected one of {expected}, got {type(envelope.event).__name__}")
+        event: ObligationEvent | RenewalDecision = envelope.event  # type: ignore[assignment]  # a HANDLERS key
+        now = self.clock.now()
+        with self.uow() as uow:
+            if not uow.contracts.first_delivery(envelope.id, type(event).__name__, now):
                 return False
-            row = session.scalars(select(ContractRow).where(ContractRow.id == event.contract_id)
-                                  .with_for_update()).one_or_none()
-            if row is None or row.tenant_id != event.tenant_id:
+            head = uow.contracts.head(event.contract_id, for_update=True)
+            applied: Applied = None
+            if head is None or head.tenant_id != event.tenant_id:
                 log.warning("ignoring %s for unknown contract %s (tenant %s)", envelope.type, event.contract_id,
                             event.tenant_id)
-                return False
-            if isinstance(event, RenewalDecision):
-                previous = row.renewal_decision
-                if previous and datetime.fromisoformat(previous["decided_at"]) > event.decided_at:
-                    return False  # an older decision arriving late does not replace a newer one
-                row.renewal_decision = event.model_dump(mode="json") | {"event_id": envelope.id}
-                action, details = "renewal-decision", {"decision": event.decision.value, "event_id": envelope.id}
             else:
-                status, details = _obligation_status(event)
-                current = session.get(ObligationStateRow, (event.contract_id, event.obligation_id))
-                if current is not None and current.updated_at > event.occurred_at:
-                    return False
-                completed_at = event.completed_at if isinstance(event, ObligationCompleted) else None
-                source = event.source_system if isinstance(event, ObligationCompleted) else envelope.source
-                self._upsert_state(session, event.contract_id, event.obligation_id, status=status,
-                                   completed_at=completed_at or (current.completed_at if current else None),
-                                   source_system=source, event_type=envelope.type, details=details,
-                                   at=event.occurred_at)
-                action = f"obligation-{status}"
-            repo.audit(session, tenant_id=row.tenant_id, contract_id=row.id, action=action, actor=envelope.source,
-                       request_id=envelope.id, version=row.current_version, at=self.clock.now(), details=details)
-        return True
+                applied = handler(self, uow, envelope, event, head)
+            if head is not None and applied is not None:
+                action, details = applied
+                uow.contracts.audit(AuditEntry(head.tenant_id, event.contract_id, action, envelope.source,
+                                               envelope.id, head.version, now, details))
+            uow.commit()  # the dedup id too: a redelivery of an ignored event is ignored at once
+        return applied is not None
 
-    @staticmethod
-    def _upsert_state(session: Session, contract_id: str, obligation_id: str, *, status: str, completed_at: Any,
-                      source_system: str | None, event_type: str, details: dict[str, Any], at: Any) -> None:
-        values = {"status": status, "completed_at": completed_at, "source_system": source_system,
-                  "last_event_type": event_type, "details": details, "updated_at": at}
-        session.execute(pg_insert(ObligationStateRow)
-                        .values(contract_id=contract_id, obligation_id=obligation_id, **values)
-                        .on_conflict_do_update(index_elements=["contract_id", "obligation_id"], set_=values))
+    def on_renewal_decision(self, uow: UnitOfWork, envelope: Envelope, event: RenewalDecision,
+                            head: ContractHead) -> Applied:
+        previous = head.renewal_decision
+        if previous and datetime.fromisoformat(previous["decided_at"]) > event.decided_at:
+            return None  # an older decision arriving late does not replace a newer one
+        uow.contracts.set_renewal_decision(event.contract_id, event.model_dump(mode="json") | {"event_id": envelope.id})
+        return "renewal-decision", {"decision": event.decision.value, "event_id": envelope.id}
+
+    def on_completed(self, uow: UnitOfWork, envelope: Envelope, event: ObligationCompleted,
+                     _head: ContractHead) -> Applied:
+        return self._obligation(uow, envelope, event, "completed",
+                                {"on_time": event.on_time, "origin": event.origin.value,
+                                 "evidence_ref": event.evidence_ref},
+                                completed_at=event.completed_at, source_system=event.source_system)
+
+    def on_sla_measured(self, uow: UnitOfWork, envelope: Envelope, event: SlaMeasured,
+                        _head: ContractHead) -> Applied:
+        return self._obligation(uow, envelope, event, "sla-met" if event.met else "sla-missed", _sla(event))
+
+    def on_sla_breached(self, uow: UnitOfWork, envelope: Envelope, event: SlaBreached,
+                        _head: ContractHead) -> Applied:
+        return self._obligation(uow, envelope, event, "sla-breached",
+                                _sla(event) | {"service_credit": str(event.service_credit),
+                                               "currency": event.currency})
+
+    def _obligation(self, uow: UnitOfWork, envelope: Envelope, event: ObligationEvent, status: str,
+                    extra: dict[str, Any], *, completed_at: datetime | None = None,
+                    source_system: str | None = None) -> Applied:
+        current = uow.contracts.obligation(event.contract_id, event.obligation_id)
+        if current is not None and current.updated_at > event.occurred_at:
+            return None  # an older status arriving late does not replace a newer one
+        details = {"instance_id": event.instance_id,
+                   "due_at": event.due_at.isoformat() if event.due_at else None} | extra
+        uow.contracts.put_obligation(event.contract_id, event.obligation_id, status=status,
+                                     completed_at=completed_at or (current.completed_at if current else None),
+                                     source_system=source_system or envelope.source,
+                                     event_type=envelope.type, details=details, at=event.occurred_at)
+        return f"obligation-{status}", details
 
 
-_SIMPLE: dict[type[ObligationEvent], str] = {
-    ObligationScheduled: "scheduled", ObligationDueSoon: "due-soon", ObligationOverdue: "overdue",
-    ObligationEscalated: "escalated", ObligationCompleted: "completed", ObligationWaived: "waived",
-    ObligationCancelled: "cancelled",
-}
-
-
-def _obligation_status(event: ObligationEvent) -> tuple[str, dict[str, Any]]:
-    details: dict[str, Any] = {"instance_id": event.instance_id,
-                               "due_at": event.due_at.isoformat() if event.due_at else None}
-    if isinstance(event, SlaBreached):
-        return "sla-breached", details | {"metric": event.metric, "measured": str(event.measured),
-                                          "target": str(event.target), "window_end": event.window_end.isoformat(),
-                                          "service_credit": str(event.service_credit), "currency": event.currency}
-    if isinstance(event, SlaMeasured):
-        return ("sla-met" if event.met else "sla-missed"), details | {
-            "metric": event.metric, "measured": str(event.measured), "target": str(event.target),
+def _sla(event: SlaMeasured | SlaBreached) -> dict[str, Any]:
+    return {"metric": event.metric, "measured": str(event.measured), "target": str(event.target),
             "window_end": event.window_end.isoformat()}
-    if isinstance(event, ObligationCompleted):
-        details |= {"on_time": event.on_time, "origin": event.origin.value, "evidence_ref": event.evidence_ref}
-    return _SIMPLE.get(type(event), type(event).__name__), details
+
+
+def _status(status: str) -> Callable[[Registry, UnitOfWork, Envelope, Any, ContractHead], Applied]:
+    """The handler of an obligation event that only moves the obligation's status."""
+    def handler(registry: Registry, uow: UnitOfWork, envelope: Envelope, event: ObligationEvent,
+                _head: ContractHead) -> Applied:
+        return registry._obligation(uow, envelope, event, status, {})
+    return handler
 
 
 def snapshot_json(snapshot: ContractSnapshot) -> dict[str, Any]:
     body: dict[str, Any] = json.loads(snapshot.model_dump_json())
     return body
+
+
+# What happens on each event type the registry consumes (clm.obligation.events.v1, crm.renewal.decision.v1).
+# Inbound updates publish nothing by themselves: the next contract change carries them.
+HANDLERS: Mapping[type, Callable[[Registry, UnitOfWork, Envelope, Any, ContractHead], Applied]] = {
+    ObligationScheduled: _status("scheduled"),
+    ObligationDueSoon: _status("due-soon"),
+    ObligationOverdue: _status("overdue"),
+    ObligationEscalated: _status("escalated"),
+    ObligationCompleted: Registry.on_completed,
+    ObligationWaived: _status("waived"),
+    ObligationCancelled: _status("cancelled"),
+    SlaMeasured: Registry.on_sla_measured,
+    SlaBreached: Registry.on_sla_breached,
+    RenewalDecision: Registry.on_renewal_decision,
+}

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract_schema import topics
+from contract_schema.sources import source_of
 
 SERVICE = "contract-registry"
+SOURCE = source_of(SERVICE)  # ce_source of every record the registry publishes
 
 
 class RegistrySettings(BaseSettings):
@@ -22,7 +24,6 @@ class RegistrySettings(BaseSettings):
     consumer_group: str = "contract-registry"
     relay_batch_size: int = 500
     relay_fallback_poll_seconds: float = 5.0  # LISTEN/NOTIFY wakes the relay; this only catches lost notifies
-    source: str = "/contract-registry"  # CloudEvents ce_source
     max_body_bytes: int = 1024 * 1024  # request bodies above this answer 413 before anything else is done
     # Housekeeping by the relay: published outbox rows are kept a while for inspection; inbound
     # dedup ids longer than the inbound topics' retention (30 days), so a replay is still a no-op.

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 from contract_registry.adapters.db import migrate, sqlalchemy_url
-from contract_registry.config import RegistrySettings
 from contract_registry.entrypoints.app import AppConfig, create_app
+from contract_registry.settings import RegistrySettings
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from contract_registry.adapters.db import make_engine
 from contract_registry.adapters.orm import OutboxRow
-from contract_registry.entrypoints.app import ContractView
+from contract_registry.entrypoints.views import ContractView
 from contract_registry.examples import draft, terms
 from fastapi.testclient import TestClient
 from sqlalchemy import select

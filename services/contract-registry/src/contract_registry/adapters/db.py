@@ -22,10 +22,6 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def check_schema(schema: str | None) -> str | None:
     if schema is not None and not _SCHEMA_NAME.match(schema):
         raise ValueError(f"REGISTRY_DB_SCHEMA {schema!r} is not a plain lower-case identifier")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import Message
 
@@ -11,15 +12,15 @@ from contract_schema.topics import OBLIGATION_EVENTS, RENEWAL_DECISION, TopicSpe
 from mesh_common.consumer import EventConsumer
 from mesh_common.settings import KafkaSettings
 
-from ..config import SERVICE, RegistrySettings
-from ..service import Registry
+from ..settings import SERVICE, RegistrySettings
 
 
 class InboundConsumer:
     """The shared consume loop (decode -> handle -> commit, DLQ on bad input) in a background thread."""
 
-    def __init__(self, registry: Registry, settings: RegistrySettings, kafka: KafkaSettings) -> None:
-        self.registry = registry
+    def __init__(self, handle: Callable[[Envelope], object], settings: RegistrySettings,
+                 kafka: KafkaSettings) -> None:
+        self.handle = handle  # the service's: idempotent on ce_id
         self.carries: dict[str, TopicSpec] = {settings.obligation_events_topic: OBLIGATION_EVENTS,
                                               settings.renewal_decision_topic: RENEWAL_DECISION}
         self.consumer = EventConsumer(kafka, service=SERVICE, group_id=settings.consumer_group,
@@ -33,7 +34,7 @@ class InboundConsumer:
         if spec is not None and type(envelope.event) not in spec.events:
             raise ValueError(f"event type {envelope.type} does not belong on {spec.name} (it carries "
                              f"{', '.join(sorted(e.__name__ for e in spec.events))})")
-        self.registry.handle(envelope)  # idempotent on ce_id
+        self.handle(envelope)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.consumer.run, name="registry-inbound", daemon=True)

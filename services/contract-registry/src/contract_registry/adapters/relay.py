@@ -25,10 +25,11 @@ from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine, text
 
+from mesh_common.pg import libpq_url
 from mesh_common.settings import KafkaSettings
 
-from ..config import RegistrySettings
-from .db import check_schema, libpq_url, make_engine
+from ..settings import RegistrySettings
+from .db import check_schema, make_engine
 
 log = logging.getLogger(__name__)
 

@@ -1,49 +1,157 @@
-"""ContractSnapshot <-> rows, the audit log and the outbox. Every function runs inside the caller's transaction."""
+"""The contract repository on PostgreSQL: ContractSnapshot <-> rows, obligation states, the audit log,
+the outbox, idempotency keys and inbound dedup ids. Every method runs inside the unit of work's session."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from contract_schema.base import Event
-from contract_schema.codec import encode
 from contract_schema.contract import ContractSnapshot, ContractTerms, ObligationState
-from mesh_common.tracing import current_traceparent
 
-from .orm import AuditRow, ContractRow, ContractVersionRow, ObligationStateRow, OutboxRow
-
-
-def load(session: Session, tenant_id: str, contract_id: str, *, for_update: bool = False) -> ContractSnapshot | None:
-    """The contract as a snapshot, or None when it does not exist *for this tenant*."""
-    query = select(ContractRow).where(ContractRow.id == contract_id, ContractRow.tenant_id == tenant_id)
-    if for_update:
-        # Serialises every change to one contract: this is what makes outbox order = commit order per contract.
-        query = query.with_for_update()
-    row = session.scalars(query).one_or_none()
-    if row is None:
-        return None
-    versions = session.scalars(select(ContractVersionRow).where(ContractVersionRow.contract_id == contract_id)
-                               .order_by(ContractVersionRow.version)).all()
-    states = session.scalars(select(ObligationStateRow).where(ObligationStateRow.contract_id == contract_id)
-                             .order_by(ObligationStateRow.obligation_id)).all()
-    return ContractSnapshot.model_validate({
-        "contract_id": row.id, "tenant_id": row.tenant_id, "title": row.title, "counterparty": row.counterparty,
-        "direction": row.direction, "contract_type": row.contract_type, "business_unit": row.business_unit,
-        "owner": row.owner, "backup_owner": row.backup_owner, "timezone": row.timezone, "tags": tuple(row.tags),
-        "status": row.status, "terminated_on": row.terminated_on,
-        "versions": tuple(ContractTerms.model_validate(v.terms) for v in versions),
-        "obligation_states": tuple(ObligationState(obligation_id=s.obligation_id, status=s.status,
-                                                   completed_at=s.completed_at, source_system=s.source_system)
-                                   for s in states),
-        "updated_at": row.updated_at})
+from .orm import (
+    AuditRow,
+    ContractRow,
+    ContractVersionRow,
+    IdempotencyKeyRow,
+    ObligationStateRow,
+    OutboxRow,
+    ProcessedEventRow,
+)
+from .ports import AuditEntry, ContractFilter, ContractHead, ObligationRecord, OutboxRecord
 
 
-def renewal_decision(session: Session, contract_id: str) -> dict[str, Any] | None:
-    return session.scalar(select(ContractRow.renewal_decision).where(ContractRow.id == contract_id))
+class SqlContractRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, tenant_id: str, contract_id: str, *, for_update: bool = False) -> ContractSnapshot | None:
+        query = select(ContractRow).where(ContractRow.id == contract_id, ContractRow.tenant_id == tenant_id)
+        if for_update:
+            # Serialises every change to one contract: this is what makes outbox order = commit order per contract.
+            query = query.with_for_update()
+        row = self.session.scalars(query).one_or_none()
+        if row is None:
+            return None
+        versions = self.session.scalars(select(ContractVersionRow)
+                                        .where(ContractVersionRow.contract_id == contract_id)
+                                        .order_by(ContractVersionRow.version)).all()
+        states = self.session.scalars(select(ObligationStateRow).where(ObligationStateRow.contract_id == contract_id)
+                                      .order_by(ObligationStateRow.obligation_id)).all()
+        return ContractSnapshot.model_validate({
+            "contract_id": row.id, "tenant_id": row.tenant_id, "title": row.title, "counterparty": row.counterparty,
+            "direction": row.direction, "contract_type": row.contract_type, "business_unit": row.business_unit,
+            "owner": row.owner, "backup_owner": row.backup_owner, "timezone": row.timezone, "tags": tuple(row.tags),
+            "status": row.status, "terminated_on": row.terminated_on,
+            "versions": tuple(ContractTerms.model_validate(v.terms) for v in versions),
+            "obligation_states": tuple(ObligationState(obligation_id=s.obligation_id, status=s.status,
+                                                       completed_at=s.completed_at, source_system=s.source_system)
+                                       for s in states),
+            "updated_at": row.updated_at})
+
+    def add(self, snapshot: ContractSnapshot, *, now: datetime, actor: str) -> None:
+        self.session.add(ContractRow(id=snapshot.contract_id, tenant_id=snapshot.tenant_id, created_at=now,
+                                     **_header(snapshot)))
+        self.session.flush()
+        for terms in snapshot.versions:
+            self.session.add(_version_row(snapshot.contract_id, terms, now, actor))
+
+    def update(self, before: ContractSnapshot, after: ContractSnapshot, *, now: datetime, actor: str) -> None:
+        row = self.session.get_one(ContractRow, after.contract_id)
+        for name, value in _header(after).items():
+            setattr(row, name, value)
+        for terms in after.versions:
+            if terms.version > before.current.version:
+                self.session.add(_version_row(after.contract_id, terms, now, actor))
+
+    def head(self, contract_id: str, *, for_update: bool = False) -> ContractHead | None:
+        query = select(ContractRow).where(ContractRow.id == contract_id)
+        row = self.session.scalars(query.with_for_update() if for_update else query).one_or_none()
+        return None if row is None else ContractHead(row.tenant_id, row.current_version, row.renewal_decision)
+
+    def set_renewal_decision(self, contract_id: str, decision: dict[str, Any]) -> None:
+        self.session.get_one(ContractRow, contract_id).renewal_decision = decision
+
+    def obligation(self, contract_id: str, obligation_id: str) -> ObligationRecord | None:
+        row = self.session.get(ObligationStateRow, (contract_id, obligation_id))
+        return None if row is None else ObligationRecord(row.status, row.completed_at, row.updated_at)
+
+    def put_obligation(self, contract_id: str, obligation_id: str, *, status: str, completed_at: datetime | None,
+                       source_system: str | None, event_type: str, details: dict[str, Any], at: datetime) -> None:
+        values = {"status": status, "completed_at": completed_at, "source_system": source_system,
+                  "last_event_type": event_type, "details": details, "updated_at": at}
+        self.session.execute(pg_insert(ObligationStateRow)
+                             .values(contract_id=contract_id, obligation_id=obligation_id, **values)
+                             .on_conflict_do_update(index_elements=["contract_id", "obligation_id"], set_=values))
+
+    def audit(self, entry: AuditEntry) -> None:
+        self.session.add(AuditRow(tenant_id=entry.tenant_id, contract_id=entry.contract_id, action=entry.action,
+                                  actor=entry.actor, request_id=entry.request_id, version=entry.version,
+                                  at=entry.at, details=entry.details))
+
+    def audit_log(self, tenant_id: str, contract_id: str) -> list[dict[str, Any]] | None:
+        exists = self.session.scalar(select(ContractRow.id).where(ContractRow.id == contract_id,
+                                                                  ContractRow.tenant_id == tenant_id))
+        if exists is None:
+            return None
+        rows = self.session.scalars(select(AuditRow).where(AuditRow.tenant_id == tenant_id,
+                                                           AuditRow.contract_id == contract_id)
+                                    .order_by(AuditRow.id)).all()
+        return [{"id": r.id, "at": r.at.isoformat(), "actor": r.actor, "action": r.action, "version": r.version,
+                 "request_id": r.request_id, "details": r.details} for r in rows]
+
+    def enqueue(self, record: OutboxRecord) -> None:
+        r = record.record
+        self.session.add(OutboxRow(id=record.id, tenant_id=record.tenant_id, aggregate_id=record.aggregate_id,
+                                   topic=record.topic, ce_type=record.ce_type, key=r.key.decode(),
+                                   value=r.value.decode(), headers=[[k, v.decode()] for k, v in r.headers],
+                                   created_at=record.created_at))
+
+    def idempotency_key(self, tenant_id: str, key: str) -> tuple[str, str] | None:
+        row = self.session.get(IdempotencyKeyRow, (tenant_id, key))
+        return None if row is None else (row.request_hash, row.contract_id)
+
+    def remember_key(self, tenant_id: str, key: str, *, request_hash: str, contract_id: str, at: datetime) -> None:
+        self.session.add(IdempotencyKeyRow(tenant_id=tenant_id, key=key, request_hash=request_hash,
+                                           contract_id=contract_id, status_code=201, created_at=at))
+
+    def first_delivery(self, event_id: str, kind: str, at: datetime) -> bool:
+        first = self.session.execute(pg_insert(ProcessedEventRow).values(event_id=event_id, topic=kind, processed_at=at)
+                                     .on_conflict_do_nothing().returning(ProcessedEventRow.event_id)).first()
+        return first is not None
+
+    def page(self, tenant_id: str, where: ContractFilter, *, after: int | None,
+             limit: int) -> list[tuple[int, dict[str, Any]]]:
+        query = select(ContractRow).where(ContractRow.tenant_id == tenant_id)
+        if where.status:
+            query = query.where(ContractRow.status == where.status)
+        if where.counterparty:
+            query = query.where(ContractRow.counterparty_id == where.counterparty)
+        if where.owner:
+            query = query.where(ContractRow.owner_email == where.owner)
+        if where.ending_before:
+            query = query.where(ContractRow.end_date < where.ending_before)
+        if where.tag:
+            query = query.where(ContractRow.tags.contains([where.tag]))
+        if after is not None:
+            query = query.where(ContractRow.seq > after)
+        rows = self.session.scalars(query.order_by(ContractRow.seq).limit(limit)).all()
+        return [(r.seq, {"contract_id": r.id, "title": r.title, "status": r.status, "counterparty": r.counterparty,
+                         "owner": r.owner, "tags": list(r.tags), "version": r.current_version,
+                         "currency": r.currency, "end_date": r.end_date.isoformat() if r.end_date else None,
+                         "updated_at": r.updated_at.isoformat()}) for r in rows]
+
+    def due(self, before: date, limit: int) -> list[tuple[str, str]]:
+        # A partial index holds only running contracts with an end date: the cost is the number due.
+        rows = self.session.execute(
+            select(ContractRow.id, ContractRow.tenant_id)
+            .where(ContractRow.status.in_(["active", "renewed"]), ContractRow.end_date.is_not(None),
+                   ContractRow.end_date < before)
+            .order_by(ContractRow.end_date).limit(limit)).all()
+        return [(contract_id, tenant) for contract_id, tenant in rows]
 
 
 def _header(snapshot: ContractSnapshot) -> dict[str, Any]:
@@ -66,46 +174,3 @@ def _version_row(contract_id: str, terms: ContractTerms, now: datetime, actor: s
         effective_date=terms.effective_date, end_date=terms.end_date, currency=terms.currency,
         total_value=terms.total_value, reason=terms.reason, terms=terms.model_dump(mode="json"),
         created_at=now, created_by=actor)
-
-
-def insert(session: Session, snapshot: ContractSnapshot, *, now: datetime, actor: str) -> None:
-    session.add(ContractRow(id=snapshot.contract_id, tenant_id=snapshot.tenant_id, created_at=now,
-                            **_header(snapshot)))
-    session.flush()
-    for terms in snapshot.versions:
-        session.add(_version_row(snapshot.contract_id, terms, now, actor))
-
-
-def update(session: Session, before: ContractSnapshot, after: ContractSnapshot, *, now: datetime,
-           actor: str) -> None:
-    row = session.get_one(ContractRow, after.contract_id)
-    for name, value in _header(after).items():
-        setattr(row, name, value)
-    for terms in after.versions:
-        if terms.version > before.current.version:
-            session.add(_version_row(after.contract_id, terms, now, actor))
-
-
-def audit(session: Session, *, tenant_id: str, contract_id: str, action: str, actor: str,
-          request_id: str | None, version: int, at: datetime, details: dict[str, Any]) -> None:
-    session.add(AuditRow(tenant_id=tenant_id, contract_id=contract_id, action=action, actor=actor,
-                         request_id=request_id, version=version, at=at, details=details))
-
-
-def enqueue(session: Session, *, event: Event, topic: str, tenant_id: str, source: str, now: datetime) -> uuid.UUID:
-    """Write one Kafka record to the outbox. Its row id is the record's ce_id, so a re-send keeps its identity."""
-    event_id = uuid.uuid4()
-    record = encode(event, source=source, event_id=str(event_id), time=now, traceparent=current_traceparent())
-    session.add(OutboxRow(id=event_id, tenant_id=tenant_id, aggregate_id=event.key, topic=topic,
-                          ce_type=event.ce_type, key=record.key.decode(), value=record.value.decode(),
-                          headers=[[k, v.decode()] for k, v in record.headers], created_at=now))
-    return event_id
-
-
-def notify(session: Session, channel: str) -> None:
-    """Wake the relays; PostgreSQL delivers the notification only when (and if) the transaction commits."""
-    session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
-
-
-def unpublished_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.published_at.is_(None))) or 0

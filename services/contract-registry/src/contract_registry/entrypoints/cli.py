@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 from types import FrameType
 
-from mesh_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
+from mesh_common.runtime import serve, setup_logging
+from mesh_common.settings import ServiceSettings
 from mesh_common.tracing import setup_tracing_from_env
 
 from ..adapters.db import migrate
-from ..adapters.relay import OutboxRelay
-from ..config import SERVICE, RegistrySettings
+from ..bootstrap import AppConfig, relay
+from ..settings import SERVICE
+
+log = logging.getLogger("contract_registry")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,31 +31,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "relay"])
     args = parser.parse_args(argv)
     service = ServiceSettings()
-    logging.basicConfig(level=service.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s",
-                        stream=sys.stderr)
-    registry = RegistrySettings()
-    database_url = DatabaseSettings().url
+    setup_logging(SERVICE, service.log_level)
+    config = AppConfig()
     if args.command == "migrate":
-        migrate(database_url, registry.db_schema)
-        logging.getLogger(__name__).info("migrated to head")
+        migrate(config.database_url, config.registry.db_schema)
+        log.info("migrated to head")
         return 0
     if args.command == "relay":
-        relay = OutboxRelay(database_url, registry, KafkaSettings(), name="standalone")
+        standalone = relay(config, name="standalone")
 
         def _stop(_sig: int, _frame: FrameType | None) -> None:
-            relay.request_stop()
+            standalone.request_stop()
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        relay.run()
-        relay.producer.flush(10)
+        standalone.run()
+        standalone.producer.flush(10)
         return 0
-    import uvicorn
-
     from .app import create_app
 
     setup_tracing_from_env(SERVICE)
-    uvicorn.run(create_app(), host=service.http_host, port=service.http_port, log_level=service.log_level.lower())
+    # The app's lifespan starts and stops the relay, consumer and sweep beside the API.
+    serve(create_app(config), service, lifespan="on", log_level=service.log_level.lower())
     return 0
 
 

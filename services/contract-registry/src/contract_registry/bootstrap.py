@@ -1,0 +1,115 @@
+"""The registry's one composition root: settings, the database (behind the unit of work), the clock, the
+service, and what runs beside the API (outbox relay, inbound consumer, expiry sweep).
+
+`bootstrap()` wires PostgreSQL unless it is given a unit of work: the service-layer tests pass
+adapters/fakes.FakeUnitOfWork and a ManualClock and get the service alone (nothing to start).
+The registry keeps the wall clock whatever MESH_CLOCK says: its timestamps (audit, `ce_time`, the
+expiry sweep) are when people and systems acted, not the demo's story time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from mesh_common.auth import AuthSettings
+from mesh_common.clock import Clock, SystemClock
+from mesh_common.runtime import Ticker
+from mesh_common.settings import DatabaseSettings, KafkaSettings
+
+from .adapters.db import make_engine, make_sessionmaker, migrate
+from .adapters.inbound import InboundConsumer
+from .adapters.ports import UnitOfWork
+from .adapters.relay import OutboxRelay
+from .adapters.unit_of_work import SqlUnitOfWork
+from .service import Registry
+from .settings import RegistrySettings
+
+log = logging.getLogger("contract_registry")
+
+
+@dataclass
+class AppConfig:
+    database_url: str = field(default_factory=lambda: DatabaseSettings().url)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    clock: Clock = field(default_factory=SystemClock)
+
+
+@dataclass
+class Wiring:
+    config: AppConfig
+    registry: Registry
+    engine: Engine | None = None
+    # What start() runs beside the API, by name ("relay", "inbound", "expiry"); tests look at them.
+    running: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Migrations (REGISTRY_MIGRATE_ON_START), then the relay, the inbound consumer and the expiry
+        sweep, each unless its REGISTRY_*_IN_PROCESS is false."""
+        cfg = self.config
+        assert self.engine is not None, "bootstrapped with a fake unit of work: nothing to start"
+        if cfg.registry.migrate_on_start:
+            migrate(cfg.database_url, cfg.registry.db_schema)
+        if cfg.registry.relay_in_process:
+            self.running["relay"] = relay(cfg, name="in-process", engine=None)
+            self.running["relay"].start()
+        if cfg.registry.consume_in_process:
+            self.running["inbound"] = InboundConsumer(self.registry.handle, cfg.registry, cfg.kafka)
+            self.running["inbound"].start()
+        if cfg.registry.expiry_in_process:
+            sweeper = Ticker(self.sweep, cfg.registry.expiry_interval_seconds, name="registry-expiry")
+            sweeper.poke()  # at start-up too, catching up after downtime
+            self.running["expiry"] = sweeper.start()
+
+    def sweep(self) -> None:
+        changed = self.registry.expire_due()
+        if changed:
+            log.info("expired or auto-renewed %d contracts", changed)
+
+    def stop(self) -> None:
+        expiry: Ticker | None = self.running.pop("expiry", None)
+        if expiry is not None:
+            expiry.stop()
+            expiry.thread.join(10)
+        for name in ("inbound", "relay"):
+            if name in self.running:
+                self.running.pop(name).stop()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    async def database_ready(self) -> str | None:
+        def ping() -> None:
+            assert self.engine is not None
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        await asyncio.to_thread(ping)
+        return None
+
+    async def producer_ready(self) -> str | None:
+        running: OutboxRelay | None = self.running.get("relay")
+        if running is None:
+            return None  # the relay runs as its own deployment (`contract-registry relay`)
+        return await asyncio.to_thread(running.ready)
+
+
+def relay(config: AppConfig, *, name: str, engine: Engine | None = None) -> OutboxRelay:
+    """An outbox relay: beside the API, or alone (`contract-registry relay`)."""
+    return OutboxRelay(config.database_url, config.registry, config.kafka, engine=engine, name=name)
+
+
+def bootstrap(config: AppConfig | None = None, *, uow: Callable[[], UnitOfWork] | None = None,
+              registry_cls: type[Registry] = Registry) -> Wiring:
+    """`registry_cls` lets the benchmark swap in its no-outbox baseline."""
+    cfg = config or AppConfig()
+    if uow is not None:  # the service layer alone, on fakes
+        return Wiring(cfg, registry_cls(uow, cfg.registry, cfg.clock))
+    engine = make_engine(cfg.database_url, cfg.registry.db_schema)
+    sessions = make_sessionmaker(engine)
+    registry = registry_cls(lambda: SqlUnitOfWork(sessions, cfg.registry.notify_channel), cfg.registry, cfg.clock)
+    return Wiring(cfg, registry, engine)
