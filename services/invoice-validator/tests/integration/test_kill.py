@@ -93,21 +93,38 @@ def _shape(v: InvoiceValidated) -> object:
             tuple((line.line_no, line.status, line.reason_codes) for line in v.lines))
 
 
-@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+# Two replicas take a minute or two more; `MESH_LONG_TESTS=1` runs them (the default suite stays lean).
+TWO_REPLICAS = pytest.param("rocksdb://", 2, marks=pytest.mark.skipif(
+    not os.environ.get("MESH_LONG_TESTS"), reason="two-replica kill run: set MESH_LONG_TESTS=1"))
+
+
+@pytest.mark.parametrize(("store", "replicas"), [("memory://", 1), ("rocksdb://", 1), TWO_REPLICAS])
 def test_sigkill_under_load_loses_no_verdict_and_counts_every_amount_once(kafka_bootstrap: str, tmp_path: Path,
-                                                                          store: str) -> None:
+                                                                          store: str, replicas: int) -> None:
+    """With two replicas one of them, chosen at random, is killed each time: its partitions move to the
+    other while invoices flow, and back when it returns."""
     rng, kills = random.Random(11), random.Random()
-    data_dir = tmp_path / "faust-data"  # the same directory across restarts, like a host's disk
-    # The restarted worker waits for the broker to give up on the killed one: keep that short here.
-    # A long producer linger keeps a few hundred milliseconds of verdicts and changelog records in flight
-    # at every kill, as a loaded producer does.
-    env = {"VALIDATOR_STORE": store, "VALIDATOR_DATA_DIR": str(data_dir), "VALIDATOR_SESSION_TIMEOUT_SECONDS": "6",
-           "VALIDATOR_PRODUCER_LINGER_SECONDS": "0.3"}
+
+    def env(replica: int) -> dict[str, str]:
+        # Each replica's own directory, the same across its restarts, like a host's disk. The restarted
+        # worker waits for the broker to give up on the killed one: keep that short here. A long producer
+        # linger keeps a few hundred milliseconds of verdicts and changelog records in flight at every
+        # kill, as a loaded producer does.
+        return {"VALIDATOR_STORE": store, "VALIDATOR_DATA_DIR": str(tmp_path / f"faust-data-{replica}"),
+                "VALIDATOR_SESSION_TIMEOUT_SECONDS": "6", "VALIDATOR_PRODUCER_LINGER_SECONDS": "0.3"}
+
     contracts = _capped_near_the_end(lambda cs: _invoices(cs, random.Random(11)))
     invoices = _invoices(contracts, rng)
     expected = _expected(contracts, invoices)
-    worker: Running = start(kafka_bootstrap, tmp_path, extra_env=env)
-    prefix, logs = worker.prefix, [worker.log_path]
+    workers: list[Running] = [start(kafka_bootstrap, tmp_path, extra_env=env(0))]
+    prefix, logs = workers[0].prefix, [workers[0].log_path]
+    try:
+        for replica in range(1, replicas):
+            workers.append(start(kafka_bootstrap, tmp_path, prefix=prefix, create=False, extra_env=env(replica)))
+            logs.append(workers[-1].log_path)
+    except BaseException:
+        stop(workers[0])
+        raise
     feed = Producer(KafkaSettings(bootstrap_servers=kafka_bootstrap).producer())
     verdicts = TopicReader(kafka_bootstrap, prefix + INVOICE_VALIDATED.name)
     seen: dict[str, set[str]] = {}
@@ -125,9 +142,9 @@ def test_sigkill_under_load_loses_no_verdict_and_counts_every_amount_once(kafka_
         return len(decided)
 
     try:
-        worker.tick(CLOCK_START)
+        workers[0].tick(CLOCK_START)
         for c in contracts:
-            worker.produce(c)
+            workers[0].produce(c)
         for burst in range(BURSTS):
             batch = invoices[burst * PER_BURST:(burst + 1) * PER_BURST]
 
@@ -145,13 +162,15 @@ def test_sigkill_under_load_loses_no_verdict_and_counts_every_amount_once(kafka_
                 # Kill at a random point while this burst's verdicts are coming out.
                 target = burst * PER_BURST + kills.randint(5, PER_BURST - 40)
                 wait_for(lambda target=target: read() >= target, timeout=120, interval=0.05,
-                         message=f"verdicts flowing (log {worker.log_path})")
-                os.kill(worker.process.pid, signal.SIGKILL)
-                worker.process.wait(10)
+                         message=f"verdicts flowing (logs {logs})")
+                victim = kills.randrange(replicas)
+                os.kill(workers[victim].process.pid, signal.SIGKILL)
+                workers[victim].process.wait(10)
                 feeder.join()
-                stop(worker)
-                worker = start(kafka_bootstrap, tmp_path, prefix=prefix, create=False, extra_env=env)
-                logs.append(worker.log_path)
+                stop(workers[victim])
+                workers[victim] = start(kafka_bootstrap, tmp_path, prefix=prefix, create=False,
+                                        extra_env=env(victim))
+                logs.append(workers[victim].log_path)
             else:
                 feeder.join()
         wait_for(lambda: read() >= len(invoices), timeout=120, interval=0.2,
@@ -169,7 +188,8 @@ def test_sigkill_under_load_loses_no_verdict_and_counts_every_amount_once(kafka_
         assert any("CAP_EXCEEDED" in v.reason_codes for v in expected.values())
         assert any("DUPLICATE_INVOICE" in v.reason_codes for v in expected.values())
     finally:
-        stop(worker)
+        for worker in workers:
+            stop(worker)
         verdicts.close()
 
 

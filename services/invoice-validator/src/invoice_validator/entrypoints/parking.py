@@ -86,7 +86,11 @@ class Parking:
             await self._drop_parked(key, done)
 
     async def _drop_parked(self, key: str, ce_ids: set[str]) -> None:
-        await self.delivery.wait()
+        try:
+            await self.delivery.wait()
+        except Exception:  # a send failed: keep the entries; the record is redelivered and re-checks them
+            log.exception("not removing parked invoices under %s: a send was not acknowledged", key)
+            return
         # Re-read: other agents may have parked more invoices under the key while this one waited.
         rest = [e for e in self.parked.get(key) or () if e["ce_id"] not in ce_ids]
         if rest:
