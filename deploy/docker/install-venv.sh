@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the mesh's runtime virtualenv: every library and service of the repo installed (not
 # editable, bytecode compiled) from constraints.txt; the test-only plugin (libs/mesh_testing) stays
-# out. The Dockerfile's builder stage runs this, and so does tests/deploy/test_image.py, so the image
+# out, and so does the fault campaign (libs/mesh_chaos, which drives the mesh from outside). The Dockerfile's builder stage runs this, and so does tests/deploy/test_image.py, so the image
 # recipe is tested without a Docker engine.
 #
 #   bash deploy/docker/install-venv.sh VENV_DIR      # from the repository root (the build context)
@@ -23,7 +23,7 @@ fi
 
 # Every project with a pyproject under libs/ and services/ (services appear over time).
 mapfile -t projects < <(find libs services -mindepth 2 -maxdepth 2 -name pyproject.toml \
-                          -not -path 'libs/mesh_testing/*' -printf '%h\n' | sort)
+                          -not -path 'libs/mesh_testing/*' -not -path 'libs/mesh_chaos/*' -printf '%h\n' | sort)
 echo "installing into $venv: ${projects[*]}"
 "$uv" pip install --python "$venv/bin/python" --compile-bytecode -c constraints.txt "${projects[@]}"
 
