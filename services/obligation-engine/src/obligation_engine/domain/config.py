@@ -30,7 +30,7 @@ class EngineConfig:
     lead_days: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LEAD_DAYS))
     escalate_days: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_ESCALATE_DAYS))
     horizon_days: int = 400  # recurrences are expanded this far ahead, then rolled forward
-    lookback_days: int = 31  # first sight of a contract: older occurrences are history, not tasks
+    lookback_days: int = 31  # SLA windows that closed longer ago are history (a late measurement creates its window)
     sla_grace_days: int = 3  # a measurement may arrive this long after its window closed
     park_seconds: int = 86_400  # how long an event for an unknown contract/obligation waits
     replan_days: int = 7  # how often the rolling horizon is extended

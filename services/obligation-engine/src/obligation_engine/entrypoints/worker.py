@@ -60,7 +60,6 @@ from mesh_common.tracing import consume_span, current_traceparent, setup_tracing
 
 from ..adapters.erp import ErpClient
 from ..adapters.partitioning import partition_for
-from ..adapters.tables import put_acked
 from ..domain import engine
 from ..domain.engine import CallErp, DeadLetter, Effect, Publish, ScorecardChanged
 from ..domain.messages import erp_failure_alert
@@ -257,7 +256,7 @@ class Engine:
             parts[card.contract_id or ""] = card.model_dump(mode="json")
             total = counterparty_scorecard(cp, [Scorecard.model_validate(v) for v in parts.values()], self.clock.now())
             await asyncio.gather(await self._send_event(total, _scorecard_id(total)))
-            await put_acked(self.counterparties, cp, json.dumps(parts).encode())
+            self.counterparties[cp] = json.dumps(parts).encode()
             yield None
 
     # ------------------------------------------------------------------ state
@@ -271,8 +270,8 @@ class Engine:
             if new is old and not effects:
                 return old
             new.partition = rec.partition
-            await self._perform(new, effects, trigger)  # in Kafka before the state that says "done"
-            await put_acked(self.contracts, cid, new.to_json())  # and that state before the offset commit
+            await self._perform(new, effects, trigger)  # in Kafka before the state that says "done" is saved
+            self.contracts[cid] = new.to_json()
             self.where[cid] = new.partition
             self._reindex(old, new)
             return new
