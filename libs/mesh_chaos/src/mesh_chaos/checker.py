@@ -114,6 +114,10 @@ class Checker:
             if isinstance(s.event, InvoiceValidated):
                 by_invoice[s.event.invoice_id].append(s)
         dlq_values = [s for s in self.h.on("ap.invoice.received.v1.dlq")]
+        snapshots: dict[str, list[tuple[float, ContractSnapshot]]] = defaultdict(list)
+        for s in self.h.on("clm.contract.state.v1"):
+            if isinstance(s.event, ContractSnapshot):
+                snapshots[s.event.contract_id].append((s.at, s.event))
         seen: dict[str, str] = {}
         billing: dict[str, BillingState] = defaultdict(BillingState)
         for invoice_id, sent in sorted(self.w.invoices.items(), key=lambda kv: kv[1]["seq"]):
@@ -126,32 +130,41 @@ class Checker:
             ids, again = _distinct(records)
             self.r.redelivered["ap.invoice.validated.v1"] += again
             snapshot: ContractSnapshot | None = sent.get("snapshot")
-            expected: InvoiceValidated | None = None
-            if snapshot is not None:
-                key = f"{inv.tenant_id}|{inv.vendor_id}|{inv.invoice_number}"
-                first = seen.get(key)
-                done = frozenset(s.obligation_id for s in snapshot.obligation_states if s.status == "completed")
-                outcome = validate_invoice(inv, snapshot, obligations=ObligationView(done),
-                                           billing=billing[snapshot.contract_id],
-                                           duplicate_of=first if first not in (None, invoice_id) else None,
-                                           now=inv.received_at)
-                seen.setdefault(key, invoice_id)
-                billing[snapshot.contract_id] = outcome.billing
-                expected = outcome.verdict
             if not ids:
                 in_dlq = [d for d in dlq_values if invoice_id.encode() in _raw(d)]
                 what = "in the DLQ: " + (in_dlq[0].headers.get("dlq_reason", "no reason")) if in_dlq else "nowhere"
                 self.r.add("verdicts", "lost", f"invoice {invoice_id} ({sent['via']}) has no verdict ({what})")
-                continue
             if len(ids) > 1:
                 self.r.add("verdicts", "duplicated", f"invoice {invoice_id}: {len(ids)} verdict ce_ids")
-            got = records[0].event
-            assert isinstance(got, InvoiceValidated)
-            if expected is not None and not same_verdict(got, expected):
+            if snapshot is None:
+                continue
+            # The reference: the version the invoice waited for; a validator that is behind may have seen a
+            # later amendment first (the invoice raced it), so a version published before the verdict was
+            # read also counts. Either version's verdict, never a third.
+            decided_at = records[0].at if records else float("inf")
+            candidates = [snapshot] + [x for at, x in snapshots.get(snapshot.contract_id, [])
+                                       if at <= decided_at and x.current.version > snapshot.current.version]
+            key = f"{inv.tenant_id}|{inv.vendor_id}|{inv.invoice_number}"
+            first = seen.get(key)
+            outcomes = []
+            for candidate in candidates:
+                done = frozenset(s.obligation_id for s in candidate.obligation_states if s.status == "completed")
+                outcomes.append(validate_invoice(inv, candidate, obligations=ObligationView(done),
+                                                 billing=billing[snapshot.contract_id],
+                                                 duplicate_of=first if first not in (None, invoice_id) else None,
+                                                 now=inv.received_at))
+            seen.setdefault(key, invoice_id)
+            got = records[0].event if records else None
+            chosen = next((o for o in outcomes if isinstance(got, InvoiceValidated) and same_verdict(got, o.verdict)),
+                          outcomes[0])
+            billing[snapshot.contract_id] = chosen.billing
+            expected = chosen.verdict
+            if isinstance(got, InvoiceValidated) and not same_verdict(got, expected):
                 self.r.add("verdicts", "divergent",
                            f"invoice {invoice_id} ({sent['via']}, contract {got.contract_id} v{got.contract_version}):"
                            f" got {got.status.value} {sorted(got.reason_codes)}, reference {expected.status.value} "
-                           f"{sorted(expected.reason_codes)} (v{snapshot.current.version if snapshot else '?'})")
+                           f"{sorted(expected.reason_codes)} (v{snapshot.current.version}"
+                           f"{', or later versions' if len(candidates) > 1 else ''})")
             if len({(r.event.status.value if isinstance(r.event, InvoiceValidated) else None) for r in records}) > 1:
                 self.r.add("verdicts", "divergent", f"invoice {invoice_id}: verdict records disagree")
 
