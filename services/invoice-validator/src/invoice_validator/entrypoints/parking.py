@@ -15,8 +15,8 @@ from prometheus_client import Counter
 from contract_schema import InvoiceReceived
 from mesh_common.clock import Clock
 from mesh_common.due_index import DueIndex
+from mesh_common.faust_delivery import DeliveryBarrier
 
-from ..adapters.delivery import DeliveryBarrier
 from ..settings import ValidatorSettings
 
 log = logging.getLogger(__name__)

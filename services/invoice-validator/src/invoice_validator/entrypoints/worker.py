@@ -47,12 +47,12 @@ from contract_schema.topics import (
 from mesh_common.clock import Clock
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
+from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier
 from mesh_common.ops import DEAD_LETTERED, PROCESSED, REJECTED
 from mesh_common.settings import KafkaSettings
 from mesh_common.tracing import consume_span
 
 from ..adapters.contracts import ContractCache, table_value
-from ..adapters.delivery import CrashMarker, DeliveryBarrier
 from ..adapters.faust_app import TABLES, changelog_topics, derived_id, faust_broker, faust_credentials
 from ..adapters.partitioning import partition_for
 from ..adapters.webhook import ApWebhook

@@ -53,6 +53,7 @@ from mesh_common.clock import Clock
 from mesh_common.delivery import DeliveryError, RetryPolicy
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
+from mesh_common.faust_delivery import DeliveryBarrier
 from mesh_common.ops import DEAD_LETTERED, PROCESSED
 from mesh_common.provision import provision
 from mesh_common.settings import KafkaSettings, ServiceSettings
@@ -117,6 +118,10 @@ class Engine:
             broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         )
         self.app = app
+        # Offsets are committed only once every effect and changelog record sent before is acked:
+        # Faust's own flush gives up after 0.1 s without progress (docs/adr/0005).
+        self.delivery = DeliveryBarrier()
+        self.delivery.install(app.producer)
         # contract id -> ContractState json (instances with their status = the fired markers, parked records)
         self.contracts = app.Table(TABLES[0], default=None, partitions=n, key_type=str, value_type=bytes)
         # counterparty id -> {contract id: contract scorecard json}

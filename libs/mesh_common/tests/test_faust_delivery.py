@@ -1,4 +1,5 @@
-"""The delivery barrier and the crash marker, without a broker (the kill test covers them end to end)."""
+"""The delivery barrier and the crash marker, without a broker (the kill tests of both Faust services
+cover them end to end)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from invoice_validator.adapters.delivery import CrashMarker, DeliveryBarrier
+
+from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier
 
 
 class FakeProducer:

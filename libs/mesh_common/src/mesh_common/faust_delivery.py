@@ -1,6 +1,7 @@
-"""What makes a crash unable to lose a verdict: no offset is committed before the broker has
-acknowledged every record the processing of it produced, and a RocksDB store that may be ahead
-of its changelog after a crash is discarded and rebuilt from the changelog (docs/adr/0005)."""
+"""What makes a crash of a Faust worker unable to lose an effect or a table write: no offset is
+committed before the broker has acknowledged every record produced so far, and a RocksDB store that
+may be ahead of its changelog after a crash is discarded and rebuilt from the changelog
+(docs/adr/0005). Used by both Faust services (invoice-validator, obligation-engine)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class DeliveryBarrier:
 
     Faust flushes its producer before it commits offsets, but its buffer's flush returns as soon as
     no record left the buffer for 0.1 s (faust.transport.producer.ProducerBuffer.flush_atmost), which
-    under load ("producer buffer full") is while verdicts and changelog records are still queued:
+    under load ("producer buffer full") is while effects and changelog records are still queued:
     the offsets of records whose effects were never sent got committed. Hooked into the producer's
     `flush`, `wait()` holds the commit until everything sent before it is acknowledged, and raises
     (so nothing is committed) when a send failed.
@@ -57,9 +58,10 @@ class CrashMarker:
     """A file that exists while the worker runs and is removed after a clean stop.
 
     Found at start, it means the last run was killed: its RocksDB store may hold table writes whose
-    changelog records never reached the broker (the store is written first), so a redelivered invoice
-    would look decided while its verdict was never sent. The store is then deleted, and Faust rebuilds
-    it from the changelog topics, like Kafka Streams wipes its state after an unclean shutdown.
+    changelog records never reached the broker (the store is written first), so a redelivered input
+    would look handled while its effects were never sent. The store is then deleted, and Faust
+    rebuilds it from the changelog topics, like Kafka Streams wipes its state after an unclean
+    shutdown. A memory store needs no marker: it is rebuilt from the changelogs at every start.
     """
 
     def __init__(self, data_dir: Path, table_dir: Path) -> None:
