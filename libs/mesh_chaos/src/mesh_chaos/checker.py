@@ -257,9 +257,13 @@ class Checker:
                 b = call["body"]
                 at_erp[(b["contract_id"], b["obligation_id"])].add(call["headers"].get("idempotency-key")
                                                                    or str(call["seq"]))
+        dlq = self.h.on("erp.performance.v1.dlq")
         for key in releases:
             if key not in at_erp:
-                self.r.add("obligations", "lost", f"release of {key} never accepted by the ERP")
+                why = next((d.dlq_reason for d in dlq if d.key == key[0] and f"'{key[1]}'" in (d.dlq_reason or "")),
+                           None)
+                self.r.add("obligations", "lost", f"release of {key} never accepted by the ERP"
+                           + (f" (dead-lettered: {why[:200]})" if why else ""))
             elif len(at_erp[key]) > 1:
                 self.r.add("obligations", "duplicated", f"release of {key}: {len(at_erp[key])} distinct ERP calls")
         self.r.effects["erp milestone releases"] = sum(len(v) for v in at_erp.values())
