@@ -74,6 +74,23 @@ class CircuitBreaker:
             self.opened_at = self._clock()
 
 
+def round_delay(attempts: int, *, base: float, cap: float, retry_after: float | None = None,
+                rng: random.Random | None = None) -> float:
+    """Seconds before the next durable round (a retry scheduled in a database, not slept on): exponential
+    from `base` with equal jitter (at least half the step, so a fleet of waiting rows spreads out without
+    hammering), capped; never sooner than a Retry-After the partner sent."""
+    step = min(cap, base * 2.0 ** min(attempts, 30))
+    jitter = (rng.uniform if rng is not None else random.uniform)(0, step / 2)
+    return max(step / 2 + jitter, retry_after or 0.0)
+
+
+def breaker_wait(breaker: CircuitBreaker) -> float:
+    """Seconds until an open circuit lets a trial call through."""
+    if breaker.opened_at is None:
+        return 0.0
+    return max(0.0, breaker.opened_at + breaker.reset_after - breaker._clock())
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:

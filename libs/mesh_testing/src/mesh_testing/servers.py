@@ -121,6 +121,13 @@ class PostgresServer:
         self._run("stop")
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop the cluster (`pg_ctl stop -m fast`: every session ends with AdminShutdown), stay down
+        `down_for` seconds, start it again on the same port and data: what a database restart does to clients."""
+        self._run("stop")
+        time.sleep(down_for)  # the outage itself is what is being tested
+        self._run("start")
+
 
 @contextlib.contextmanager
 def bench_stack(*, database: bool = True) -> Iterator[tuple[str, str | None]]:

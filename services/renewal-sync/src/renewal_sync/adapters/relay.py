@@ -31,11 +31,11 @@ from contract_schema.codec import encode
 from contract_schema.renewal import RenewalOpportunity
 from contract_schema.topics import ALERTS
 from mesh_common.clock import Clock
-from mesh_common.delivery import CircuitBreaker, CircuitOpen, DeliveryError
+from mesh_common.delivery import CircuitOpen, DeliveryError, breaker_wait, round_delay
 from mesh_common.kafka import produce_dead_letter
 from mesh_common.settings import KafkaSettings
 from renewal_sync.adapters.crm import CrmClient
-from renewal_sync.adapters.store import CRM, KAFKA, OutboxRow, PendingRow, Store
+from renewal_sync.adapters.store import CRM, KAFKA, LeadLost, OutboxRow, PendingRow, Store
 from renewal_sync.domain.renewal import SERVICE, crm_delayed_alert, crm_failing_alert
 from renewal_sync.settings import SOURCE, RenewalSettings
 
@@ -47,21 +47,7 @@ RELAYED = Counter("renewal_outbox_relayed_total", "Outbox records published to K
 CRM_FAILING = Gauge("renewal_crm_failing_contracts", "Contracts whose CRM update is waiting after a failure")
 
 
-def round_delay(attempts: int, *, base: float, cap: float, retry_after: float | None = None,
-                rng: random.Random | None = None) -> float:
-    """Seconds before the next durable round: exponential from `base` with equal jitter (at least half the
-    step, so a fleet of waiting rows spreads out without hammering), capped; never sooner than a
-    Retry-After the CRM sent."""
-    step = min(cap, base * 2.0 ** min(attempts, 30))
-    jitter = (rng.uniform if rng is not None else random.uniform)(0, step / 2)
-    return max(step / 2 + jitter, retry_after or 0.0)
-
-
-def breaker_wait(breaker: CircuitBreaker) -> float:
-    """Seconds until an open circuit lets a trial call through."""
-    if breaker.opened_at is None:
-        return 0.0
-    return max(0.0, breaker.opened_at + breaker.reset_after - time.monotonic())
+ROLE = "outbox-relay"
 
 
 class OutboxRelay:
@@ -97,17 +83,22 @@ class OutboxRelay:
 
     async def _main(self) -> None:
         self._sem = asyncio.Semaphore(self.cfg.crm_concurrency)
-        leading = False
         try:
             while not self._stop.is_set():
-                if not leading:
-                    leading = self.store.try_lead("outbox-relay")
-                    if not leading:  # another replica relays; stand by and try again
-                        await asyncio.to_thread(self._stop.wait, 1.0)
-                        continue
-                    log.info("this replica now relays the outbox")
-                busy = await self.relay_crm()  # the external call first: it is the one people wait for
-                busy = self.relay_kafka() or busy
+                try:
+                    if not self.store.leads(ROLE):
+                        if not self.store.try_lead(ROLE):  # another replica relays; stand by and try again
+                            await asyncio.to_thread(self._stop.wait, 1.0)
+                            continue
+                        log.info("this replica now relays the outbox")
+                    # A database restart inside a round is ridden out by the store (reconnect, backoff); the
+                    # rows stay pending in PostgreSQL, so nothing is lost, at worst re-sent (idempotent).
+                    busy = await self.relay_crm()  # the external call first: it is the one people wait for
+                    busy = self.relay_kafka() or busy
+                except LeadLost as exc:
+                    log.warning("outbox relay stands by: %s", exc)
+                    self._degraded = True
+                    continue
                 if not busy:
                     await asyncio.to_thread(self._wake.wait, 0.2)
                     self._wake.clear()
@@ -231,4 +222,4 @@ class OutboxRelay:
                                          record.key, record.value, record.headers)])
         self._wake.set()
 
-__all__ = ["CRM", "OutboxRelay"]
+__all__ = ["CRM", "OutboxRelay", "breaker_wait", "round_delay"]

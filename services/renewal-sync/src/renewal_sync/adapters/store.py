@@ -7,17 +7,27 @@
   state change that caused it (no dual writes). Rows carry a stable event id (unique), a
   status (pending / sent / dead), attempts and the next attempt time, so a restart neither
   loses nor repeats a delivery.
+
+A PostgreSQL restart (or failover) is ridden out, not fatal: every method is one transaction, so
+one that fails with an OperationalError (AdminShutdown, connection lost) was rolled back and is
+run again on a new connection, with backoff (tenacity), until the database answers. An advisory
+lock held by the old session is taken again on the new one; if another replica got it first the
+call raises LeadLost and the caller stands by (docs/adr/0010-ride-out-outages.md).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.rows import tuple_row
+from tenacity import RetryCallState, retry, retry_if_exception_type, stop_never, wait_exponential_jitter
 
 from contract_schema.renewal import SlaRecord
 from mesh_common import pg
@@ -25,7 +35,28 @@ from mesh_common.pg import libpq_url
 from renewal_sync.adapters.ports import CRM, KAFKA, OutboxRow
 from renewal_sync.domain.renewal import RenewalState, dump_state, load_state
 
-__all__ = ["CRM", "KAFKA", "OutboxRow", "PendingRow", "Store"]
+__all__ = ["CRM", "KAFKA", "LeadLost", "OutboxRow", "PendingRow", "Store"]
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class LeadLost(Exception):
+    """The connection was replaced and another replica took the advisory lock this one held."""
+
+
+def _log_outage(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("database unavailable (%s: %s); retrying in %.1f s", type(exc).__name__, exc,
+                state.upcoming_sleep)
+
+
+def riding_out(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a one-transaction Store method again on a new connection while PostgreSQL is away."""
+    retrying = retry(retry=retry_if_exception_type(psycopg.OperationalError), stop=stop_never,
+                     wait=wait_exponential_jitter(initial=0.2, max=10.0), before_sleep=_log_outage, reraise=True)
+    return functools.wraps(method)(retrying(method))
 
 
 @dataclass(frozen=True)
@@ -42,12 +73,32 @@ class PendingRow(OutboxRow):
 
 class Store:
     def __init__(self, url: str, schema: str) -> None:
-        self.schema = schema
-        self.conn = psycopg.connect(libpq_url(url), autocommit=False, row_factory=tuple_row)
+        self.schema, self.url = schema, libpq_url(url)
+        self._conn = self._connect()
+        self._leads: set[str] = set()  # advisory locks this session holds, taken again after a reconnect
+        self.reconnects = 0
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(self.url, autocommit=False, row_factory=tuple_row, connect_timeout=10)
+
+    @property
+    def conn(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The session; a new one once the old one broke (a database restart ends every session)."""
+        if self._conn.closed or self._conn.broken:
+            self._conn.close()
+            self._conn = self._connect()
+            self.reconnects += 1
+            log.info("reconnected to PostgreSQL (%d reconnect(s))", self.reconnects)
+            lost = {role for role in self._leads if not self._take_lead(role)}
+            self._leads -= lost
+            if lost:
+                raise LeadLost(f"another replica took {sorted(lost)} while the database was away")
+        return self._conn
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
+    @riding_out
     def migrate(self) -> None:
         s = self.schema
         with self.conn.transaction():
@@ -91,23 +142,27 @@ class Store:
             for text, partition in cur:
                 yield load_state(text), partition
 
+    @riding_out
     def scorecards(self, counterparty_ids: Sequence[str]) -> dict[str, SlaRecord]:
         with self.conn.transaction():
             rows = self.conn.execute(f"SELECT counterparty_id, record::text FROM {self.schema}.scorecard "
                                      "WHERE counterparty_id = ANY(%s)", (list(counterparty_ids),)).fetchall()
         return {cid: SlaRecord.model_validate_json(text) for cid, text in rows}
 
+    @riding_out
     def scorecard(self, counterparty_id: str) -> SlaRecord | None:
         with self.conn.transaction():
             row = self.conn.execute(f"SELECT record::text FROM {self.schema}.scorecard WHERE counterparty_id = %s",
                                     (counterparty_id,)).fetchone()
         return None if row is None else SlaRecord.model_validate_json(row[0])
 
+    @riding_out
     def load_scorecards(self) -> dict[str, SlaRecord]:
         with self.conn.transaction():
             rows = self.conn.execute(f"SELECT counterparty_id, record::text FROM {self.schema}.scorecard").fetchall()
         return {cid: SlaRecord.model_validate_json(text) for cid, text in rows}
 
+    @riding_out
     def save(self, states: Iterable[tuple[RenewalState, int]], scorecards: dict[str, SlaRecord],
              outbox: Sequence[OutboxRow]) -> None:
         """One transaction: state changes and everything they cause."""
@@ -131,18 +186,31 @@ class Store:
             [(r.target, r.contract_id, r.event_id, r.topic, r.key, r.value,
               json.dumps([[k, v.decode()] for k, v in r.headers])) for r in rows])
 
+    @riding_out
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
         with self.conn.transaction(), self.conn.cursor() as cur:
             self._insert_outbox(cur, rows)
 
     # --- outbox relay ----------------------------------------------------------------------
 
+    @riding_out
     def try_lead(self, role: str) -> bool:
         """Take a session-level advisory lock: one relay across all replicas (keeps per-contract order and
         never sends a row twice); the lock goes with the connection if the leader dies."""
-        with self.conn.transaction():
-            return pg.try_lead(self.conn, f"{self.schema}.{role}")
+        self.conn  # noqa: B018 (a reconnect re-takes the locks held before this call)
+        if self._take_lead(role):
+            self._leads.add(role)
+            return True
+        return False
 
+    def leads(self, role: str) -> bool:
+        return role in self._leads
+
+    def _take_lead(self, role: str) -> bool:
+        with self._conn.transaction():
+            return pg.try_lead(self._conn, f"{self.schema}.{role}")
+
+    @riding_out
     def pending(self, target: str, limit: int, now: datetime | None = None) -> list[PendingRow]:
         """Pending rows in id order. For the CRM only the newest pending row of each contract, once its
         next attempt is due: an upsert carries the whole opportunity, so older pending rows of the
@@ -174,6 +242,7 @@ class Store:
                            value=bytes(r[6]), headers=[(k, v.encode()) for k, v in json.loads(r[7])],
                            attempts=r[8], failing_for=r[9], alerted=bool(r[10])) for r in rows]
 
+    @riding_out
     def mark_done(self, ids: Sequence[int], status: str = "sent", error: str | None = None) -> None:
         """Mark rows done. A CRM row done (sent or dead) also closes the older pending rows of its contract:
         it carried a newer state of the same opportunity."""
@@ -190,6 +259,7 @@ class Store:
                     WHERE d.id = ANY(%s) AND d.target = 'crm' AND o.target = 'crm' AND o.status = 'pending'
                       AND o.contract_id = d.contract_id AND o.id < d.id""", (list(ids),))
 
+    @riding_out
     def retry_later(self, row_id: int, delay_seconds: float, error: str, count_attempt: bool = True) -> None:
         with self.conn.transaction():
             self.conn.execute(
@@ -198,11 +268,13 @@ class Store:
                     next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s""",
                 (1 if count_attempt else 0, error[:2000], delay_seconds, row_id))
 
+    @riding_out
     def mark_alerted(self, contract_id: str) -> None:
         with self.conn.transaction():
             self.conn.execute(f"""UPDATE {self.schema}.outbox SET alerted = true
                                   WHERE target = 'crm' AND status = 'pending' AND contract_id = %s""", (contract_id,))
 
+    @riding_out
     def resume_crm(self) -> int:
         """The CRM answers again: every waiting CRM row is due now instead of at the end of its backoff."""
         with self.conn.transaction():
@@ -210,6 +282,7 @@ class Store:
                                         WHERE target = 'crm' AND status = 'pending' AND next_attempt_at > now()""")
             return cur.rowcount
 
+    @riding_out
     def crm_failing(self) -> int:
         """Contracts whose CRM update is pending and has failed at least once."""
         with self.conn.transaction():
@@ -218,6 +291,7 @@ class Store:
                                     ).fetchone()
         return int(row[0]) if row else 0
 
+    @riding_out
     def redrive(self, contract_ids: Sequence[str] | None = None, *, dry_run: bool = False) -> list[tuple[str, str]]:
         """Dead CRM updates back to pending, for a fresh give-up period: only a contract's newest CRM update
         (a dead one overtaken by a later delivery stays dead, so an older stage never overwrites a newer
@@ -239,6 +313,7 @@ class Store:
                         next_attempt_at = now(), done_at = NULL WHERE id = ANY(%s)""", ([r[0] for r in rows],))
         return [(r[1], r[2]) for r in rows]
 
+    @riding_out
     def counts(self) -> dict[tuple[str, str], int]:
         with self.conn.transaction():
             rows = self.conn.execute(
