@@ -1,15 +1,21 @@
-"""The delivery barrier and the crash marker, without a broker (the kill tests of both Faust services
-cover them end to end)."""
+"""The delivery barrier, the crash marker and the rewind of never-committed partitions, without a
+broker (the kill tests of the Faust services cover them end to end)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import pytest
 
-from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier
+from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier, rewind_uncommitted
+
+
+class TopicPartition(NamedTuple):  # the shape of aiokafka's
+    topic: str
+    partition: int
 
 
 class FakeProducer:
@@ -68,3 +74,29 @@ def test_the_store_is_discarded_only_after_a_run_that_did_not_stop_cleanly(tmp_p
     assert marker.start() is False and tables.exists()  # after a clean stop: reused
     # killed: the marker is still there at the next start
     assert CrashMarker(tmp_path, tables).start() is True and not tables.exists()
+
+
+class FakeConsumerThread:
+    """The two calls of Faust's consumer thread the rewind uses, over fixed committed offsets."""
+
+    def __init__(self, committed: dict[TopicPartition, int | None]) -> None:
+        self.committed = committed
+        self.rewound: list[TopicPartition] = []
+
+    async def seek_to_committed(self) -> dict[TopicPartition, int | None]:
+        return self.committed
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.rewound += partitions
+
+
+def test_partitions_of_the_given_topics_without_a_committed_offset_are_read_from_the_beginning() -> None:
+    committed: dict[TopicPartition, int | None] = {
+        TopicPartition("in", 0): None, TopicPartition("in", 1): 12, TopicPartition("in", 2): 0,
+        TopicPartition("ticks", 0): None, TopicPartition("app-contracts-changelog", 0): None}
+    thread = FakeConsumerThread(committed)
+    consumer = SimpleNamespace(_thread=thread)
+    rewind_uncommitted(consumer, {"in", "ticks"})
+    assert asyncio.run(thread.seek_to_committed()) == committed  # Faust still gets what was committed
+    # partition 1 stays at its committed offset; a changelog is not a stream partition
+    assert sorted(thread.rewound) == [TopicPartition("in", 0), TopicPartition("in", 2), TopicPartition("ticks", 0)]

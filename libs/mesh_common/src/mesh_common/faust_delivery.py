@@ -1,13 +1,15 @@
-"""What makes a crash of a Faust worker unable to lose an effect or a table write: no offset is
-committed before the broker has acknowledged every record produced so far, and a RocksDB store that
-may be ahead of its changelog after a crash is discarded and rebuilt from the changelog
-(docs/adr/0005). Used by both Faust services (invoice-validator, obligation-engine)."""
+"""What makes a crash of a Faust worker unable to lose an effect, a table write or an input: no
+offset is committed before the broker has acknowledged every record produced so far, a RocksDB
+store that may be ahead of its changelog after a crash is discarded and rebuilt from the changelog
+(docs/adr/0005), and a partition with no committed offset is read from its beginning after every
+rebalance (docs/adr/0004). Used by both Faust services (invoice-validator, obligation-engine)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import shutil
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,34 @@ class DeliveryBarrier:
         pending = list(self._pending)
         if pending:
             await asyncio.gather(*pending)
+
+
+def rewind_uncommitted(consumer: Any, topics: Collection[str]) -> None:
+    """After every rebalance, read a partition of `topics` that has no committed offset from its start.
+
+    Faust (0.15.3) lets the consumer fetch while it recovers the tables, drops what it fetched for
+    the stream partitions then, and rewinds them with "seek to committed offsets". aiokafka's
+    `seek_to_committed` only moves partitions whose committed offset is above 0, so a partition
+    nobody has committed yet (a worker killed before its first commit, a new group) stays past the
+    dropped records: the agent never sees them and waits for new ones. Hooked into the consumer
+    thread's `seek_to_committed`, this seeks those partitions to the beginning, which is what
+    `consumer_auto_offset_reset="earliest"` means for them.
+    """
+    thread = consumer._thread  # the thread that owns the aiokafka consumer (ThreadDelegateConsumer)
+    seek_to_committed = thread.seek_to_committed
+    wanted = frozenset(topics)
+
+    async def seek_to_committed_or_beginning() -> Mapping[Any, int | None]:
+        committed: Mapping[Any, int | None] = await seek_to_committed()
+        fresh = sorted((tp for tp, offset in committed.items() if not offset and tp.topic in wanted),
+                       key=lambda tp: (tp.topic, tp.partition))
+        if fresh:
+            log.debug("no committed offset for %s: reading them from the beginning",
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in fresh))
+            await thread.seek_to_beginning(*fresh)
+        return committed
+
+    thread.seek_to_committed = seek_to_committed_or_beginning
 
 
 class CrashMarker:

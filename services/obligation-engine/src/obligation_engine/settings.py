@@ -26,6 +26,7 @@ class EngineSettings(BaseSettings):
     clock_id: str = "mesh"  # which ClockAdvanced events to follow when MESH_CLOCK=topic
     tick_interval: Annotated[float, Field(gt=0)] = 0.1  # seconds between due-index checks (wall time)
     session_timeout: Annotated[float, Field(gt=1)] = 60.0  # a killed worker's partitions move after this long
+    commit_interval: Annotated[float, Field(gt=0)] = 2.8  # seconds between offset commits (Faust's default)
 
     erp_base_url: str | None = None
     erp_token: str | None = None

@@ -139,9 +139,9 @@ class Stack:
 
     # --- the worker subprocess
 
-    def start(self) -> None:
+    def start(self, **env: str) -> None:
         self.http_port = free_port()
-        self.proc = self._spawn(self.http_port)
+        self.proc = self._spawn(self.http_port, env)
 
     def start_second(self) -> Path:
         """Another replica in the same consumer group; returns its log file."""
@@ -154,7 +154,7 @@ class Stack:
             self.second.wait(30)
             self.second = None
 
-    def _spawn(self, http_port: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, http_port: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self._runs += 1
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "MESH_CLOCK": "topic",
                "OBLIGATION_TOPIC_PREFIX": self.prefix, "OBLIGATION_APP_ID": self.app_id,
@@ -162,8 +162,8 @@ class Stack:
                "OBLIGATION_ERP_BASE_URL": self.erp.url, "OBLIGATION_ERP_TOKEN": ERP_TOKEN,
                "OBLIGATION_ERP_ATTEMPTS": "3", "OBLIGATION_ERP_BASE_DELAY": "0.05",
                "OBLIGATION_PARK_SECONDS": "3600", "OBLIGATION_DATA_DIR": str(self.log_dir / f"data{self._runs}"),
-               "OBLIGATION_SESSION_TIMEOUT": "6", "MESH_LOG_LEVEL": "INFO",
-               "MESH_HTTP_HOST": "127.0.0.1", "MESH_HTTP_PORT": str(http_port)}
+               "OBLIGATION_SESSION_TIMEOUT": "6", "MESH_LOG_LEVEL": os.environ.get("OE_TEST_LOG_LEVEL", "INFO"),
+               "MESH_HTTP_HOST": "127.0.0.1", "MESH_HTTP_PORT": str(http_port), **(extra_env or {})}
         script = shutil.which("obligation-engine", path=str(Path(sys.executable).parent)) or "obligation-engine"
         log = open(self.log_dir / f"worker{self._runs}.log", "wb")  # noqa: SIM115 (closed with the process)
         return subprocess.Popen([script], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -10,7 +10,6 @@ import signal
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-import pytest
 from obligation_engine.domain import engine
 from obligation_engine.domain.config import EngineConfig
 from obligation_engine.domain.engine import Publish
@@ -48,11 +47,6 @@ def _published(stack: Stack, cids: set[str]) -> dict[Key, set[str]]:
     return out
 
 
-# Known defect, not fixed yet (docs/adr/0004): in about one run in three under load, the restarted
-# worker's input agent processes no record and commits nothing while its ticks agent carries on, so
-# snapshots sent before the kill are never applied and their transitions are missing. Not strict: a
-# passing run reports XPASS, a stall reports XFAIL, and both stay visible in the summary (-ra).
-@pytest.mark.xfail(strict=False, reason="restarted worker's input agent can stall after SIGKILL (ADR 0004)")
 def test_sigkill_while_transitions_are_published_loses_and_doubles_none(stack: Stack) -> None:
     t0 = stack.now
     expected: dict[Key, datetime] = {}
@@ -103,3 +97,33 @@ def test_sigkill_while_transitions_are_published_loses_and_doubles_none(stack: S
     unexpected = sorted(k for k in seen if k not in expected)
     assert not unexpected, f"transitions nobody expected: {unexpected[:10]}"
     assert len(expected) > 20 * 3  # the run covered what it claims: many transitions per contract
+
+
+def test_sigkill_before_the_first_commit_applies_every_snapshot(stack: Stack) -> None:
+    """A worker killed before it ever committed an offset (a new consumer group; the kill test above
+    can kill that early too): the restarted worker fetches the input while it recovers its tables,
+    Faust drops those records and seeks back to the committed offsets, and there are none. Every
+    snapshot, from before the kill and from while it was down, must still get its contract scheduled
+    (docs/adr/0004)."""
+    stack.stop()
+    stack.app_id = unique_name("obligation-engine")  # a new group: nothing committed yet
+    stack.start(OBLIGATION_COMMIT_INTERVAL="3600")  # and nothing committed before the kill either
+    stack.wait_ready()
+
+    def register(n: int) -> set[str]:
+        cids = {unique_name("c-first") for _ in range(n)}
+        for cid in cids:
+            stack.send(contract(cid, stack.now.date(), now=stack.now))
+        return cids
+
+    def scheduled(cids: set[str]) -> set[str]:
+        return {s.event.contract_id for s in list(stack.seen)
+                if isinstance(s.event, ObligationScheduled) and s.event.contract_id in cids}
+
+    before = register(10)
+    stack.wait(lambda: scheduled(before) == before, "first contracts scheduled", timeout=60)
+    stack.stop(signal.SIGKILL)
+    during = register(10)  # sent while it is down
+    stack.start()
+    every = before | during
+    stack.wait(lambda: scheduled(every) == every, "every contract scheduled after the restart", timeout=90)

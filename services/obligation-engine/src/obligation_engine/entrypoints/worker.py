@@ -53,7 +53,7 @@ from mesh_common.clock import Clock
 from mesh_common.delivery import DeliveryError, RetryPolicy
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
-from mesh_common.faust_delivery import DeliveryBarrier
+from mesh_common.faust_delivery import DeliveryBarrier, rewind_uncommitted
 from mesh_common.ops import DEAD_LETTERED, PROCESSED
 from mesh_common.provision import provision
 from mesh_common.settings import KafkaSettings, ServiceSettings
@@ -116,6 +116,7 @@ class Engine:
             table_standby_replicas=0, consumer_auto_offset_reset="earliest", web_enabled=False,
             stream_wait_empty=False, broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
+            broker_commit_interval=settings.commit_interval,
         )
         self.app = app
         # Offsets are committed only once every effect and changelog record sent before is acked:
@@ -141,6 +142,9 @@ class Engine:
         app.agent(inputs, name="inputs")(self._inputs_agent)
         app.agent(raw_topic(self.ticks_topic_name, internal=True), name="ticks")(self._ticks_agent)
         app.agent(raw_topic(self.parts_topic_name, internal=True), name="scorecards")(self._scorecards_agent)
+        # Without it, records of a never-committed partition fetched during recovery were skipped for
+        # good: the restart stall after a kill before the first commit (docs/adr/0004).
+        rewind_uncommitted(app.consumer, {*inputs.topics, self.ticks_topic_name, self.parts_topic_name})
         app.timer(interval=settings.tick_interval, name="due-index")(self._fire_due)
         app.task(self._remember_loop)
         self.contracts.on_recover(self._rebuild_index)
