@@ -7,13 +7,23 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
-STAMP := $(VENV)/.synced
 
 # Every installable project: the libs, and each service that has a pyproject
 # (services are added over time, so look at what exists).
 LIBS := libs/contract_schema libs/mesh_common libs/mesh_testing libs/mesh_chaos
 PROJECTS = $(foreach d,$(LIBS) $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml)),$(if $(wildcard $(d)/pyproject.toml),$(d)))
-PYPROJECTS = $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+PYPROJECTS = $(sort $(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
+# The stamp is named after what the venv is synced from (this checkout's path, the constraints, every
+# pyproject and this Makefile), not after their mtimes: a fresh clone, a restored or copied .venv and
+# a checkout of another branch re-sync whenever one of them differs, and an old stamp that happens to
+# be newer than the files never skips a sync.
+SYNC_KEY := $(shell { echo "$(CURDIR)"; cat constraints.txt $(PYPROJECTS) Makefile; } 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.synced-$(SYNC_KEY)
+# The distribution names before every project took the contract-mesh- prefix. A venv synced before
+# drops them first: uninstalling them after the install would delete the console scripts the new
+# editable installs share with them.
+OLD_DISTS := contract-schema mesh-common mesh-testing mesh-chaos contract-registry invoice-validator \
+             obligation-engine renewal-sync notifier mesh-sim
 # Dev tools nobody's package depends on; versions come from constraints.txt.
 DEV_TOOLS := ruff mypy types-PyYAML types-python-dateutil jsonschema pyyaml
 
@@ -23,11 +33,13 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(KAFKA_PORT),9092)
 
 venv: $(STAMP)
 
-# Re-synced only when a pyproject or the constraints change.
-$(STAMP): constraints.txt $(PYPROJECTS) Makefile
+# Re-synced when the checkout, a pyproject, the constraints or this Makefile change (see SYNC_KEY).
+$(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt uv
+	@$(UV) pip uninstall -q --python $(PY) $(OLD_DISTS)
 	$(UV) pip install -q --python $(PY) -c constraints.txt $(addprefix -e ,$(PROJECTS)) $(DEV_TOOLS)
+	@rm -f $(VENV)/.synced $(VENV)/.synced-*
 	@touch $@
 
 # Cheap when up to date: the script re-fetches only when pom.xml changed.

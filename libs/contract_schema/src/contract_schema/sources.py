@@ -1,8 +1,8 @@
 """The CloudEvents `source` of every producer in the mesh, from one naming rule.
 
-`/contract-mesh/<service>`: the service's name (its command and distribution name, lower case
-with hyphens) under the mesh's prefix, so a subscriber outside the mesh can tell our events
-from any other system's. A service computes its source once, `SOURCE = source_of(SERVICE)`.
+`/contract-mesh/<service>`: the service's name (its command name, lower case with hyphens)
+under the mesh's prefix, so a subscriber outside the mesh can tell our events from any other
+system's. A service computes its source once, `SOURCE = source_of(SERVICE)`.
 """
 
 from __future__ import annotations
