@@ -31,6 +31,18 @@ def campaign() -> Iterator[Outcome]:
     yield outcome
 
 
+VENDOR_KEYED_UNMATCHED = ("defect in invoice-validator, unfixed: an invoice keyed by vendor only (no contract_ref) "
+                          "is parked 'until its contract is known (vendor:...)' although its contract is active on "
+                          "the state topic, then gets CONTRACT_UNKNOWN or no verdict (always with one replica, in "
+                          "some runs with two, also without faults)")
+RENEWAL_SYNC_EXITS = ("defect in renewal-sync, unfixed: its outbox relay exits on every PostgreSQL restart "
+                      "(psycopg.errors.AdminShutdown in adapters/store.py pending(); 'outbox-relay died; exiting')")
+OBLIGATION_ENGINE_DROPS = ("defects in obligation-engine, unfixed: an ERP milestone release is dead-lettered ('failed "
+                           "for good: ConnectError') after an ERP outage of seconds instead of waiting for the ERP; "
+                           "after replica kills, completions and SLA measurements of known contracts are "
+                           "dead-lettered as 'unknown contract ... still unknown'")
+
+
 def _violations(outcome: Outcome, check: str) -> list[dict[str, Any]]:
     return [v for v in outcome.report["violations"] if v["check"] == check]
 
@@ -47,18 +59,11 @@ def test_every_fault_kind_was_injected(campaign: Outcome) -> None:
     assert not campaign.report["fault_errors"]
 
 
+@pytest.mark.xfail(strict=False, reason=VENDOR_KEYED_UNMATCHED + " (quiescence waits for every verdict)")
 def test_the_workload_ran_and_the_mesh_settled(campaign: Outcome) -> None:
     assert campaign.report["invoices"] >= 10
     assert campaign.report["quiesce_seconds"] is not None, _explain(campaign, "quiescence")
     assert not _violations(campaign, "workload"), _explain(campaign, "workload")
-
-
-RENEWAL_SYNC_EXITS = ("defect in renewal-sync, unfixed: its outbox relay exits on every PostgreSQL restart "
-                      "(psycopg.errors.AdminShutdown in adapters/store.py pending(); 'outbox-relay died; exiting')")
-OBLIGATION_ENGINE_DROPS = ("defects in obligation-engine, unfixed: an ERP milestone release is dead-lettered ('failed "
-                           "for good: ConnectError') after an ERP outage of seconds instead of waiting for the ERP; "
-                           "after replica kills, completions and SLA measurements of known contracts are "
-                           "dead-lettered as 'unknown contract ... still unknown'")
 
 
 @pytest.mark.xfail(strict=False, reason=RENEWAL_SYNC_EXITS)
@@ -66,6 +71,7 @@ def test_no_process_died_by_itself(campaign: Outcome) -> None:
     assert not _violations(campaign, "processes"), _explain(campaign, "processes")
 
 
+@pytest.mark.xfail(strict=False, reason=VENDOR_KEYED_UNMATCHED)
 def test_every_invoice_has_one_verdict_equal_to_the_fault_free_reference(campaign: Outcome) -> None:
     assert not _violations(campaign, "verdicts"), _explain(campaign, "verdicts")
 
