@@ -31,6 +31,7 @@ from .adapters.ports import AlertStore
 from .adapters.store import Store
 from .domain.links import Links
 from .domain.rules import RulesConfig, parse_rules
+from .outage import OutagePolicy, lease_owner
 from .service import Notifier, handle
 from .settings import SERVICE, NotifierSettings
 
@@ -78,11 +79,12 @@ def build_channels(rules: RulesConfig, settings: NotifierSettings,
     out: dict[str, Channel] = {}
     for name, cfg in rules.channels.items():
         if cfg.kind == "email":
-            out[name] = EmailChannel(name, smtp, policy)
+            out[name] = EmailChannel(name, smtp, policy, breaker_reset=settings.breaker_reset_seconds)
         else:
             url = cfg.url or (environ.get(cfg.url_env) if cfg.url_env else None)
             secret = environ.get(cfg.secret_env) if cfg.secret_env else None
-            out[name] = HttpChannel(name, cfg.kind, url, policy, secret=secret)
+            out[name] = HttpChannel(name, cfg.kind, url, policy, secret=secret,
+                                    breaker_reset=settings.breaker_reset_seconds)
     return out
 
 
@@ -109,7 +111,12 @@ def bootstrap(settings: NotifierSettings | None = None, *, service: ServiceSetti
                   timedelta(days=settings.ack_link_ttl_days))
     notifier = Notifier(rules=rules, store=store, channels=channels or build_channels(rules, settings, environ),
                         producer=producer, clock=clock, links=links, alerts_topic=settings.alerts_topic,
-                        notifications_topic=settings.notifications_topic)
+                        notifications_topic=settings.notifications_topic,
+                        outage=OutagePolicy(give_up_seconds=settings.give_up_after_hours * 3600,
+                                            round_delay=settings.retry_round_delay,
+                                            max_round_delay=settings.retry_max_round_delay,
+                                            lease_seconds=settings.delivery_lease_seconds,
+                                            owner=lease_owner(settings.instance_id)))
     return Wiring(settings, kafka, notifier, ticker, follower)
 
 

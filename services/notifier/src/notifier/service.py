@@ -6,11 +6,13 @@ renewal_decided: acknowledge the contract's open renewal alerts.
 tick (ticker thread, on every clock advance): escalate what is due, send due digests.
 acknowledge (HTTP): stop escalation.
 
-Idempotent delivery: every (alert, channel, recipient, step) has a ledger row, written
-'sending' before the send and 'sent' after it, and a Message-ID derived from that key.
-A redelivered alert or a restart finds 'sent' and sends nothing again; it finds 'sending'
-only if the process died during the send, and then sends again with the same Message-ID
-(the one remaining duplicate window: between the server's acceptance and the 'sent' write).
+Idempotent delivery: every (alert, channel, recipient, step) has a ledger row, claimed
+'sending' with a lease before the send and 'sent' after it, and a Message-ID derived from that
+key. A redelivered alert, a second replica or a restart finds 'sent' and sends nothing again, or
+finds the claim of a replica still sending and leaves it to that one. Only a claim whose lease ran
+out (its sender died) is taken over, and sent again with the same Message-ID: the one remaining
+duplicate window is a send the server accepted whose sender died (or timed out waiting for the
+answer) before the 'sent' write. A channel outage delays a delivery (outage.py), never drops it.
 """
 
 from __future__ import annotations
@@ -29,17 +31,18 @@ from contract_schema.alert import Alert, NotificationKind, NotificationRecorded,
 from contract_schema.codec import encode
 from contract_schema.renewal import RenewalDecision
 from mesh_common.clock import Clock
-from mesh_common.delivery import DeliveryError
+from mesh_common.delivery import CircuitOpen, DeliveryError
 from mesh_common.kafka import EventProducer, produce_dead_letter, produce_event
 
 from .adapters.channels import Channel, Outgoing
-from .adapters.ports import AlertStore, StoredAlert
+from .adapters.ports import AlertStore, LedgerEntry, StoredAlert
 from .domain import render
 from .domain.calendar import calendar_key, feed_token, uid_for
 from .domain.digest import DigestKind, due_period, last_slot
 from .domain.links import Links
 from .domain.rules import Decision, Recipient, RulesConfig, condition_of, decide, resolve
 from .domain.state import Escalation, Outcome
+from .outage import DELAYED, FAILED, HELD, SENT, OutagePolicy, dump_body, load_body, next_try_in
 from .settings import SERVICE, SOURCE
 
 log = logging.getLogger(__name__)
@@ -57,11 +60,14 @@ def message_id(delivery_key: str) -> str:
 class Notifier:
     def __init__(self, *, rules: RulesConfig, store: AlertStore, channels: Mapping[str, Channel],
                  producer: EventProducer,
-                 clock: Clock, links: Links, alerts_topic: str, notifications_topic: str) -> None:
+                 clock: Clock, links: Links, alerts_topic: str, notifications_topic: str,
+                 outage: OutagePolicy | None = None) -> None:
         self.rules, self.store, self.channels, self.producer = rules, store, channels, producer
         self.clock, self.links = clock, links
         self.alerts_topic, self.notifications_topic = alerts_topic, notifications_topic
+        self.outage = outage or OutagePolicy()
         self._local = threading.local()
+        self._healthy: set[str] = set()  # channels whose last send worked (unknown after a start)
 
     # --- alerts -----------------------------------------------------------------------------
 
@@ -145,7 +151,7 @@ class Notifier:
                 continue
             ok = self._deliver_channel(name, alert, decision, recipients, responsible, step, now, banner,
                                        thread_root, thread_note)
-            failed = failed or not ok
+            failed = failed or not ok  # failed for good or delayed by an outage: red must get through now
         if failed and decision.tier is Tier.RED:
             for name in decision.fallback_channels:
                 if self._deliver_channel(name, alert, decision, recipients, responsible, f"{step}-fallback", now,
@@ -171,45 +177,86 @@ class Notifier:
             in_reply_to = message_id(f"{thread_root}|{name}|{to}|0") if thread_root else None
             body = Outgoing(subject=n.subject, text=render.email_text(n), html=render.email_html(n),
                             payload=payload, message_id="", in_reply_to=in_reply_to)
-            ok = self.deliver(alert.alert_id, alert.contract_id, channel, to, step, body, alert=alert,
-                              retry_failed=step == "0" or step == "0-fallback") and ok
+            outcome = self.deliver(alert.alert_id, alert.contract_id, channel, to, step, body, alert=alert,
+                                   retry_failed=step == "0" or step == "0-fallback")
+            ok = outcome in (SENT, HELD) and ok  # HELD: another replica is sending it
         return ok
 
     def deliver(self, alert_id: str, contract_id: str | None, channel: Channel, recipient: str, step: str,
-                body: Outgoing, alert: Alert | None = None, retry_failed: bool = False) -> bool:
-        """Send one message at most once per (alert, channel, recipient, step); True when it is sent.
+                body: Outgoing, alert: Alert | None = None, retry_failed: bool = False) -> str:
+        """Send one message at most once per (alert, channel, recipient, step). Returns SENT, DELAYED (an
+        outage: the ticker tries again), HELD (another replica holds the claim) or FAILED (for good).
 
         A delivery that failed for good is tried again only when its alert comes in again (a replay
         from the DLQ after the channel is fixed), never by ticks, so a dead endpoint is not hammered.
         """
         key = f"{alert_id}|{channel.name}|{recipient}|{step}"
-        mid = message_id(key)
         entry = self.store.ledger_begin(key, alert_id=alert_id, channel=channel.name, recipient=recipient,
-                                        step=step, message_id=mid)
-        if entry.status == "sent":
-            if not entry.recorded:
-                self._record_delivery(key, alert_id, contract_id, channel.name, recipient, step)
-            return True
-        if entry.status == "failed":
-            if not (retry_failed and alert is not None):
-                return False
-            self.store.ledger_finish(key, "sending", "retrying a failed delivery")
-        if entry.attempts > 1:
-            log.warning("resuming delivery %s interrupted before it was confirmed; same Message-ID %s", key, mid)
+                                        step=step, message_id=message_id(key), lease_seconds=self.outage.lease_seconds,
+                                        owner=self.outage.owner, contract_id=contract_id, body=dump_body(body),
+                                        reclaim_failed=retry_failed and alert is not None)
+        return self._attempt(key, entry, alert_id, contract_id, channel, recipient, step, body, alert)
+
+    def _attempt(self, key: str, entry: LedgerEntry, alert_id: str, contract_id: str | None, channel: Channel,
+                 recipient: str, step: str, body: Outgoing, alert: Alert | None) -> str:
+        if not entry.claimed:
+            if entry.status == "sent":
+                if not entry.recorded:
+                    self._record_delivery(key, alert_id, contract_id, channel.name, recipient, step)
+                return SENT
+            if entry.status == "sending":
+                log.info("delivery %s is claimed by another sender; leaving it to that one", key)
+                return HELD
+            return FAILED if entry.status == "failed" else DELAYED
+        if entry.attempts > 1 and entry.failing_for is None:
+            log.warning("taking over delivery %s whose sender died before confirming it; same Message-ID %s",
+                        key, entry.message_id)
         outgoing = Outgoing(subject=body.subject, text=body.text, html=body.html, payload=body.payload,
                             message_id=entry.message_id, in_reply_to=body.in_reply_to)
         try:
             channel.send(outgoing, recipient)
         except DeliveryError as exc:
-            self.store.ledger_finish(key, "failed", str(exc))
-            log.warning("delivery %s failed for good: %s", key, exc)
+            self._healthy.discard(channel.name)
+            failing_for = entry.failing_for or 0.0
+            if not exc.permanent and failing_for < self.outage.give_up_seconds:
+                delay = next_try_in(self.outage, channel, exc, entry.attempts)
+                self.store.ledger_retry(key, delay, None if isinstance(exc, CircuitOpen) else str(exc))
+                log.warning("delivery %s delayed by %.0f s (failing for %.0f s): %s", key, delay, failing_for, exc)
+                return DELAYED
+            last = f"; last error: {entry.detail}" if isinstance(exc, CircuitOpen) and entry.detail else ""
+            reason = (str(exc) if exc.permanent
+                      else f"{exc}{last} (still failing after {failing_for / 3600:.2f} h of retries)")
+            self.store.ledger_finish(key, "failed", reason)
+            log.warning("delivery %s failed for good: %s", key, reason)
             self.record(alert_id, contract_id, NotificationKind.FAILED, channel.name, recipient,
-                        f"step {step}: {exc}", key=f"{key}|failed")
-            self._dead_letter(alert, alert_id, f"delivery to {channel.name} {recipient} failed (step {step}): {exc}")
-            return False
+                        f"step {step}: {reason}", key=f"{key}|failed")
+            self._dead_letter(alert, alert_id, f"delivery to {channel.name} {recipient} failed (step {step}): {reason}")
+            return FAILED
         self.store.ledger_finish(key, "sent")
         self._record_delivery(key, alert_id, contract_id, channel.name, recipient, step)
-        return True
+        if channel.name not in self._healthy:  # it answers again: what waits for it goes now
+            self._healthy.add(channel.name)
+            if resumed := self.store.ledger_resume(channel.name):
+                log.info("channel %s answers again: %d waiting deliveries resumed", channel.name, resumed)
+        return SENT
+
+    def retry_due(self) -> int:
+        """Send what an outage delayed, and take over claims whose sender died: one replica (the tick lock)."""
+        tried = 0
+        for row in self.store.due_deliveries():
+            channel = self.channels.get(row["channel"])
+            if channel is None or not channel.enabled:
+                continue
+            key, alert_id = row["delivery_key"], row["alert_id"]
+            stored = None if alert_id.startswith("digest:") else self.store.get_alert(alert_id)
+            entry = self.store.ledger_begin(key, alert_id=alert_id, channel=channel.name, recipient=row["recipient"],
+                                            step=row["step"], message_id=row["message_id"],
+                                            lease_seconds=self.outage.lease_seconds, owner=self.outage.owner,
+                                            contract_id=row["contract_id"])
+            self._attempt(key, entry, alert_id, row["contract_id"], channel, row["recipient"], row["step"],
+                          load_body(row["body"]), stored.alert if stored else None)
+            tried += 1
+        return tried
 
     def _record_delivery(self, key: str, alert_id: str, contract_id: str | None, channel: str, recipient: str,
                          step: str) -> None:
@@ -296,6 +343,7 @@ class Notifier:
             if not mine:
                 return  # another replica is ticking
             try:
+                self.retry_due()
                 self.escalate(now)
                 self.send_digests(now)
                 self.republish_unrecorded()
@@ -345,7 +393,7 @@ class Notifier:
                                          "items": [i.alert_id for i in items], "text": message.text},
                                 message_id="")
                 if self.deliver(digest_id, None, channel, recipient if channel.per_recipient else f"#{channel.name}",
-                                "0", body):
+                                "0", body) == SENT:
                     self.store.digest_sent(recipient, kind, period, [i.alert_id for i in items], now)
                     sent += 1
         return sent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract_schema.sources import source_of
@@ -54,3 +54,25 @@ class NotifierSettings(BaseSettings):
     retry_attempts: int = Field(default=5, ge=1)
     retry_base_delay: float = Field(default=0.5, ge=0)
     retry_max_delay: float = Field(default=30.0, ge=0)
+
+    # A channel outage delays a notification, it does not drop it (docs/adr/0010-ride-out-outages.md):
+    # a send that fails for now is retried durably (the ledger row's next attempt, PostgreSQL) from
+    # `retry_round_delay` seconds, doubling with jitter up to `retry_max_round_delay`, and at once when the
+    # channel answers again; only after `give_up_after_hours` of failing is it recorded failed and dead-lettered.
+    give_up_after_hours: float = Field(default=24.0, gt=0)
+    retry_round_delay: float = Field(default=30.0, gt=0)
+    retry_max_round_delay: float = Field(default=300.0, gt=0)
+    # How long a replica holds its claim on a delivery while it sends; another replica takes over only after
+    # it ran out (the claimer died). Must outlast one send with its in-send retries.
+    delivery_lease_seconds: float = Field(default=300.0, gt=0)
+    # A channel's circuit opens after 5 failed sends in a row and lets one trial send through after this.
+    breaker_reset_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotifierSettings:
+        longest = self.retry_attempts * (self.smtp_timeout + self.retry_max_delay)
+        if self.delivery_lease_seconds < longest:
+            raise ValueError(f"NOTIFIER_DELIVERY_LEASE_SECONDS ({self.delivery_lease_seconds}) must be at least "
+                             "NOTIFIER_RETRY_ATTEMPTS x (NOTIFIER_SMTP_TIMEOUT + NOTIFIER_RETRY_MAX_DELAY) = "
+                             f"{longest}: a lease running out during a send lets a second replica send it again")
+        return self

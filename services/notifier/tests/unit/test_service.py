@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from notifier.adapters.fakes import FakeChannel, FakeStore
 from notifier.bootstrap import Wiring, bootstrap, load_rules
-from notifier.service import handle
+from notifier.outage import OutagePolicy
+from notifier.service import handle, message_id
 from notifier.settings import DEFAULT_RULES, SOURCE
 
 from contract_schema.alert import NotificationKind, NotificationRecorded, Tier
@@ -105,3 +106,54 @@ def test_a_delivery_that_fails_for_good_is_recorded_and_the_alert_dead_lettered(
     producer = wired.notifier.producer
     assert isinstance(producer, FakeProducer)
     assert len(producer.on(wired.settings.alerts_topic + ".dlq")) == 2
+
+
+def _outage_wiring(give_up_seconds: float) -> Wiring:
+    w = bootstrap(service=ServiceSettings(), kafka=KafkaSettings(), rules=RULES, store=FakeStore(),
+                  producer=FakeProducer(), channels={"email": FakeChannel("email")}, clock=ManualClock(T0),
+                  environ={})
+    w.notifier.outage = OutagePolicy(give_up_seconds=give_up_seconds, round_delay=0.0, max_round_delay=0.0)
+    return w
+
+
+def test_an_outage_delays_a_delivery_and_it_goes_out_when_the_channel_answers(wired: Wiring) -> None:
+    w = _outage_wiring(give_up_seconds=3600)
+    email = w.notifier.channels["email"]
+    assert isinstance(email, FakeChannel)
+    email.fail_with = DeliveryError("SMTP 421: try again later", permanent=False)
+    handle(w.notifier, make_alert("sla.breached"))
+    assert sent(w) == [] and not [r for r in records(w) if r.kind is NotificationKind.FAILED]
+    producer = w.notifier.producer
+    assert isinstance(producer, FakeProducer)
+    assert producer.on(w.settings.alerts_topic + ".dlq") == []
+    w.notifier.tick()  # still down: delayed again, not failed
+    assert sent(w) == [] and producer.on(w.settings.alerts_topic + ".dlq") == []
+    email.fail_with = None
+    w.notifier.tick()
+    assert sorted(sent(w)) == ["legal@example.com", "olivia@example.com"]
+    w.notifier.tick()
+    assert sorted(sent(w)) == ["legal@example.com", "olivia@example.com"]  # once each
+
+
+def test_a_delivery_still_failing_after_the_give_up_time_is_dead_lettered_with_the_reason() -> None:
+    w = _outage_wiring(give_up_seconds=0.0)
+    email = w.notifier.channels["email"]
+    assert isinstance(email, FakeChannel)
+    email.fail_with = DeliveryError("SMTP 421: try again later", permanent=False)
+    handle(w.notifier, make_alert("sla.breached"))
+    w.notifier.tick()
+    producer = w.notifier.producer
+    assert isinstance(producer, FakeProducer)
+    assert len(producer.on(w.settings.alerts_topic + ".dlq")) == 2  # one per recipient
+    failed = [r for r in records(w) if r.kind is NotificationKind.FAILED]
+    assert len(failed) == 2 and all("h of retries" in r.detail for r in failed)
+
+
+def test_a_delivery_another_replica_holds_is_not_sent_again(wired: Wiring) -> None:
+    alert = make_alert("sla.breached")
+    key = f"{alert.alert_id}|email|olivia@example.com|0"
+    wired.notifier.store.ledger_begin(key, alert_id=alert.alert_id, channel="email", recipient="olivia@example.com",
+                                      step="0", message_id=message_id(key), lease_seconds=60)
+    handle(wired.notifier, alert)
+    wired.notifier.tick()
+    assert "olivia@example.com" not in sent(wired) and "legal@example.com" in sent(wired)

@@ -70,11 +70,11 @@ class EmailChannel:
     per_recipient = True
 
     def __init__(self, name: str, settings: SmtpSettings, policy: RetryPolicy,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, breaker_reset: float = 30.0) -> None:
         self.name = name
         self.settings = settings
         self.policy = policy
-        self.breaker = CircuitBreaker(f"smtp:{settings.host}:{settings.port}")
+        self.breaker = CircuitBreaker(f"smtp:{settings.host}:{settings.port}", reset_after=breaker_reset)
         self._sleep = sleep
         self._local = threading.local()
 
@@ -174,9 +174,9 @@ class HttpChannel:
     per_recipient = False
 
     def __init__(self, name: str, kind: str, url: str | None, policy: RetryPolicy, *,
-                 secret: str | None = None, timeout: float = 10.0) -> None:
+                 secret: str | None = None, timeout: float = 10.0, breaker_reset: float = 30.0) -> None:
         self.name, self.kind, self.url, self.policy, self.secret = name, kind, url, policy, secret
-        self.breaker = CircuitBreaker(f"{kind}:{name}")
+        self.breaker = CircuitBreaker(f"{kind}:{name}", reset_after=breaker_reset)
         self.timeout = timeout
 
     @property

@@ -6,6 +6,7 @@ the integration tests."""
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -82,18 +83,50 @@ class FakeStore:
         self.escalations[alert_id] = (next_step, next_due)
 
     def ledger_begin(self, key: str, *, alert_id: str, channel: str, recipient: str, step: str,
-                     message_id: str) -> LedgerEntry:
+                     message_id: str, lease_seconds: float, owner: str = "", contract_id: str | None = None,
+                     body: dict[str, Any] | None = None, reclaim_failed: bool = False) -> LedgerEntry:
+        now = time.monotonic()
         row = self.ledger.get(key)
+        claimed = True
         if row is None:
             row = self.ledger[key] = {"delivery_key": key, "alert_id": alert_id, "channel": channel,
                                       "recipient": recipient, "step": step, "status": "sending",
-                                      "message_id": message_id, "attempts": 1, "recorded": False, "detail": ""}
+                                      "message_id": message_id, "attempts": 1, "recorded": False, "detail": "",
+                                      "lease_until": now + lease_seconds, "next_attempt_at": now,
+                                      "failing_since": None, "contract_id": contract_id, "body": body}
+        elif row["status"] == "failed" and reclaim_failed or (
+                row["status"] in ("sending", "retrying") and row["lease_until"] <= now
+                and row["next_attempt_at"] <= now):
+            if row["status"] == "failed":
+                row["failing_since"] = None
+            row.update(status="sending", attempts=row["attempts"] + 1, lease_until=now + lease_seconds)
         else:
-            row["attempts"] += 1
-        return LedgerEntry(row["status"], row["message_id"], row["attempts"], row["recorded"])
+            claimed = False
+        failing_for = None if row["failing_since"] is None else now - row["failing_since"]
+        return LedgerEntry(row["status"], row["message_id"], row["attempts"], row["recorded"], failing_for, claimed,
+                           row["detail"])
 
     def ledger_finish(self, key: str, status: str, detail: str = "") -> None:
-        self.ledger[key].update(status=status, detail=detail[:2000])
+        self.ledger[key].update(status=status, detail=detail[:2000], lease_until=time.monotonic())
+
+    def ledger_retry(self, key: str, delay_seconds: float, detail: str | None) -> None:
+        row, now = self.ledger[key], time.monotonic()
+        row.update(status="retrying", detail=row["detail"] if detail is None else detail[:2000], lease_until=now,
+                   next_attempt_at=now + delay_seconds)
+        if row["failing_since"] is None:
+            row["failing_since"] = now
+
+    def ledger_resume(self, channel: str) -> int:
+        now, resumed = time.monotonic(), 0
+        for row in self.ledger.values():
+            if row["channel"] == channel and row["status"] == "retrying" and row["next_attempt_at"] > now:
+                row["next_attempt_at"], resumed = now, resumed + 1
+        return resumed
+
+    def due_deliveries(self, limit: int = 200) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [r for r in self.ledger.values() if r["status"] in ("sending", "retrying") and r["body"] is not None
+                and r["next_attempt_at"] <= now and r["lease_until"] <= now][:limit]
 
     def ledger_recorded(self, keys: list[str]) -> None:
         for key in keys:

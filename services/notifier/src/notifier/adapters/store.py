@@ -73,6 +73,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
+-- A claim with a lease (one replica sends a delivery at a time) and a durable retry schedule (a channel
+-- outage delays a delivery for hours instead of failing it): docs/adr/0010-ride-out-outages.md.
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS lease_until timestamptz NOT NULL DEFAULT now();
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS failing_since timestamptz;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS contract_id text;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS body jsonb;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS lease_owner text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (next_attempt_at) WHERE status IN ('sending', 'retrying');
 CREATE INDEX IF NOT EXISTS deliveries_unrecorded ON deliveries (updated_at) WHERE status = 'sent' AND NOT recorded;
 CREATE TABLE IF NOT EXISTS digest_items (
     recipient text NOT NULL,
@@ -249,22 +258,68 @@ class Store:
     # --- the delivery ledger ------------------------------------------------------------------
 
     def ledger_begin(self, key: str, *, alert_id: str, channel: str, recipient: str, step: str,
-                     message_id: str) -> LedgerEntry:
-        """Claim a delivery: insert 'sending', or return what an earlier attempt left behind."""
+                     message_id: str, lease_seconds: float, owner: str = "", contract_id: str | None = None,
+                     body: dict[str, Any] | None = None, reclaim_failed: bool = False) -> LedgerEntry:
+        """Claim a delivery for `lease_seconds`: insert it 'sending', or take over a 'sending' row whose lease
+        ran out (its sender died) or a 'retrying' row that is due. `claimed` is False when another replica
+        holds the lease, the retry is not due yet, or the delivery is done ('sent', 'failed').
+
+        `owner` is "instance|run": a claim left by an earlier run of this same instance (static group
+        membership: one live process per instance id) is dead and taken over without waiting for its lease."""
         conn = self.conn()
+        reclaim = "'sending', 'retrying', 'failed'" if reclaim_failed else "'sending', 'retrying'"
+        args = {"key": key, "alert": alert_id, "channel": channel, "recipient": recipient, "step": step,
+                "mid": message_id, "lease": lease_seconds, "owner": owner, "instance": owner.split("|")[0],
+                "contract": contract_id, "body": None if body is None else json.dumps(body)}
         row = conn.execute(
-            """INSERT INTO deliveries (delivery_key, alert_id, channel, recipient, step, status, message_id)
-               VALUES (%s, %s, %s, %s, %s, 'sending', %s)
-               ON CONFLICT (delivery_key) DO UPDATE SET attempts = deliveries.attempts + 1,
-                   updated_at = now()
-               RETURNING status, message_id, attempts, recorded""",
-            (key, alert_id, channel, recipient, step, message_id)).fetchone()
+            f"""INSERT INTO deliveries AS d (delivery_key, alert_id, channel, recipient, step, status, message_id,
+                                             lease_until, lease_owner, contract_id, body)
+                VALUES (%(key)s, %(alert)s, %(channel)s, %(recipient)s, %(step)s, 'sending', %(mid)s,
+                        now() + make_interval(secs => %(lease)s), %(owner)s, %(contract)s, %(body)s)
+                ON CONFLICT (delivery_key) DO UPDATE SET attempts = d.attempts + 1, updated_at = now(),
+                    status = 'sending', lease_until = EXCLUDED.lease_until, lease_owner = EXCLUDED.lease_owner,
+                    body = coalesce(d.body, EXCLUDED.body),
+                    failing_since = CASE WHEN d.status = 'failed' THEN NULL ELSE d.failing_since END
+                WHERE d.status IN ({reclaim}) AND (d.status = 'failed' OR d.next_attempt_at <= now() AND (
+                      d.lease_until <= now() OR (%(instance)s <> '' AND d.lease_owner <> %(owner)s
+                                                 AND split_part(d.lease_owner, '|', 1) = %(instance)s)))
+                RETURNING status, message_id, attempts, recorded, detail,
+                          extract(epoch FROM now() - failing_since)::float8 AS failing_for, true AS claimed""",
+            args).fetchone()
+        if row is None:
+            row = conn.execute(
+                """SELECT status, message_id, attempts, recorded, detail,
+                          extract(epoch FROM now() - failing_since)::float8 AS failing_for, false AS claimed
+                   FROM deliveries WHERE delivery_key = %s""", (key,)).fetchone()
         assert row is not None
-        return LedgerEntry(row["status"], row["message_id"], row["attempts"], row["recorded"])
+        return LedgerEntry(row["status"], row["message_id"], row["attempts"], row["recorded"],
+                           row["failing_for"], row["claimed"], row["detail"])
 
     def ledger_finish(self, key: str, status: str, detail: str = "") -> None:
-        self.conn().execute("UPDATE deliveries SET status = %s, detail = %s, updated_at = now() "
+        self.conn().execute("UPDATE deliveries SET status = %s, detail = %s, updated_at = now(), lease_until = now() "
                             "WHERE delivery_key = %s", (status, detail[:2000], key))
+
+    def ledger_retry(self, key: str, delay_seconds: float, detail: str | None) -> None:
+        """A send failed for now (an outage): due again in `delay_seconds`; the give-up clock starts once.
+        `detail` None (an open circuit: no call was made) keeps the last real error."""
+        self.conn().execute(
+            """UPDATE deliveries SET status = 'retrying', detail = coalesce(%s, detail), updated_at = now(),
+                   lease_until = now(),
+                   failing_since = coalesce(failing_since, now()),
+                   next_attempt_at = now() + make_interval(secs => %s) WHERE delivery_key = %s""",
+            (None if detail is None else detail[:2000], delay_seconds, key))
+
+    def ledger_resume(self, channel: str) -> int:
+        """The channel answers again: its waiting deliveries are due now, not at the end of their backoff."""
+        cur = self.conn().execute("UPDATE deliveries SET next_attempt_at = now() WHERE channel = %s "
+                                  "AND status = 'retrying' AND next_attempt_at > now()", (channel,))
+        return cur.rowcount
+
+    def due_deliveries(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Deliveries to (re)try now: retries that are due, and claims whose sender died (lease ran out)."""
+        return self.conn().execute(
+            """SELECT * FROM deliveries WHERE status IN ('sending', 'retrying') AND next_attempt_at <= now()
+               AND lease_until <= now() AND body IS NOT NULL ORDER BY next_attempt_at LIMIT %s""", (limit,)).fetchall()
 
     def ledger_recorded(self, keys: list[str]) -> None:
         # Losing this flag in a crash only means the record is produced again (same event id):
