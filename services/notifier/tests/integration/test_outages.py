@@ -21,6 +21,7 @@ from mesh_sim.testing import serve_in_thread
 from contract_schema.alert import NotificationKind
 from mesh_common.dlq import read_dead_letter
 from mesh_testing import free_port, unique_name, wait_for
+from mesh_testing.servers import PostgresServer
 
 from .conftest import HttpSink, Mesh, SmtpSink, notifications
 from .test_notifier import OWNER, alert
@@ -134,3 +135,34 @@ def test_a_stalled_replica_keeps_its_claim_and_the_other_one_does_not_send_it_ag
         mesh.send(b)
     wait_for(lambda: all(mesh.smtp.about(b.alert_id) for b in after), timeout=60, message="alerts after the kill")
     assert all(len(mesh.smtp.about(b.alert_id)) == 1 for b in after + [a, marker])
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer.start("nt_restart")  # its own: restarting the session's would disturb other tests
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_database_restart_is_ridden_out_and_no_alert_is_lost_or_sent_twice(
+        own_postgres: PostgresServer, kafka_bootstrap: str, smtp: tuple[SmtpSink, int], http_sink: HttpSink,
+        tmp_path: Path) -> None:
+    sink, port = smtp
+    mesh = Mesh(kafka_bootstrap, own_postgres.url, sink, port, http_sink, tmp_path, extra_env=dict(FAST_RETRIES))
+    try:
+        mesh.start()
+        before = alert("obligation.due_soon", unique_name("C"))
+        mesh.send(before)
+        wait_for(lambda: mesh.smtp.about(before.alert_id), timeout=30, message="the e-mail before the restart")
+        own_postgres.restart(down_for=2)  # pg_ctl stop -m fast: every session ends with AdminShutdown
+        during = [alert("obligation.due_soon", unique_name("C")) for _ in range(3)]
+        for a in during:
+            mesh.send(a)
+        wait_for(lambda: all(mesh.smtp.about(a.alert_id) for a in during), timeout=60,
+                 message="the e-mails after the restart")
+        assert mesh.process is not None and mesh.process.poll() is None, mesh.log()
+        assert all(len(mesh.smtp.about(a.alert_id)) == 1 for a in [before, *during])
+    finally:
+        mesh.stop()
