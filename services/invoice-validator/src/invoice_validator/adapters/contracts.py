@@ -6,7 +6,9 @@ snapshots so a hot contract is not re-validated by pydantic on every invoice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contract_schema import ContractSnapshot
@@ -15,7 +17,36 @@ from contract_schema import ContractSnapshot
 def table_value(snapshot: ContractSnapshot, raw_json: bytes | None = None) -> dict[str, Any]:
     """What the `contracts` table keeps; `raw_json` (the record value it was decoded from) saves a re-dump."""
     text = raw_json.decode() if raw_json is not None else snapshot.model_dump_json()
-    return {"vendor": snapshot.counterparty.erp_vendor_id, "snapshot": text}
+    return {"vendor": snapshot.counterparty.erp_vendor_id, "snapshot": text, "revision": list(revision(snapshot))}
+
+
+def revision(snapshot: ContractSnapshot) -> tuple[int, int]:
+    """Orders snapshots of one contract: its latest version, then when the registry last changed it (µs)."""
+    return snapshot.current.version, _micros(snapshot.updated_at)
+
+
+def stored_revision(value: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if "revision" in value:
+        version, updated = value["revision"]
+        return int(version), int(updated)
+    raw = json.loads(value["snapshot"])  # written before revisions were stored: read them from the JSON
+    return int(raw["versions"][-1]["version"]), _micros(datetime.fromisoformat(raw["updated_at"]))
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def is_older(snapshot: ContractSnapshot, stored: Mapping[str, Any] | None) -> bool:
+    """True if the table already holds a newer snapshot of the contract: a redelivered (or replayed after a
+    kill) record must not put an older version back in front of the invoices."""
+    known = stored_revision(stored)
+    return known is not None and revision(snapshot) < known
 
 
 class ContractCache:

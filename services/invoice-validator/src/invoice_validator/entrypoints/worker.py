@@ -52,9 +52,10 @@ from mesh_common.ops import DEAD_LETTERED, PROCESSED, REJECTED
 from mesh_common.settings import KafkaSettings
 from mesh_common.tracing import consume_span
 
-from ..adapters.contracts import ContractCache, table_value
+from ..adapters.contracts import ContractCache, is_older, table_value
 from ..adapters.faust_app import TABLES, changelog_topics, derived_id, faust_broker, faust_credentials
 from ..adapters.partitioning import partition_for
+from ..adapters.state_fence import faust_fence
 from ..adapters.webhook import ApWebhook
 from ..domain import rules
 from ..domain.alerts import overbilling_alert
@@ -149,6 +150,9 @@ class Validator(Parking):
         self.vendor_topic = raw_topic(f"{settings.app_id}-vendor-directory", partitions=n, internal=True)
         self.routed_topic = raw_topic(f"{settings.app_id}-invoices-by-contract", partitions=n, internal=True)
         self._dlq_topics: dict[str, Any] = {}
+        # An invoice is decided only once the state partition it meets has been processed up to where it
+        # ended when the invoice was sent (docs/adr/0011): the two agents have no order between them.
+        self.fence = faust_fence(app, settings.topic_prefix + CONTRACT_STATE.name)
 
         self.contracts.on_recover(self._on_contracts_recovered)
         self.parked.on_recover(self._on_parked_recovered)
@@ -164,7 +168,11 @@ class Validator(Parking):
         async def _ready(sender: Any, **kwargs: Any) -> None:
             self.ready = True
 
+        async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            self.fence.reset()
+
         app.on_rebalance_complete.connect(_ready)  # type: ignore[arg-type]
+        app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]
 
     # --- shell helpers ----------------------------------------------------------------------
 
@@ -186,6 +194,8 @@ class Validator(Parking):
                                       f"(it carries {', '.join(spec.event_types)})", field_path="ce_type")
             except DecodeError as exc:
                 await self._dead_letter(event, exc)
+                if spec is CONTRACT_STATE:
+                    self.fence.processed(event.message.partition, event.message.offset)
                 continue
             yield event, envelope
 
@@ -220,6 +230,8 @@ class Validator(Parking):
 
     async def _invoice_agent(self, stream: Any) -> None:
         async for event, envelope in self._events(stream, INVOICE_RECEIVED):
+            if not await self._caught_up(event):
+                continue
             async def handle(env: Any) -> None:
                 await self.route_invoice(env.event, env.id)
             await self._guarded(event, envelope, handle)
@@ -229,6 +241,7 @@ class Validator(Parking):
             async def handle(env: Any, raw: bytes = event.value) -> None:
                 await self.handle_contract(env.event, raw)
             await self._guarded(event, envelope, handle)
+            self.fence.processed(event.message.partition, event.message.offset)
 
     async def _obligation_agent(self, stream: Any) -> None:
         async for event, envelope in self._events(stream, OBLIGATION_EVENTS):
@@ -245,6 +258,8 @@ class Validator(Parking):
 
     async def _routed_agent(self, stream: Any) -> None:
         async for event in stream.events():
+            if not await self._caught_up(event):
+                continue
             try:
                 order = json.loads(event.value)
                 invoice = InvoiceReceived.model_validate_json(order["invoice"])
@@ -253,11 +268,19 @@ class Validator(Parking):
             except Exception:  # an internal record we wrote ourselves; log, never crash the agent
                 log.exception("routed invoice failed for %r", event.key)
 
+    async def _caught_up(self, event: EventT[Any]) -> bool:
+        """Wait for the contract state this invoice was sent after; False if its partition moved away."""
+        message = event.message
+        return await self.fence.wait(message.topic, message.partition, message.offset)
+
     def _partition(self, key: str) -> int:
         return partition_for(key.encode(), self.settings.topic_partitions, self.settings.source_partitioner)
 
     async def handle_contract(self, snapshot: ContractSnapshot, raw_json: bytes | None = None) -> None:
         previous = self.contracts.get(snapshot.contract_id)
+        if is_older(snapshot, previous):  # redelivered or replayed after a kill: the table has a newer one
+            log.info("ignoring an older snapshot of %s (version %s)", snapshot.contract_id, snapshot.current.version)
+            return
         value = table_value(snapshot, raw_json)
         self.contracts[snapshot.contract_id] = value
         self.cache.put(snapshot, value["snapshot"])
