@@ -77,3 +77,22 @@ def test_an_older_snapshot_is_older_than_the_stored_one_and_a_redelivered_one_is
     # Entries written before the revision was stored are read from their JSON.
     legacy = {k: v for k, v in table_value(v2).items() if k != "revision"}
     assert is_older(v1, legacy) and not is_older(activated, legacy)
+
+
+async def test_a_failed_end_offset_read_is_retried_and_never_skips_the_wait() -> None:
+    broker = Broker({INVOICES: 1, STATE: 1})
+    calls = [0]
+    real = broker.end_offset
+
+    async def flaky(tp: TP) -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise ConnectionError("leader moved")
+        return await real(tp)
+
+    f = StateFence(STATE, flaky, lambda tp: None, lambda: {TP(STATE, 0)}, poll_seconds=0.01)
+    waiter = asyncio.create_task(f.wait(INVOICES, 0, 0))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # read on the second try; the state record at offset 0 is still ahead
+    f.processed(0, 0)
+    assert await asyncio.wait_for(waiter, 1) is True

@@ -70,11 +70,20 @@ class StateFence:
     async def wait(self, topic: str, partition: int, offset: int) -> bool:
         """Wait until the state agent caught up for this record; False if the partition went elsewhere
         meanwhile (its new owner reads the record again from the committed offset)."""
-        need = await self.required(topic, partition, offset)
-        if self.position(partition) >= need:
-            return True
         loop = asyncio.get_running_loop()
         started = loop.time()
+        while True:
+            try:
+                need = await self.required(topic, partition, offset)
+                break
+            except Exception:  # broker failing over, consumer rebalancing: ask again, never decide blind
+                log.warning("end offsets for %s[%s] not read; retrying", topic, partition, exc_info=True)
+                if TP(self.state_topic, partition) not in self._assignment():
+                    FENCE_GAVE_UP.labels("revoked").inc()
+                    return False
+                await asyncio.sleep(self._poll)
+        if self.position(partition) >= need:
+            return True
         while self.position(partition) < need:
             if TP(self.state_topic, partition) not in self._assignment():
                 FENCE_GAVE_UP.labels("revoked").inc()
