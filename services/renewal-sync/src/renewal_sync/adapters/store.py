@@ -55,7 +55,8 @@ def _log_outage(state: RetryCallState) -> None:
 def riding_out(method: Callable[P, R]) -> Callable[P, R]:
     """Run a one-transaction Store method again on a new connection while PostgreSQL is away."""
     retrying = retry(retry=retry_if_exception_type(psycopg.OperationalError), stop=stop_never,
-                     wait=wait_exponential_jitter(initial=0.2, max=10.0), before_sleep=_log_outage, reraise=True)
+                     wait=wait_exponential_jitter(multiplier=0.2, max=10.0, jitter=0.5), before_sleep=_log_outage,
+                     reraise=True)
     return functools.wraps(method)(retrying(method))
 
 
