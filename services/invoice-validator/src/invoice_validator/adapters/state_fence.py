@@ -31,12 +31,14 @@ EndOffsets = Callable[[TP], Awaitable[int]]
 
 class StateFence:
     def __init__(self, state_topic: str, end_offset: EndOffsets, committed: Callable[[TP], int | None],
-                 assignment: Callable[[], Collection[TP]], poll_seconds: float = 0.5) -> None:
+                 assignment: Callable[[], Collection[TP]], poll_seconds: float = 0.5,
+                 request_timeout: float = 10.0) -> None:
         self.state_topic = state_topic
         self._end_offset = end_offset  # the broker's end offset (next offset to be written) of a partition
         self._committed = committed  # the group's committed offset of a partition, as the consumer knows it
         self._assignment = assignment
         self._poll = poll_seconds
+        self._request_timeout = request_timeout
         self._processed: dict[int, int] = {}  # state partition -> offset after the last one the state agent handled
         self._fences: dict[tuple[str, int], tuple[int, int]] = {}  # (topic, partition) -> (its end, state end)
         self._moved = asyncio.Event()
@@ -74,7 +76,8 @@ class StateFence:
         started = loop.time()
         while True:
             try:
-                need = await self.required(topic, partition, offset)
+                # Bounded: an end-offset request lost in a rebalance would otherwise hang the agent for good.
+                need = await asyncio.wait_for(self.required(topic, partition, offset), self._request_timeout)
                 break
             except Exception:  # broker failing over, consumer rebalancing: ask again, never decide blind
                 log.warning("end offsets for %s[%s] not read; retrying", topic, partition, exc_info=True)
@@ -84,7 +87,13 @@ class StateFence:
                 await asyncio.sleep(self._poll)
         if self.position(partition) >= need:
             return True
+        reported = started
         while self.position(partition) < need:
+            if loop.time() - reported > 30:  # say so while it waits, not only after
+                reported = loop.time()
+                log.warning("%s[%s]@%s still waiting (%.0f s) for %s[%s] to reach offset %s (at %s)", topic,
+                            partition, offset, reported - started, self.state_topic, partition, need,
+                            self.position(partition))
             if TP(self.state_topic, partition) not in self._assignment():
                 FENCE_GAVE_UP.labels("revoked").inc()
                 log.warning("%s[%s]@%s not decided: its state partition was revoked while it waited",

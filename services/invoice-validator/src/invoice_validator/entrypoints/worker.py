@@ -47,7 +47,7 @@ from contract_schema.topics import (
 from mesh_common.clock import Clock
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
-from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier
+from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier, rewind_uncommitted
 from mesh_common.ops import DEAD_LETTERED, PROCESSED, REJECTED
 from mesh_common.settings import KafkaSettings
 from mesh_common.tracing import consume_span
@@ -164,6 +164,11 @@ class Validator(Parking):
         app.agent(self.vendor_topic, name="vendor-directory")(self._vendor_agent)
         app.agent(self.routed_topic, name="invoices-by-contract")(self._routed_agent)
         app.timer(settings.sweep_interval_seconds, name="park-sweep")(self._sweep)
+        # A partition nobody has committed yet (a worker killed before its first commit) is read from
+        # its start after a rebalance; Faust would otherwise skip what it fetched while recovering.
+        rewind_uncommitted(app.consumer, {t.get_topic_name() for t in (
+            self.invoices_topic, self.state_topic, self.obligation_topic, self.expiry_topic,
+            self.vendor_topic, self.routed_topic)})
 
         async def _ready(sender: Any, **kwargs: Any) -> None:
             self.ready = True
