@@ -27,6 +27,14 @@ SERVICES = ("contract-registry", "obligation-engine", "invoice-validator", "rene
 SIMULATORS = ("erp-simulator", "crm-simulator", "smtp-catcher")
 # Services that may run as several replicas of one consumer group (the registry's outbox relay is one writer).
 REPLICABLE = ("obligation-engine", "invoice-validator", "renewal-sync", "notifier")
+# The campaign compresses partner outages from hours to seconds, so it compresses the retry timing the
+# same way; otherwise a delivery waiting for its next round (up to 5 min) or for a killed replica's
+# lease (5 min) is still pending when the checker's quiescence bound runs out, and counts as lost.
+CAMPAIGN_TIMING: dict[str, dict[str, str]] = {
+    "notifier": {"NOTIFIER_RETRY_ROUND_DELAY": "1", "NOTIFIER_RETRY_MAX_ROUND_DELAY": "5",
+                 "NOTIFIER_RETRY_ATTEMPTS": "2", "NOTIFIER_RETRY_MAX_DELAY": "1",
+                 "NOTIFIER_DELIVERY_LEASE_SECONDS": "25", "NOTIFIER_BREAKER_RESET_SECONDS": "3"},
+}
 
 
 @dataclass
@@ -176,6 +184,7 @@ class Mesh:
             tag = name.replace("#", "-")
             env.update({"MESH_HTTP_PORT": str(ports[name]), "MESH_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports[name]}",
                         "KAFKA_CLIENT_ID": tag, "MESH_OTEL_EXPORTER": "none", "SIM_FAULT_GATE": "true"})
+            env.update(CAMPAIGN_TIMING.get(service, {}))
             for key in ("OBLIGATION_DATA_DIR", "VALIDATOR_DATA_DIR"):
                 if key in env:  # one local store per replica
                     env[key] = str(self.workdir / "data" / tag)

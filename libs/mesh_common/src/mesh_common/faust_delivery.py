@@ -2,7 +2,7 @@
 offset is committed before the broker has acknowledged every record produced so far, a RocksDB
 store that may be ahead of its changelog after a crash is discarded and rebuilt from the changelog
 (docs/adr/0005), and a partition with no committed offset is read from its beginning after every
-rebalance (docs/adr/0004). Used by both Faust services (invoice-validator, obligation-engine)."""
+rebalance (docs/adr/0009). Used by both Faust services (invoice-validator, obligation-engine)."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ def test_sigkill_before_the_first_commit_applies_every_snapshot(stack: Stack) ->
     can kill that early too): the restarted worker fetches the input while it recovers its tables,
     Faust drops those records and seeks back to the committed offsets, and there are none. Every
     snapshot, from before the kill and from while it was down, must still get its contract scheduled
-    (docs/adr/0004)."""
+    (docs/adr/0009)."""
     stack.stop()
     stack.app_id = unique_name("obligation-engine")  # a new group: nothing committed yet
     stack.start(OBLIGATION_COMMIT_INTERVAL="3600")  # and nothing committed before the kill either

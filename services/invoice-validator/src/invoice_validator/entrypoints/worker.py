@@ -1,13 +1,13 @@
 """The Faust worker: agents on the invoice, contract-state and obligation topics; tables for
 what must survive a restart; verdicts, alerts and DLQ records out.
 
-Guarantee: at-least-once processing with effects idempotent on stable ids (docs/adr 0003): no
+Guarantee: at-least-once processing with effects idempotent on stable ids (docs/adr/0005): no
 offset is committed before every record its processing produced is acknowledged by the broker
 (`DeliveryBarrier`); one invoice's effects on the tables are one `verdicts` record (cumulative
 billing and duplicate keys are derived from it); an invoice whose verdict is stored gets that
 verdict re-published, same ce_id, instead of nothing, so a verdict lost in a killed producer's
 buffer is sent again on redelivery; a RocksDB store left by a killed run is rebuilt from the
-changelogs. Faust's exactly_once is deliberately not used (see ARCHITECTURE "Known pitfalls").
+changelogs. Faust's exactly_once is deliberately not used (docs/adr/0001).
 """
 
 from __future__ import annotations

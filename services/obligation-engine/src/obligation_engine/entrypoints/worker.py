@@ -1,7 +1,7 @@
 """The Faust worker: agents on contract state, contract events, ERP performance and internal ticks;
 a timer driving a per-worker due-date index; tables so state moves with partitions.
 
-Guarantee: at-least-once (never Faust's exactly_once: see ARCHITECTURE "Known pitfalls").
+Guarantee: at-least-once (never Faust's exactly_once: docs/adr/0001).
 Every handler runs under a per-contract lock: load state -> pure decider -> perform the
 effects and wait until Kafka has them -> save state. A crash between effects and save makes
 the redelivered input recompute the same effects with the same stable ce_ids, which
@@ -143,7 +143,7 @@ class Engine:
         app.agent(raw_topic(self.ticks_topic_name, internal=True), name="ticks")(self._ticks_agent)
         app.agent(raw_topic(self.parts_topic_name, internal=True), name="scorecards")(self._scorecards_agent)
         # Without it, records of a never-committed partition fetched during recovery were skipped for
-        # good: the restart stall after a kill before the first commit (docs/adr/0004).
+        # good: the restart stall after a kill before the first commit (docs/adr/0009).
         rewind_uncommitted(app.consumer, {*inputs.topics, self.ticks_topic_name, self.parts_topic_name})
         app.timer(interval=settings.tick_interval, name="due-index")(self._fire_due)
         app.task(self._remember_loop)
