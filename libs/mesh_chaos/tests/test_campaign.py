@@ -31,12 +31,13 @@ def campaign() -> Iterator[Outcome]:
     yield outcome
 
 
-VENDOR_KEYED_UNMATCHED = ("defect in invoice-validator, unfixed: an invoice keyed by vendor only (no contract_ref) "
-                          "is parked 'until its contract is known (vendor:...)' although its contract is active on "
-                          "the state topic, then gets CONTRACT_UNKNOWN or no verdict (always with one replica, in "
-                          "some runs with two, also without faults)")
-RENEWAL_SYNC_EXITS = ("defect in renewal-sync, unfixed: its outbox relay exits on every PostgreSQL restart "
-                      "(psycopg.errors.AdminShutdown in adapters/store.py pending(); 'outbox-relay died; exiting')")
+# Open findings (each reported on its issue); the check stays, marked, until the service is fixed.
+VERDICT_RACE_OPEN = ("open: an invoice decided after a later state change of its contract (e.g. a termination in the "
+                     "same version) reached the validator is counted divergent; the checker accepts only a later "
+                     "amendment's verdict, and the validator's vendor match is not fenced (docs/adr/0011)")
+NOTIFIER_OPEN = ("defect in notifier, open: red alerts that arrive in the last seconds of the run (seed 12) are "
+                 "neither delivered nor dead-lettered within the quiescence bound, and one e-mail reached one "
+                 "recipient twice under kills and SMTP faults")
 OBLIGATION_ENGINE_DROPS = ("defects in obligation-engine, unfixed: an ERP milestone release is dead-lettered ('failed "
                            "for good: ConnectError') after an ERP outage of seconds instead of waiting for the ERP; "
                            "after replica kills, completions and SLA measurements of known contracts are "
@@ -59,19 +60,17 @@ def test_every_fault_kind_was_injected(campaign: Outcome) -> None:
     assert not campaign.report["fault_errors"]
 
 
-@pytest.mark.xfail(strict=False, reason=VENDOR_KEYED_UNMATCHED + " (quiescence waits for every verdict)")
 def test_the_workload_ran_and_the_mesh_settled(campaign: Outcome) -> None:
     assert campaign.report["invoices"] >= 10
     assert campaign.report["quiesce_seconds"] is not None, _explain(campaign, "quiescence")
     assert not _violations(campaign, "workload"), _explain(campaign, "workload")
 
 
-@pytest.mark.xfail(strict=False, reason=RENEWAL_SYNC_EXITS)
 def test_no_process_died_by_itself(campaign: Outcome) -> None:
     assert not _violations(campaign, "processes"), _explain(campaign, "processes")
 
 
-@pytest.mark.xfail(strict=False, reason=VENDOR_KEYED_UNMATCHED)
+@pytest.mark.xfail(strict=False, reason=VERDICT_RACE_OPEN)
 def test_every_invoice_has_one_verdict_equal_to_the_fault_free_reference(campaign: Outcome) -> None:
     assert not _violations(campaign, "verdicts"), _explain(campaign, "verdicts")
 
@@ -89,6 +88,7 @@ def test_one_crm_opportunity_per_renewal_with_the_latest_stage(campaign: Outcome
     assert not _violations(campaign, "renewals"), _explain(campaign, "renewals")
 
 
+@pytest.mark.xfail(strict=False, reason=NOTIFIER_OPEN)
 def test_at_most_one_email_per_alert_recipient_and_kind_and_red_alerts_delivered(campaign: Outcome) -> None:
     assert not _violations(campaign, "notifications"), _explain(campaign, "notifications")
 
