@@ -10,6 +10,7 @@ from confluent_kafka import Message, Producer
 
 import contract_schema as cs
 from contract_schema.codec import Envelope
+from contract_schema.topics import CLOCK
 from mesh_common.consumer import EventConsumer
 from mesh_common.dlq import read_dead_letter
 from mesh_common.dlq_tool import inspect, replay
@@ -57,6 +58,36 @@ def test_garbage_goes_to_dlq_with_original_bytes_and_next_record_is_handled(kafk
     assert ("ce_id", b"junk-1") in dead[0].headers()
     second = read_dead_letter(dead[1].headers())
     assert second.error_type == "ValueError" and second.reason == "handler refuses tick 2"
+
+
+def test_an_event_its_topic_does_not_carry_is_dead_lettered_with_the_reason_and_never_handled(
+        kafka_bootstrap: str) -> None:
+    topic = unique_name("consumer-misplaced")
+    create_topics(kafka_bootstrap, [topic, topic + ".dlq"])
+    seen: list[str] = []
+    consumer = EventConsumer(KafkaSettings(bootstrap_servers=kafka_bootstrap), service="test-service",
+                             group_id=unique_name("g"), topics=[topic], carries={topic: CLOCK},
+                             handler=lambda envelope, _msg: seen.append(envelope.id))
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    misplaced = cs.encode(cs.RenewalDecision(contract_id="C-1", tenant_id="t", decision=cs.RenewalDecisionKind.RENEW,
+                                             decided_at=datetime(2026, 1, 1, tzinfo=UTC)),
+                          source="/test", event_id="decision-1")
+    placed = _clock_record(1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for r in (misplaced, placed):
+        producer.produce(topic, key=r.key, value=r.value, headers=r.headers)
+    producer.flush(10)
+    try:
+        wait_for(lambda: seen == ["tick-1"], timeout=30, message="the clock record handled")
+        [dead] = consume_all(kafka_bootstrap, topic + ".dlq", 1)
+    finally:
+        consumer.stop()
+        thread.join(15)
+    assert dead.value() == misplaced.value
+    reason = read_dead_letter(dead.headers()).reason
+    assert reason == (f"event type contractmesh.RenewalDecision does not belong on {CLOCK.name} "
+                      f"(it carries {CLOCK.event_types[0]})")
 
 
 def test_replay_republishes_dead_letters_once(kafka_bootstrap: str) -> None:

@@ -29,6 +29,14 @@ class TopicSpec:
     def event_types(self) -> tuple[str, ...]:
         return tuple(e.ce_type for e in self.events)
 
+    def misplaced(self, event: object) -> str | None:
+        """The mesh's one rule for a record of an event type this topic does not carry: the reason it is
+        dead-lettered (never skipped: it is somebody's mistake, and somebody's lost data), else None."""
+        if isinstance(event, self.events):
+            return None
+        kind = getattr(event, "ce_type", type(event).__name__)
+        return f"event type {kind} does not belong on {self.name} (it carries {', '.join(self.event_types)})"
+
     @property
     def dlq_name(self) -> str:
         return self.name + DLQ_SUFFIX

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from contract_schema.codec import DecodeError, Envelope, decode
+from contract_schema.topics import TopicSpec
 
 from .kafka import EventProducer, produce_dead_letter
 from .ops import COMMIT_FAILED, DEAD_LETTERED, PROCESSED
@@ -27,11 +28,15 @@ Handler = Callable[[Envelope, Message], None]
 
 
 class EventConsumer:
+    """`carries` maps each subscribed topic's name (prefixed or not) to its catalog spec: a record of an
+    event type its topic does not carry goes to the DLQ with the reason (`TopicSpec.misplaced`)."""
+
     def __init__(self, kafka: KafkaSettings, *, service: str, group_id: str, topics: Sequence[str],
                  handler: Handler, producer: EventProducer | None = None, poll_timeout: float = 0.2,
-                 **consumer_overrides: object) -> None:
+                 carries: Mapping[str, TopicSpec] | None = None, **consumer_overrides: object) -> None:
         self.service = service
         self.topics = list(topics)
+        self.carries = dict(carries or {})
         self.handler = handler
         self.poll_timeout = poll_timeout
         self.consumer = Consumer(kafka.consumer(group_id, **consumer_overrides))
@@ -96,6 +101,10 @@ class EventConsumer:
         headers = msg.headers() or []
         try:
             envelope = decode(msg.value(), headers)
+            spec = self.carries.get(topic)
+            if spec is not None and (misplaced := spec.misplaced(envelope.event)) is not None:
+                self.dead_letter(msg, misplaced)
+                return
             with consume_span(self.service, topic, headers):
                 self.handler(envelope, msg)
             PROCESSED.labels(self.service, topic).inc()

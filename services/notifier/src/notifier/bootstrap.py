@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from contract_schema.codec import Envelope
+from contract_schema.topics import ALERTS, RENEWAL_DECISION
 from mesh_common.clock import Clock, ClockFollower
 from mesh_common.consumer import EventConsumer
 from mesh_common.delivery import RetryPolicy
@@ -147,6 +148,7 @@ def add_consumers(wiring: Wiring) -> list[EventConsumer]:
             overrides["group.instance.id"] = s.instance_id + (f"-{i}" if i else "")
         wiring.consumers.append(EventConsumer(wiring.kafka, service=SERVICE, group_id=s.group_id,
                                               topics=[s.alerts_topic, s.decisions_topic],
+                                              carries={s.alerts_topic: ALERTS, s.decisions_topic: RENEWAL_DECISION},
                                               handler=on_record(wiring.notifier), producer=wiring.notifier.producer,
                                               **overrides))
     wiring.threads = [threading.Thread(target=c.run, name=f"alerts-{i}", daemon=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -312,13 +312,17 @@ def test_invalid_alerts_go_to_the_dlq_and_the_service_keeps_going(mesh: Mesh) ->
     bad = encode(good, source="test")
     mesh.produce_raw(bad.key, b"{not json", bad.headers)
     mesh.produce_raw(bad.key, bad.value.replace(b'"tier":"yellow"', b'"tier":"purple"'), bad.headers)
+    misplaced = encode(RenewalDecision(contract_id=contract, tenant_id="t1", decision=RenewalDecisionKind.RENEW,
+                                       decided_at=datetime.now(UTC)), source="test")
+    mesh.produce_raw(misplaced.key, misplaced.value, misplaced.headers)  # a decision on the alerts topic
     mesh.send(good)
     wait_for(lambda: mesh.smtp.about(good.alert_id), timeout=30, message="the valid alert still delivered")
     dlq = mesh.reader(mesh.alerts_topic + ".dlq")
-    letters = dlq.wait(lambda ms: len(ms) >= 2 and [read_dead_letter(m.headers()) for m in ms], what="2 letters")
-    assert "not JSON" in letters[0].reason
-    assert "Alert.tier" in letters[1].reason
-    assert dlq.messages[0].value() == b"{not json"
+    letters = dlq.wait(lambda ms: len(ms) >= 3 and {m.value(): read_dead_letter(m.headers()).reason for m in ms},
+                       what="3 letters")
+    assert "not JSON" in letters[b"{not json"]
+    assert "Alert.tier" in letters[bad.value.replace(b'"tier":"yellow"', b'"tier":"purple"')]
+    assert "contractmesh.RenewalDecision does not belong on clm.alert.v1" in letters[misplaced.value]
     dlq.close()
 
 

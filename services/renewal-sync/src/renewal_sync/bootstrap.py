@@ -88,5 +88,5 @@ def bootstrap(cfg: RenewalSettings | None = None, *, service: ServiceSettings | 
         kafka, service=SERVICE, group_id=cfg.group_id, handler=worker.handle, after_batch=worker.after_batch,
         batch_size=cfg.batch_size, poll_timeout=cfg.poll_timeout, owner_topic=cfg.topic(CONTRACT_STATE.name),
         on_assign=worker.assigned, on_revoke=worker.revoked, session_timeout_ms=cfg.session_timeout_ms,
-        topics=[cfg.topic(t.name) for t in INPUTS])
+        topics=[cfg.topic(t.name) for t in INPUTS], carries={cfg.topic(t.name): t for t in INPUTS})
     return wiring

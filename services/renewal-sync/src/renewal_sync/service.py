@@ -141,6 +141,8 @@ class RenewalWorker:
         self.apply_event(envelope.event, partition)
 
     def apply_event(self, event: object, partition: int | None = None) -> None:
+        # An event its topic carries but this service has no use for is skipped; one its topic does not
+        # carry never gets here (the consumer dead-letters it with the reason).
         handler = HANDLERS.get(type(event))
         if handler is not None:
             handler(self, event, partition, self.clock.now())

@@ -83,6 +83,9 @@ def test_undecodable_input_goes_to_the_dlq_and_the_service_keeps_going_and_trace
     bus.producer.produce(bus.prefix + CONTRACT_STATE.name, key=b"C-garbage", value=b"{not json",
                          headers=[("ce_specversion", b"1.0"), ("ce_id", b"g-1"), ("ce_source", b"/tests"),
                                   ("ce_type", b"contractmesh.ContractSnapshot")])
+    misplaced = cs.encode(cs.ClockAdvanced(now=day(2026, 1, 1)), source="/tests", event_id="clock-on-state")
+    bus.producer.produce(bus.prefix + CONTRACT_STATE.name, key=b"C-misplaced", value=misplaced.value,
+                         headers=misplaced.headers)  # a clock tick on the contract-state topic
     bus.producer.flush(10)
     bus.tick(day(2026, 8, 3))
     # The service follows the clock in a thread of its own: wait until it is at 08-03 (a first
@@ -97,6 +100,7 @@ def test_undecodable_input_goes_to_the_dlq_and_the_service_keeps_going_and_trace
     headers = [h for e, h in bus.reader(RENEWAL_OPPORTUNITY.name).records
                if isinstance(e, cs.RenewalOpportunity) and e.contract_id == cid][0]
     assert headers["traceparent"].split("-")[1] == trace_id  # the trace follows the contract into the opportunity
-    dead = consume_all(kafka_bootstrap, bus.prefix + CONTRACT_STATE.name + ".dlq", 1, timeout=20)
-    assert dead[0].value() == b"{not json"
-    assert "not JSON" in read_dead_letter(dead[0].headers()).reason
+    dead = {m.value(): read_dead_letter(m.headers()).reason
+            for m in consume_all(kafka_bootstrap, bus.prefix + CONTRACT_STATE.name + ".dlq", 2, timeout=20)}
+    assert "not JSON" in dead[b"{not json"]
+    assert "contractmesh.ClockAdvanced does not belong on clm.contract.state.v1" in dead[misplaced.value]

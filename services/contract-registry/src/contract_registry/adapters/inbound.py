@@ -8,7 +8,7 @@ from collections.abc import Callable
 from confluent_kafka import Message
 
 from contract_schema.codec import Envelope
-from contract_schema.topics import OBLIGATION_EVENTS, RENEWAL_DECISION, TopicSpec
+from contract_schema.topics import OBLIGATION_EVENTS, RENEWAL_DECISION
 from mesh_common.consumer import EventConsumer
 from mesh_common.settings import KafkaSettings
 
@@ -21,19 +21,13 @@ class InboundConsumer:
     def __init__(self, handle: Callable[[Envelope], object], settings: RegistrySettings,
                  kafka: KafkaSettings) -> None:
         self.handle = handle  # the service's: idempotent on ce_id
-        self.carries: dict[str, TopicSpec] = {settings.obligation_events_topic: OBLIGATION_EVENTS,
-                                              settings.renewal_decision_topic: RENEWAL_DECISION}
+        carries = {settings.obligation_events_topic: OBLIGATION_EVENTS,
+                   settings.renewal_decision_topic: RENEWAL_DECISION}
         self.consumer = EventConsumer(kafka, service=SERVICE, group_id=settings.consumer_group,
-                                      topics=[settings.obligation_events_topic, settings.renewal_decision_topic],
-                                      handler=self._handle)
+                                      topics=list(carries), carries=carries, handler=self._handle)
         self._thread: threading.Thread | None = None
 
-    def _handle(self, envelope: Envelope, msg: Message) -> None:
-        # One rule in the mesh: a record of another topic's event type is dead-lettered with the reason.
-        spec = self.carries.get(msg.topic() or "")
-        if spec is not None and type(envelope.event) not in spec.events:
-            raise ValueError(f"event type {envelope.type} does not belong on {spec.name} (it carries "
-                             f"{', '.join(sorted(e.__name__ for e in spec.events))})")
+    def _handle(self, envelope: Envelope, _msg: Message) -> None:
         self.handle(envelope)
 
     def start(self) -> None:

@@ -194,9 +194,8 @@ class Validator(Parking):
             headers = list((event.headers or {}).items())
             try:
                 envelope = decode(event.value, headers)
-                if not isinstance(envelope.event, spec.events):
-                    raise DecodeError(f"event type {envelope.type} does not belong on {spec.name} "
-                                      f"(it carries {', '.join(spec.event_types)})", field_path="ce_type")
+                if (misplaced := spec.misplaced(envelope.event)) is not None:
+                    raise DecodeError(misplaced, field_path="ce_type")
             except DecodeError as exc:
                 await self._dead_letter(event, exc)
                 if spec is CONTRACT_STATE:

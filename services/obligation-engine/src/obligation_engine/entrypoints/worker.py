@@ -193,13 +193,8 @@ class Engine:
         PROCESSED.labels(SERVICE, rec.topic).inc()
 
     def _misplaced(self, topic: str, env: Envelope) -> str | None:
-        """One rule for every service: an event of a type its topic does not carry is dead-lettered
-        with the reason, never skipped (it is somebody's mistake, and somebody's lost data)."""
         spec = self._inputs_by_name.get(topic)
-        if spec is None or type(env.event) in spec.events:
-            return None
-        return (f"event type {env.type} does not belong on {spec.name} (it carries "
-                f"{', '.join(spec.event_types)})")
+        return None if spec is None else spec.misplaced(env.event)
 
     async def _dispatch(self, env: Envelope, rec: RawRecord) -> None:
         ev = env.event

@@ -5,10 +5,11 @@ transaction before the offsets are committed."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from contract_schema.topics import TopicSpec
 from mesh_common.consumer import EventConsumer, Handler
 from mesh_common.settings import KafkaSettings
 
@@ -20,14 +21,15 @@ class BatchEventConsumer(EventConsumer):
                  handler: Handler, after_batch: Callable[[], None], batch_size: int = 500,
                  poll_timeout: float = 0.2, owner_topic: str | None = None,
                  on_assign: Callable[[list[int]], None] | None = None,
-                 on_revoke: Callable[[list[int]], None] | None = None, session_timeout_ms: int = 45000) -> None:
+                 on_revoke: Callable[[list[int]], None] | None = None, session_timeout_ms: int = 45000,
+                 carries: Mapping[str, TopicSpec] | None = None) -> None:
         # "range" gives one replica the same partition numbers of every co-partitioned topic (state,
         # events, decisions: all keyed by contract id with the same partition count), so the replica
         # that owns a contract's snapshot also gets its events and decisions.
         overrides = {"partition.assignment.strategy": "range", "session.timeout.ms": session_timeout_ms,
                      "heartbeat.interval.ms": max(500, session_timeout_ms // 5)}
         super().__init__(kafka, service=service, group_id=group_id, topics=topics, handler=handler,
-                         poll_timeout=poll_timeout, **overrides)  # type: ignore[arg-type]  # config keys
+                         poll_timeout=poll_timeout, carries=carries, **overrides)  # type: ignore[arg-type]  # config keys
         self.after_batch, self.batch_size = after_batch, batch_size
         self.owner_topic = owner_topic or (topics[0] if topics else "")
         self.on_assign, self.on_revoke = on_assign, on_revoke
