@@ -49,6 +49,28 @@ def postgres_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def own_kafka() -> Iterator[KafkaServer]:
+    """A broker of the module's own, for tests that restart or kill it (the session's is shared)."""
+    _no_servers("a Kafka broker")
+    server = KafkaServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A cluster of the module's own, for tests that restart or pause it (the session's is shared)."""
+    _no_servers("a PostgreSQL cluster")
+    server = PostgresServer.start(request.module.__name__.rsplit(".", 1)[-1][:40])
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres_sqlalchemy_url(postgres_url: str) -> str:
     """The same database, spelled for SQLAlchemy with the psycopg 3 driver."""

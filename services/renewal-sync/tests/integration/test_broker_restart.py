@@ -8,11 +8,9 @@ after it is bound to fail: the outage is longer than the session timeout.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from mesh_testing import unique_name, wait_for
 from mesh_testing.servers import KafkaServer
@@ -20,21 +18,12 @@ from mesh_testing.servers import KafkaServer
 from .harness import Bus, FakeCrm, Service, day, snapshot
 
 
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[KafkaServer]:
-    server = KafkaServer.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_a_commit_failing_after_a_broker_restart_is_logged_and_the_service_keeps_processing(
-        own_broker: KafkaServer, postgres_url: str, tmp_path: Path) -> None:
+        own_kafka: KafkaServer, postgres_url: str, tmp_path: Path) -> None:
     prefix = unique_name("rs") + "."
     crm = FakeCrm("hubspot", flaky=False).start()
-    bus = Bus(own_broker.bootstrap, prefix)
-    service = Service(own_broker.bootstrap, postgres_url, prefix, crm, tmp_path).start()
+    bus = Bus(own_kafka.bootstrap, prefix)
+    service = Service(own_kafka.bootstrap, postgres_url, prefix, crm, tmp_path).start()
     schema = service.env["RENEWAL_DB_SCHEMA"]
     before, during = unique_name("C-before"), unique_name("C-during")
     try:
@@ -54,7 +43,7 @@ def test_a_commit_failing_after_a_broker_restart_is_logged_and_the_service_keeps
                 return bool(row and row[0])
 
             wait_for(batch_waits_for_the_lock, timeout=30, message="the batch blocked on the lock")
-            own_broker.restart(down_for=8)  # longer than RENEWAL_SESSION_TIMEOUT_MS (6 s): the session is gone
+            own_kafka.restart(down_for=8)  # longer than RENEWAL_SESSION_TIMEOUT_MS (6 s): the session is gone
             lock.rollback()  # the batch completes; its commit cannot succeed
 
         assert service.proc is not None

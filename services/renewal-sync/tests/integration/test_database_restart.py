@@ -5,24 +5,12 @@ one would disturb other tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from mesh_testing import unique_name, wait_for
 from mesh_testing.servers import PostgresServer
 
 from .harness import Bus, FakeCrm, Service, day, snapshot
-
-
-@pytest.fixture(scope="module")
-def own_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer.start("rs_restart")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_a_database_restart_is_ridden_out_and_pending_crm_updates_still_go_out(
