@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Literal
@@ -63,16 +64,32 @@ def make_clock(service: ServiceSettings, kafka: KafkaSettings, *, group_id: str,
 
 
 class Ticker:
-    """Runs `work` when poked (e.g. on every clock advance) or every `interval` seconds, in its own thread."""
+    """Runs `work` when poked (e.g. on every clock advance), when a wake-up it was asked for is due, or every
+    `interval` seconds, in its own thread.
+
+    `wake_within(seconds)` asks for a run no later than that (the earliest request wins): work that is due at a
+    known wall-clock time (a retry, a lease running out) must not wait for the interval or for the next clock
+    advance, which may never come once the mesh's clock stops moving."""
 
     def __init__(self, work: Callable[[], object], interval: float, name: str = "ticker") -> None:
         self.work, self.interval = work, interval
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # poked: run now
+        self._changed = threading.Event()  # poked, stopped or a wake-up asked for: the sleeper looks again
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._due: float | None = None  # monotonic time of the earliest wake-up asked for
         self.thread = threading.Thread(target=self.run, name=name, daemon=True)
 
     def poke(self, *_: object) -> None:
         self._wake.set()
+        self._changed.set()
+
+    def wake_within(self, seconds: float) -> None:
+        at = time.monotonic() + max(0.0, seconds)
+        with self._lock:
+            if self._due is None or at < self._due:
+                self._due = at
+        self._changed.set()
 
     def start(self) -> Ticker:
         self.thread.start()
@@ -80,12 +97,26 @@ class Ticker:
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self.poke()
+
+    def _sleep(self) -> None:
+        """Until poked, the earliest wake-up asked for, or the interval, whichever comes first."""
+        deadline = time.monotonic() + self.interval
+        while not self._stop.is_set():
+            self._changed.clear()
+            now = time.monotonic()
+            with self._lock:
+                until = deadline if self._due is None else min(deadline, self._due)
+                if self._wake.is_set() or now >= until:
+                    self._wake.clear()
+                    if self._due is not None and self._due <= now:
+                        self._due = None  # this run is the one asked for
+                    return
+            self._changed.wait(until - now)
 
     def run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
-            self._wake.clear()
+            self._sleep()
             if self._stop.is_set():
                 return
             try:

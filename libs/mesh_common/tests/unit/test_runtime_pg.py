@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -52,6 +53,23 @@ def test_ticker_runs_its_work_when_poked_and_survives_a_failure() -> None:
         wait_for(lambda: calls, timeout=5, message="the first tick")
         ticker.poke()
         assert ran.wait(5), "the ticker stopped after a failed tick"
+    finally:
+        ticker.stop()
+        ticker.thread.join(5)
+    assert not ticker.thread.is_alive()
+
+
+def test_ticker_runs_when_a_wake_up_it_was_asked_for_is_due_without_a_poke() -> None:
+    runs: list[float] = []
+    ticker = Ticker(lambda: runs.append(time.monotonic()), interval=3600).start()
+    try:
+        asked = time.monotonic()
+        ticker.wake_within(0.3)
+        ticker.wake_within(30)  # a later request does not postpone the earlier one
+        wait_for(lambda: runs, timeout=5, message="the run asked for")
+        assert runs[0] - asked >= 0.25
+        ticker.wake_within(0)  # asked for from inside a run or any thread: at once
+        wait_for(lambda: len(runs) == 2, timeout=5, message="the second run")
     finally:
         ticker.stop()
         ticker.thread.join(5)

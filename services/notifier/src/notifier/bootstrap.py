@@ -53,6 +53,7 @@ class Wiring:
         for thread in self.threads:
             thread.start()
         self.ticker.start()
+        self.ticker.wake_within(0)  # at once: claims and retries a predecessor left are due from the start
 
     def stop(self) -> None:
         for consumer in self.consumers:
@@ -101,7 +102,12 @@ def bootstrap(settings: NotifierSettings | None = None, *, service: ServiceSetti
         real = Store(DatabaseSettings().url, settings.db_schema)
         real.migrate()
         store = real
-    ticker = Ticker(lambda: notifier.tick(), settings.tick_seconds)
+    def tick() -> None:
+        due = notifier.tick()
+        if due is not None:
+            ticker.wake_within(due)
+
+    ticker = Ticker(tick, settings.tick_seconds)
     follower = None
     if clock is None:
         clock, follower = make_clock(service, kafka, group_id=f"{settings.group_id}-clock",
@@ -118,6 +124,7 @@ def bootstrap(settings: NotifierSettings | None = None, *, service: ServiceSetti
                                             max_round_delay=settings.retry_max_round_delay,
                                             lease_seconds=settings.delivery_lease_seconds,
                                             owner=lease_owner(settings.instance_id)))
+    notifier.wake = ticker.wake_within
     return Wiring(settings, kafka, notifier, ticker, follower)
 
 

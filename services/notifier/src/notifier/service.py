@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 NOTIFICATIONS = Counter("notifier_notifications_total", "Notifications by kind and channel", ["kind", "channel"])
 SUPPRESSED = Counter("notifier_alerts_suppressed_total", "Alerts folded into an open thread by dedup", ["tier"])
 ALERTS = Counter("notifier_alerts_total", "Alerts handled by tier and outcome", ["tier", "outcome"])
+MIN_TICK_GAP = 0.5  # seconds: a delivery still due right after a tick (more than one batch) waits this long
 _NS = uuid.UUID("6f1c3a52-5d0e-4a8c-9c51-6e6f74696672")
 
 
@@ -68,6 +69,10 @@ class Notifier:
         self.outage = outage or OutagePolicy()
         self._local = threading.local()
         self._healthy: set[str] = set()  # channels whose last send worked (unknown after a start)
+        # Asks the ticker to run within this many seconds (bootstrap wires Ticker.wake_within): a delivery
+        # delayed by an outage, or held by a sender that may have died, is due at a wall-clock time, which
+        # must not wait for the tick interval or for a clock advance that may never come.
+        self.wake: Callable[[float], None] = lambda _seconds: None
 
     # --- alerts -----------------------------------------------------------------------------
 
@@ -206,6 +211,7 @@ class Notifier:
                 return SENT
             if entry.status == "sending":
                 log.info("delivery %s is claimed by another sender; leaving it to that one", key)
+                self.wake(self.outage.lease_seconds)  # its lease ends by then: taken over if its sender died
                 return HELD
             return FAILED if entry.status == "failed" else DELAYED
         if entry.attempts > 1 and entry.failing_for is None:
@@ -222,6 +228,7 @@ class Notifier:
                 delay = next_try_in(self.outage, channel, exc, entry.attempts)
                 self.store.ledger_retry(key, delay, None if isinstance(exc, CircuitOpen) else str(exc))
                 log.warning("delivery %s delayed by %.0f s (failing for %.0f s): %s", key, delay, failing_for, exc)
+                self.wake(delay)
                 return DELAYED
             last = f"; last error: {entry.detail}" if isinstance(exc, CircuitOpen) and entry.detail else ""
             reason = (str(exc) if exc.permanent
@@ -337,11 +344,13 @@ class Notifier:
 
     # --- time passing -----------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self) -> float | None:
+        """Escalations, digests, delayed deliveries and unconfirmed records. Returns the seconds until the next
+        waiting delivery is due (None: nothing waits, or another replica ticks), so the ticker runs again then."""
         now = self.clock.now()
         with self.store.tick_lock() as mine:
             if not mine:
-                return  # another replica is ticking
+                return None  # another replica is ticking
             try:
                 self.retry_due()
                 self.escalate(now)
@@ -349,6 +358,8 @@ class Notifier:
                 self.republish_unrecorded()
             finally:
                 self.flush_records()
+            due = self.store.next_delivery_due([n for n, c in self.channels.items() if c.enabled])
+        return None if due is None else max(MIN_TICK_GAP, due)
 
     def escalate(self, now: datetime) -> int:
         fired = 0

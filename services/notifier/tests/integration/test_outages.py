@@ -4,21 +4,27 @@ and `notifier` processes (docs/adr/0010-ride-out-outages.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from aiosmtpd.controller import Controller
 from mesh_sim.recorder import Recorder
 from mesh_sim.smtp import SmtpCatcher
 from mesh_sim.smtp import create_app as smtp_app
 from mesh_sim.testing import serve_in_thread
 
-from contract_schema.alert import NotificationKind
+from contract_schema.alert import NotificationKind, Tier
 from mesh_common.dlq import read_dead_letter
 from mesh_testing import free_port, unique_name, wait_for
 from mesh_testing.servers import PostgresServer
@@ -26,6 +32,13 @@ from mesh_testing.servers import PostgresServer
 from .conftest import HttpSink, Mesh, SmtpSink, notifications
 from .test_notifier import OWNER, alert
 
+# The campaign's notifier timing (mesh_chaos.harness.CAMPAIGN_TIMING) with the shipped 30 s tick, no chat or
+# webhook channel (a red alert has nothing to fall back to) and a mesh clock that stands still, as after the
+# campaign's last operation: a delayed or orphaned delivery must go out when it is due, not at the next tick.
+STILL_CLOCK = {"NOTIFIER_RETRY_ROUND_DELAY": "1", "NOTIFIER_RETRY_MAX_ROUND_DELAY": "5", "NOTIFIER_RETRY_ATTEMPTS": "2",
+               "NOTIFIER_RETRY_MAX_DELAY": "1", "NOTIFIER_SMTP_TIMEOUT": "3", "NOTIFIER_DELIVERY_LEASE_SECONDS": "8",
+               "NOTIFIER_BREAKER_RESET_SECONDS": "3", "NOTIFIER_TICK_SECONDS": "30", "NOTIFIER_SLACK_WEBHOOK_URL": "",
+               "NOTIFIER_TEAMS_WEBHOOK_URL": "", "NOTIFIER_WEBHOOK_URL": ""}
 FAST_RETRIES = {"NOTIFIER_TICK_SECONDS": "0.3", "NOTIFIER_RETRY_ROUND_DELAY": "0.5",
                 "NOTIFIER_RETRY_MAX_ROUND_DELAY": "2", "NOTIFIER_BREAKER_RESET_SECONDS": "2"}
 
@@ -166,3 +179,151 @@ def test_a_database_restart_is_ridden_out_and_no_alert_is_lost_or_sent_twice(
         assert all(len(mesh.smtp.about(a.alert_id)) == 1 for a in [before, *during])
     finally:
         mesh.stop()
+
+
+def test_a_red_alert_delayed_by_an_smtp_outage_goes_out_when_due_while_the_clock_stands_still(
+        kafka_bootstrap: str, postgres_url: str, catcher: tuple[str, int], http_sink: HttpSink,
+        tmp_path: Path) -> None:
+    url, port = catcher
+    mesh = Mesh(kafka_bootstrap, postgres_url, SmtpSink(), port, http_sink, tmp_path, extra_env=dict(STILL_CLOCK))
+    try:
+        mesh.start()
+        assert httpx.post(f"{url}/chaos/fault", json={"mode": "unavailable", "seconds": 3}).status_code == 200
+        red = alert("sla.breached", unique_name("C"))
+        mesh.send(red)
+        wait_for(lambda: mesh.sql("SELECT count(*) FROM deliveries WHERE status = 'retrying'")[0][0] >= 1,
+                 timeout=30, message="the red alert's e-mail waiting for the SMTP server")
+        delayed_at = time.monotonic()
+        wait_for(lambda: len(caught(url, red.contract_id)) == 1, timeout=40, interval=0.2,
+                 message="the red alert's e-mail after the outage")
+        # Due about 1-5 s after the outage began (3 s long); the next 30 s tick would be far later.
+        assert time.monotonic() - delayed_at < 15, mesh.log()
+        reader = mesh.reader()
+        reader.wait(lambda ms: any(n.alert_id == red.alert_id and n.kind is NotificationKind.DELIVERED
+                                   for n in notifications(ms)), what="the red alert's delivery recorded")
+        reader.close()
+    finally:
+        mesh.stop()
+
+
+def test_a_claim_left_by_a_killed_sender_is_taken_over_when_its_lease_ends_while_the_clock_stands_still(
+        mesh: Mesh) -> None:
+    # A lease that outlasts the next replica's start, so its first tick finds the claim still held.
+    mesh.extra_env.update(STILL_CLOCK | {"NOTIFIER_DELIVERY_LEASE_SECONDS": "20"})
+    mesh.start(1)
+    red = alert("sla.breached", unique_name("C"), tier=Tier.RED)
+    mesh.smtp.hold_next = True  # the first DATA is parked; the server will not accept it (its client died)
+    mesh.send(red)
+    assert mesh.smtp.held.wait(30), "the e-mail never reached the SMTP server"
+    mesh.kill(1)  # SIGKILL mid-DATA: its claim stays 'sending' until the lease (20 s) runs out
+    mesh.smtp.release.set()
+    mesh.start(0)  # another instance id: it must wait for the lease, then take the delivery over
+    ready_at = time.monotonic()
+    wait_for(lambda: mesh.sql("SELECT count(*) FROM deliveries WHERE alert_id = %s AND status = 'sent'",
+                              red.alert_id)[0][0] == 2, timeout=45, interval=0.2,
+             message="both e-mails of the red alert (owner and legal) after the takeover")
+    assert time.monotonic() - ready_at < 25, mesh.log()  # when the lease ends, not a 30 s tick after the start
+    assert sorted(r[0] for r, _ in mesh.smtp.about(red.alert_id)) == ["legal@example.com", "olivia@example.com"]
+
+
+@dataclass
+class AcceptThen(SmtpSink):
+    """Accepts a message (it is in the inbox), then runs `after_accept` once before answering 250."""
+
+    after_accept: Callable[[], None] | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.after_accept is not None:
+            run, self.after_accept = self.after_accept, None
+            await asyncio.get_running_loop().run_in_executor(None, run)
+        return answer
+
+
+def test_a_database_restart_between_the_accepted_send_and_the_sent_write_does_not_send_it_again(
+        own_postgres: PostgresServer, kafka_bootstrap: str, http_sink: HttpSink, tmp_path: Path) -> None:
+    def database_down() -> bool:
+        try:
+            psycopg.connect(own_postgres.url, connect_timeout=2).close()
+            return False
+        except psycopg.OperationalError:
+            return True
+
+    def restart_the_database() -> None:  # answer 250 only once it is down, so the 'sent' write meets the outage
+        restart = threading.Thread(target=own_postgres.restart, kwargs={"down_for": 2})
+        restart.start()
+        wait_for(database_down, timeout=30, interval=0.05, message="the database stopped")
+        restarts.append(restart)
+
+    restarts: list[threading.Thread] = []
+    sink = AcceptThen(after_accept=restart_the_database)
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    # A lease short enough that a lost 'sent' write would be taken over (and sent again) within the test.
+    mesh = Mesh(kafka_bootstrap, own_postgres.url, sink, port, http_sink, tmp_path,
+                extra_env=FAST_RETRIES | {"NOTIFIER_SMTP_TIMEOUT": "10", "NOTIFIER_RETRY_MAX_DELAY": "1",
+                                          "NOTIFIER_DELIVERY_LEASE_SECONDS": "22"})
+    try:
+        mesh.start()
+        a = alert("obligation.due_soon", unique_name("C"))  # yellow: one e-mail, to the owner
+        mesh.send(a)
+        def confirmed() -> bool:
+            try:
+                return mesh.sql("SELECT status FROM deliveries WHERE alert_id = %s", a.alert_id) == [("sent",)]
+            except psycopg.OperationalError:
+                return False  # the database is still down
+
+        wait_for(confirmed, timeout=60, interval=0.2, message="the delivery confirmed after the restart")
+        assert sink.after_accept is None, "the database was not restarted after the send"
+        assert len(sink.about(a.alert_id)) == 1, mesh.log()
+        assert "database unavailable recording delivery" in mesh.logs[0].read_text()  # the 'sent' write waited
+        later = alert("obligation.due_soon", unique_name("C"))
+        mesh.send(later)  # and the process carries on
+        wait_for(lambda: sink.about(later.alert_id), timeout=30, message="an e-mail after the restart")
+        assert len(sink.about(a.alert_id)) == 1
+    finally:
+        for restart in restarts:
+            restart.join(60)
+        mesh.stop()
+        sink.release.set()
+        controller.stop()
+
+
+def test_the_remaining_window_a_kill_after_the_server_accepted_resends_with_the_same_message_id(
+        kafka_bootstrap: str, postgres_url: str, http_sink: HttpSink, tmp_path: Path) -> None:
+    """What SMTP cannot close (ADR 0010): the server took the message, the sender was SIGKILLed before it
+    heard 250 and wrote 'sent'. The restart sends it once more, with the same Message-ID, and then never again."""
+    mesh: Mesh | None = None
+
+    def kill_the_sender() -> None:
+        assert mesh is not None and mesh.process is not None
+        os.kill(mesh.process.pid, signal.SIGKILL)
+        mesh.process.wait(10)
+
+    sink = AcceptThen(after_accept=kill_the_sender)
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    mesh = Mesh(kafka_bootstrap, postgres_url, sink, port, http_sink, tmp_path, extra_env=dict(FAST_RETRIES))
+    try:
+        mesh.start()
+        a = alert("obligation.due_soon", unique_name("C"))
+        mesh.send(a)
+        wait_for(lambda: sink.after_accept is None and mesh.process is not None and mesh.process.poll() is not None,
+                 timeout=30, message="the sender killed after the server accepted")
+        mesh.processes.pop(0)
+        mesh.start()  # the same instance id: its predecessor's claim is taken over at once
+        wait_for(lambda: mesh.sql("SELECT status FROM deliveries WHERE alert_id = %s", a.alert_id) == [("sent",)],
+                 timeout=60, interval=0.2, message="the delivery confirmed after the restart")
+        copies = sink.about(a.alert_id)
+        assert len(copies) == 2 and copies[0][1]["Message-ID"] == copies[1][1]["Message-ID"]
+        mesh.send(a)  # a redelivery now finds 'sent'
+        later = alert("obligation.due_soon", unique_name("C"))
+        mesh.send(later)
+        wait_for(lambda: sink.about(later.alert_id), timeout=30, message="a later e-mail")
+        assert len(sink.about(a.alert_id)) == 2
+    finally:
+        mesh.stop()
+        sink.release.set()
+        controller.stop()

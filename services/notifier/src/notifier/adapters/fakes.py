@@ -128,6 +128,11 @@ class FakeStore:
         return [r for r in self.ledger.values() if r["status"] in ("sending", "retrying") and r["body"] is not None
                 and r["next_attempt_at"] <= now and r["lease_until"] <= now][:limit]
 
+    def next_delivery_due(self, channels: list[str]) -> float | None:
+        waiting = [max(r["next_attempt_at"], r["lease_until"]) for r in self.ledger.values()
+                   if r["status"] in ("sending", "retrying") and r["body"] is not None and r["channel"] in channels]
+        return max(0.0, min(waiting) - time.monotonic()) if waiting else None
+
     def ledger_recorded(self, keys: list[str]) -> None:
         for key in keys:
             self.ledger[key]["recorded"] = True

@@ -8,6 +8,7 @@ All tables live in one schema (NOTIFIER_DB_SCHEMA) so tests can isolate themselv
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from contract_schema.alert import Alert, Tier
 from mesh_common import pg
@@ -117,6 +119,8 @@ CREATE TABLE IF NOT EXISTS calendar_entries (
 );
 CREATE INDEX IF NOT EXISTS calendar_entries_token ON calendar_entries (token, deadline);
 """
+
+log = logging.getLogger(__name__)
 
 TICK_LOCK_ID = 0x6E6F7469  # advisory lock: one replica runs escalations and digests at a time
 
@@ -296,8 +300,17 @@ class Store:
                            row["failing_for"], row["claimed"], row["detail"])
 
     def ledger_finish(self, key: str, status: str, detail: str = "") -> None:
-        self.conn().execute("UPDATE deliveries SET status = %s, detail = %s, updated_at = now(), lease_until = now() "
-                            "WHERE delivery_key = %s", (status, detail[:2000], key))
+        """The outcome of a send this process made. Waits out a database outage (the same UPDATE again on a new
+        connection): after a send the server accepted, losing the 'sent' write would leave the claim to run out
+        and the delivery to be sent a second time (docs/adr/0010-ride-out-outages.md)."""
+        for attempt in Retrying(retry=retry_if_exception_type(psycopg.OperationalError),
+                                wait=wait_exponential_jitter(initial=0.2, max=5.0), reraise=True,
+                                before_sleep=lambda state: log.warning(
+                                    "database unavailable recording delivery %s %s, retrying in %.1fs: %s", key, status,
+                                    state.upcoming_sleep, state.outcome and state.outcome.exception())):
+            with attempt:
+                self.conn().execute("UPDATE deliveries SET status = %s, detail = %s, updated_at = now(), "
+                                    "lease_until = now() WHERE delivery_key = %s", (status, detail[:2000], key))
 
     def ledger_retry(self, key: str, delay_seconds: float, detail: str | None) -> None:
         """A send failed for now (an outage): due again in `delay_seconds`; the give-up clock starts once.
@@ -320,6 +333,15 @@ class Store:
         return self.conn().execute(
             """SELECT * FROM deliveries WHERE status IN ('sending', 'retrying') AND next_attempt_at <= now()
                AND lease_until <= now() AND body IS NOT NULL ORDER BY next_attempt_at LIMIT %s""", (limit,)).fetchall()
+
+    def next_delivery_due(self, channels: list[str]) -> float | None:
+        """Seconds until the earliest waiting delivery on these channels is due (a retry, or a claim whose lease
+        runs out); None when nothing waits. What the ticker sleeps for, so nothing waits for a clock advance."""
+        row = self.conn().execute(
+            """SELECT extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now())::float8 AS due
+               FROM deliveries WHERE status IN ('sending', 'retrying') AND body IS NOT NULL
+               AND channel = ANY(%s)""", (channels,)).fetchone()
+        return None if row is None or row["due"] is None else max(0.0, float(row["due"]))
 
     def ledger_recorded(self, keys: list[str]) -> None:
         # Losing this flag in a crash only means the record is produced again (same event id):
