@@ -105,6 +105,11 @@ def text_only(command: BaseModel) -> None:
         raise BusinessRuleError(bad)
 
 
+# Errors whose message is the whole answer, and the status each one answers with.
+PLAIN_ERRORS: dict[type[Exception], int] = {UnknownObligation: 404, PreconditionFailed: 412,
+                                            PreconditionRequired: 428, InvalidTransition: 409}
+
+
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BusinessRuleError)
     async def _rules(_: Request, exc: BusinessRuleError) -> JSONResponse:
@@ -115,21 +120,11 @@ def add_error_handlers(app: FastAPI) -> None:
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return problem(404, f"contract {truncate(str(exc))} not found")  # the id comes from the path
 
-    @app.exception_handler(UnknownObligation)
-    async def _unknown_obligation(_: Request, exc: UnknownObligation) -> JSONResponse:
-        return problem(404, str(exc))
+    async def _plain(_: Request, exc: Exception) -> JSONResponse:
+        return problem(next(code for kind, code in PLAIN_ERRORS.items() if isinstance(exc, kind)), str(exc))
 
-    @app.exception_handler(PreconditionFailed)
-    async def _stale(_: Request, exc: PreconditionFailed) -> JSONResponse:
-        return problem(412, str(exc))
-
-    @app.exception_handler(PreconditionRequired)
-    async def _missing(_: Request, exc: PreconditionRequired) -> JSONResponse:
-        return problem(428, str(exc))
-
-    @app.exception_handler(InvalidTransition)
-    async def _transition(_: Request, exc: InvalidTransition) -> JSONResponse:
-        return problem(409, str(exc))
+    for error in PLAIN_ERRORS:
+        app.add_exception_handler(error, _plain)
 
     @app.exception_handler(IdempotencyKeyReused)
     async def _reused(_: Request, exc: IdempotencyKeyReused) -> JSONResponse:
