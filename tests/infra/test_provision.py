@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -70,3 +71,16 @@ def test_cli_provisions_the_catalog(kafka_bootstrap: str, capsys: pytest.Capture
     present = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
     for spec in topics.CATALOG:
         assert spec.name in present and spec.dlq_name in present
+
+
+def test_replicas_provisioning_the_same_topics_at_once_all_succeed(kafka_bootstrap: str) -> None:
+    """Two replicas of a service start together and both create their changelog topics: the one that
+    gets "already exists" must wait until the cluster lists the topic, not fail on its metadata."""
+    conf = {"bootstrap.servers": kafka_bootstrap}
+    for _ in range(3):
+        specs = [Spec(unique_name(f"prov.race{i}"), 6, "compact", None) for i in range(8)]
+        with ThreadPoolExecutor(4) as pool:
+            reports = list(pool.map(lambda _: provision(conf, specs), range(4)))
+        assert all(r.ok for r in reports), [r.summary() for r in reports]
+        created = [name for r in reports for name in r.created]
+        assert sorted(created) == sorted(s.name for s in specs)  # each created once, by one of them

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, TopicMetadata
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -124,7 +125,7 @@ def provision(
     if not to_check:
         return report
 
-    metadata = admin.list_topics(timeout=timeout).topics
+    metadata = _listing(admin, to_check, timeout)
     resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in to_check]
     described = admin.describe_configs(resources, request_timeout=timeout)
     for resource, future in described.items():
@@ -141,6 +142,25 @@ def provision(
                 report.drift.append(Drift(name, setting, expected, actual))
     report.drift.sort(key=lambda d: (d.topic, d.setting))
     return report
+
+
+def _listing(admin: AdminClient, names: list[str], timeout: float) -> Mapping[str, TopicMetadata]:
+    """The cluster's topic metadata once it lists every one of `names`. A topic another process created
+    a moment ago (replicas provisioning at the same start) answers "already exists" before the broker
+    that answers the listing knows it."""
+    def listing() -> Mapping[str, TopicMetadata]:
+        return admin.list_topics(timeout=timeout).topics
+
+    def incomplete(topics: Mapping[str, TopicMetadata]) -> bool:
+        return not set(names) <= set(topics)
+
+    try:
+        topics: Mapping[str, TopicMetadata] = Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.2),
+                                                retry=retry_if_result(incomplete))(listing)
+    except RetryError as exc:
+        missing = set(names) - set(exc.last_attempt.result())
+        raise RuntimeError(f"topics not listed by the cluster after {timeout:.0f} s: {sorted(missing)}") from exc
+    return topics
 
 
 def bootstrap_from_env() -> dict[str, str]:
