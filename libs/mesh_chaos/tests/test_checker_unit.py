@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
+from invoice_validator import samples
+from invoice_validator.domain.model import BillingState, ObligationView
+from invoice_validator.domain.validate import validate_invoice
 
 from contract_schema.codec import DecodeError, decode
+from contract_schema.contract import ContractSnapshot, ContractStatus
 from contract_schema.invoice import InvoiceValidated, LineVerdict, VerdictStatus
 from contract_schema.topics import INVOICE_RECEIVED
 from mesh_chaos.bodies import contract_body
 from mesh_chaos.campaign import render
-from mesh_chaos.checker import p99, same_verdict
+from mesh_chaos.checker import Checker, p99, same_verdict
 from mesh_chaos.flood import INBOUND, malformed
+from mesh_chaos.history import Seen
 
 
 def verdict(status: VerdictStatus, codes: tuple[str, ...], line_codes: tuple[str, ...] = ()) -> InvoiceValidated:
@@ -64,3 +70,44 @@ def test_render_names_every_figure_and_violation() -> None:
     assert "kill 2" in text and "broker-kill 1" in text and "crm:hang 1" in text
     assert "max recovery             | 3.5 s" in text
     assert "VIOLATION [verdicts/lost] invoice I-9 has none" in text
+
+
+class _History:
+    """The slice of History the verdict check reads: what was seen on each topic, in order."""
+
+    def __init__(self, seen: list[Seen]) -> None:
+        self.seen = seen
+
+    def on(self, topic: str) -> list[Seen]:
+        return [s for s in self.seen if s.topic == topic]
+
+
+def _seen(topic: str, event: object, at: float) -> Seen:
+    return Seen(topic=topic, partition=0, offset=0, ce_id=f"ce-{at}", ce_type=None, key=None,
+                event=event, headers={}, at=at)  # type: ignore[arg-type]
+
+
+def _verdict_violations(got_with: ContractSnapshot, states: list[tuple[float, ContractSnapshot]],
+                        decided_at: float) -> list[str]:
+    inv = samples.invoice("INV-R", contract_ref="C-R", vendor="V-C-R")
+    got = validate_invoice(inv, got_with, obligations=ObligationView(), billing=BillingState(), duplicate_of=None,
+                           now=inv.received_at).verdict
+    seen = [_seen("clm.contract.state.v1", snap, at) for at, snap in states]
+    seen += [_seen("ap.invoice.received.v1", inv, 1.5), _seen("ap.invoice.validated.v1", got, decided_at)]
+    workload = SimpleNamespace(invoices={"INV-R": {"via": "kafka", "snapshot": states[0][1], "seq": 0}})
+    checker = Checker(None, _History(seen), workload, [])  # type: ignore[arg-type]
+    checker.verdicts()
+    return [f"{v.kind}: {v.detail}" for v in checker.r.violations]
+
+
+def test_a_verdict_given_with_a_termination_that_raced_the_invoice_is_not_divergent() -> None:
+    """The validator decides with the state the invoice was sent after, or a newer one that reached it
+    first: a termination in the same version, published before the verdict, is a right answer too."""
+    active = samples.contract("C-R", vendor="V-C-R")
+    terminated = active.model_copy(update={"status": ContractStatus.TERMINATED, "terminated_on": date(2026, 2, 1),
+                                           "updated_at": active.updated_at + timedelta(minutes=1)})
+    assert _verdict_violations(active, [(1.0, active), (2.0, terminated)], decided_at=3.0) == []
+    assert _verdict_violations(terminated, [(1.0, active), (2.0, terminated)], decided_at=3.0) == []
+    # A termination published only after the verdict was read cannot explain it.
+    late = _verdict_violations(terminated, [(1.0, active), (4.0, terminated)], decided_at=3.0)
+    assert len(late) == 1 and late[0].startswith("divergent: invoice INV-R"), late

@@ -138,12 +138,15 @@ class Checker:
                 self.r.add("verdicts", "duplicated", f"invoice {invoice_id}: {len(ids)} verdict ce_ids")
             if snapshot is None:
                 continue
-            # The reference: the version the invoice waited for; a validator that is behind may have seen a
-            # later amendment first (the invoice raced it), so a version published before the verdict was
-            # read also counts. Either version's verdict, never a third.
+            # The reference: the contract state the invoice was sent after (the validator's state fence
+            # guarantees at least that one). A later change published before the verdict was read (an
+            # amendment, a termination, a completed milestone) may have reached the validator first: the
+            # invoice raced it, and deciding with the newer state is right too. One of those verdicts,
+            # never another.
             decided_at = records[0].at if records else float("inf")
+            sent_state = (snapshot.current.version, snapshot.updated_at)
             candidates = [snapshot] + [x for at, x in snapshots.get(snapshot.contract_id, [])
-                                       if at <= decided_at and x.current.version > snapshot.current.version]
+                                       if at <= decided_at and (x.current.version, x.updated_at) > sent_state]
             key = f"{inv.tenant_id}|{inv.vendor_id}|{inv.invoice_number}"
             first = seen.get(key)
             outcomes = []
@@ -164,7 +167,7 @@ class Checker:
                            f"invoice {invoice_id} ({sent['via']}, contract {got.contract_id} v{got.contract_version}):"
                            f" got {got.status.value} {sorted(got.reason_codes)}, reference {expected.status.value} "
                            f"{sorted(expected.reason_codes)} (v{snapshot.current.version}"
-                           f"{', or later versions' if len(candidates) > 1 else ''})")
+                           f"{f', or {len(candidates) - 1} later states' if len(candidates) > 1 else ''})")
             if len({(r.event.status.value if isinstance(r.event, InvoiceValidated) else None) for r in records}) > 1:
                 self.r.add("verdicts", "divergent", f"invoice {invoice_id}: verdict records disagree")
 
