@@ -30,10 +30,21 @@ class EngineSettings(BaseSettings):
 
     erp_base_url: str | None = None
     erp_token: str | None = None
+    # One delivery round makes `erp_attempts` calls with backoff (mesh_common.delivery; `erp_max_delay` is
+    # also the longest Retry-After slept on inside a round). A failed round is retried after
+    # `erp_round_delay` (doubling, jitter, up to `erp_max_round_delay`, never sooner than a Retry-After), at
+    # once when ERP answers again, for `erp_give_up_after_hours` of wall time from the first failed round;
+    # only then (or on a 4xx other than 429) the trigger goes to the DLQ with a red alert (docs/adr/0012).
     erp_attempts: Annotated[int, Field(ge=1)] = 5
     erp_base_delay: Annotated[float, Field(ge=0)] = 0.5
     erp_max_delay: Annotated[float, Field(ge=0)] = 30.0
     erp_timeout: Annotated[float, Field(gt=0)] = 10.0
+    erp_round_delay: Annotated[float, Field(gt=0)] = 30.0
+    erp_max_round_delay: Annotated[float, Field(gt=0)] = 300.0
+    erp_give_up_after_hours: Annotated[float, Field(gt=0)] = 24.0
+    erp_concurrency: Annotated[int, Field(ge=1)] = 8  # releases sent at once (each waits up to a round)
+    erp_breaker_threshold: Annotated[int, Field(ge=1)] = 5  # consecutive failed calls that open the circuit
+    erp_breaker_reset: Annotated[float, Field(gt=0)] = 30.0  # seconds before an open circuit lets a trial call through
 
     lead_days: dict[str, int] = Field(default_factory=dict)  # JSON, e.g. {"milestone": 21}
     escalate_days: dict[str, int] = Field(default_factory=dict)

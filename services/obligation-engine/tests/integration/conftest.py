@@ -38,6 +38,7 @@ from mesh_testing import create_topics, free_port, unique_name, wait_for
 PARTITIONS = 3
 ERP_TOKEN = "erp-secret-token"
 T0 = datetime(2030, 1, 1, 8, tzinfo=UTC)
+ERP_GIVE_UP_SECONDS = 4.0
 
 
 @dataclass
@@ -161,6 +162,11 @@ class Stack:
                "OBLIGATION_CLOCK_ID": self.clock_id, "OBLIGATION_TOPIC_PARTITIONS": str(PARTITIONS),
                "OBLIGATION_ERP_BASE_URL": self.erp.url, "OBLIGATION_ERP_TOKEN": ERP_TOKEN,
                "OBLIGATION_ERP_ATTEMPTS": "3", "OBLIGATION_ERP_BASE_DELAY": "0.05",
+               # ERP give-up compressed to 4 s (default 24 h) for the give-up test; test_erp_outage.py
+               # sets its own.
+               "OBLIGATION_ERP_ROUND_DELAY": "0.3", "OBLIGATION_ERP_MAX_ROUND_DELAY": "1",
+               "OBLIGATION_ERP_BREAKER_RESET": "1",
+               "OBLIGATION_ERP_GIVE_UP_AFTER_HOURS": str(ERP_GIVE_UP_SECONDS / 3600),
                "OBLIGATION_PARK_SECONDS": "3600", "OBLIGATION_DATA_DIR": str(self.log_dir / f"data{self._runs}"),
                "OBLIGATION_SESSION_TIMEOUT": "6", "MESH_LOG_LEVEL": os.environ.get("OE_TEST_LOG_LEVEL", "INFO"),
                "MESH_HTTP_HOST": "127.0.0.1", "MESH_HTTP_PORT": str(http_port), **(extra_env or {})}

@@ -7,7 +7,7 @@ and what happened, so a replay after a crash produces the same ids and downstrea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -32,6 +32,7 @@ from .messages import Publish as Publish  # an effect, like the others below
 from .messages import (
     any_definition,
     definition_of,
+    erp_failure_alert,
     event_id_of,
     found_overdue_alert,
     lifecycle,
@@ -40,7 +41,7 @@ from .messages import (
     transition_alert,
     transition_event,
 )
-from .model import ContractState, Instance, Parked, Status, Transition
+from .model import ContractState, Instance, Parked, PendingRelease, Status, Transition
 from .schedule import Planned, due_time, expand, sla_instance_id
 from .sla import evaluate
 
@@ -50,7 +51,8 @@ PARK_KEY = "__park__"
 
 @dataclass(frozen=True)
 class CallErp:
-    """Tell ERP over REST to release milestone billing (the same command is also published)."""
+    """Tell ERP over REST to release milestone billing (the same command is also published). The shell
+    keeps it in the state as a PendingRelease (`hold_release`) and sends it outside the agent."""
 
     command: ReleaseMilestoneBilling
     event_id: str
@@ -232,19 +234,32 @@ def wakeups(state: ContractState, cfg: EngineConfig) -> dict[str, datetime]:
     return out
 
 
-def advance(state: ContractState, now: datetime, cfg: EngineConfig) -> tuple[ContractState, list[Effect]]:
-    """Fire everything due at `now`: transitions (catching up after downtime), replans, parked expiry."""
+def parked_expired(state: ContractState, now: datetime, cfg: EngineConfig) -> bool:
+    """Whether a parked record has waited its full parking time by `now`."""
+    expiry = timedelta(seconds=cfg.park_seconds)
+    return any(p.parked_at + expiry <= now for p in state.parked)
+
+
+def advance(state: ContractState, now: datetime, cfg: EngineConfig,
+            expire_parked: bool = True) -> tuple[ContractState, list[Effect]]:
+    """Fire everything due at `now`: transitions (catching up after downtime), replans, parked expiry.
+
+    `expire_parked=False`: the shell has not read the contract-state partition up to its end yet, so the
+    snapshot a parked record waits for may still be on its way; the parked records stay (docs/adr/0009)."""
     new = state.copy()
     effects: list[Effect] = []
-    if new.snapshot is not None and new.replan_at is not None and new.replan_at <= now:
+    replanned = new.snapshot is not None and new.replan_at is not None and new.replan_at <= now
+    if replanned:
         effects += _replan(new, now, cfg)
     effects += _advance(new, now, cfg)
     expiry = timedelta(seconds=cfg.park_seconds)
-    expired = [p for p in new.parked if p.parked_at + expiry <= now]
+    expired = [p for p in new.parked if p.parked_at + expiry <= now] if expire_parked else []
     if expired:
         new.parked = tuple(p for p in new.parked if p.parked_at + expiry > now)
         effects += [DeadLetter(p, f"{p.reason}; parked since {p.parked_at.isoformat()} and still unknown")
                     for p in expired]
+    if not effects and not replanned:
+        return state, []  # nothing was due: the same state, nothing to save
     return new, effects
 
 
@@ -403,3 +418,59 @@ def _known(state: ContractState, obligation_id: str) -> ContractSnapshot:
     if any_definition(snap, obligation_id) is None:
         raise Park(f"unknown obligation {obligation_id!r} in contract {state.contract_id!r}")
     return snap
+
+
+# ---------------------------------------------------------------- ERP releases (docs/adr/0012)
+
+
+def hold_release(state: ContractState, command_id: str, command: ReleaseMilestoneBilling,
+                 trigger: Parked | None) -> ContractState:
+    """Keep a release until ERP has accepted it; the same command id is held once."""
+    if any(r.command_id == command_id for r in state.releases):
+        return state
+    new = state.copy()
+    new.releases = new.releases + (PendingRelease(command_id, command.model_dump_json(), trigger),)
+    return new
+
+
+def release_outcome(state: ContractState, command_id: str, *, ok: bool, permanent: bool, error: str | None,
+                    at: datetime, give_up: timedelta, now: datetime,
+                    counted: bool = True) -> tuple[ContractState, list[Effect]]:
+    """What one delivery round of a held release did. `at` is the wall time of the round (outages are
+    measured in real time, whatever the topic clock says); `now` the engine's clock, for the alert.
+
+    Accepted: forgotten. Failed for now: counted, and the first failure starts the give-up clock. Failed
+    permanently (a 4xx other than 429), or still failing `give_up` after the first failed round: the
+    trigger is dead-lettered with the reason and a red alert is raised. `counted=False` (an open circuit:
+    no call was made) costs no round and keeps the last real error, but the give-up time is checked. An
+    outcome for a release no longer held (already accepted, given up) changes nothing."""
+    held = next((r for r in state.releases if r.command_id == command_id), None)
+    if held is None:
+        return state, []
+    new = state.copy()
+    others = tuple(r for r in new.releases if r.command_id != command_id)
+    if ok:
+        new.releases = others
+        return new, []
+    since = held.failing_since or at
+    rounds = held.attempts + (1 if counted else 0)
+    error = error or held.last_error
+    if not permanent and at - since < give_up:
+        new.releases = tuple(r if r.command_id != command_id else
+                             replace(r, attempts=rounds, failing_since=since, last_error=error)
+                             for r in new.releases)
+        return new, []
+    new.releases = others
+    command = ReleaseMilestoneBilling.model_validate_json(held.command)
+    why = "ERP refused it" if permanent else (
+        f"gave up after {rounds} failed round(s) over {_hours(at - since)}")
+    reason = f"ERP release of milestone {command.obligation_id!r} failed for good ({why}): {error}"
+    effects: list[Effect] = [erp_failure_alert(new, command, reason, now)]
+    if held.trigger is not None:
+        effects.append(DeadLetter(held.trigger, reason))
+    return new, effects
+
+
+def _hours(d: timedelta) -> str:
+    seconds = d.total_seconds()
+    return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"

@@ -81,6 +81,19 @@ class Parked:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRelease:
+    """A milestone billing release ERP has not accepted yet: retried until it is, or until the give-up time
+    (wall clock, measured from the first failed round), then dead-lettered with a red alert."""
+
+    command_id: str  # the ReleaseMilestoneBilling ce_id, also the Idempotency-Key ERP sees on every try
+    command: str  # the ReleaseMilestoneBilling JSON
+    trigger: Parked | None = None  # the input that completed the milestone: dead-lettered on give-up
+    attempts: int = 0  # failed rounds so far
+    failing_since: datetime | None = None  # wall time of the first failed round
+    last_error: str | None = None
+
+
 @dataclass
 class ContractState:
     contract_id: str
@@ -93,10 +106,12 @@ class ContractState:
     replan_at: datetime | None = None
     # Closed instances due before this were pruned: an expansion that yields one again is not new work.
     history_before: datetime | None = None
+    releases: tuple[PendingRelease, ...] = ()  # ERP releases not accepted yet
 
     def copy(self) -> ContractState:
         return ContractState(self.contract_id, self.partition, self.snapshot, self.terminated_on,
-                             dict(self.instances), self.seen, self.parked, self.replan_at, self.history_before)
+                             dict(self.instances), self.seen, self.parked, self.replan_at, self.history_before,
+                             self.releases)
 
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen
@@ -107,7 +122,7 @@ class ContractState:
     # --- serialisation (the Faust table stores bytes) ---
 
     def to_json(self) -> bytes:
-        doc = {
+        doc: dict[str, Any] = {
             "contract_id": self.contract_id,
             "partition": self.partition,
             "snapshot": self.snapshot.model_dump(mode="json") if self.snapshot else None,
@@ -118,6 +133,8 @@ class ContractState:
             "replan_at": self.replan_at.isoformat() if self.replan_at else None,
             "history_before": self.history_before.isoformat() if self.history_before else None,
         }
+        if self.releases:
+            doc["releases"] = [_release_doc(r) for r in self.releases]
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -134,6 +151,7 @@ class ContractState:
             parked=tuple(_parked_from(p) for p in doc["parked"]),
             replan_at=_dt(doc["replan_at"]),
             history_before=_dt(doc.get("history_before")),
+            releases=tuple(_release_from(r) for r in doc.get("releases", ())),
         )
 
 
@@ -184,3 +202,16 @@ def _parked_from(d: dict[str, Any]) -> Parked:
                   key=bytes.fromhex(d["key"]), value=bytes.fromhex(d["value"]),
                   headers=tuple((k, bytes.fromhex(v)) for k, v in d["headers"]),
                   parked_at=datetime.fromisoformat(d["parked_at"]), reason=d["reason"])
+
+
+def _release_doc(r: PendingRelease) -> dict[str, Any]:
+    return {"command_id": r.command_id, "command": r.command,
+            "trigger": _parked_doc(r.trigger) if r.trigger is not None else None, "attempts": r.attempts,
+            "failing_since": r.failing_since.isoformat() if r.failing_since else None, "last_error": r.last_error}
+
+
+def _release_from(d: dict[str, Any]) -> PendingRelease:
+    return PendingRelease(command_id=d["command_id"], command=d["command"],
+                          trigger=_parked_from(d["trigger"]) if d.get("trigger") else None,
+                          attempts=int(d.get("attempts", 0)), failing_since=_dt(d.get("failing_since")),
+                          last_error=d.get("last_error"))

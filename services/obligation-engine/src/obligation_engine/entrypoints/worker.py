@@ -12,6 +12,10 @@ partitions, rebuilt after every rebalance from the `contracts` table) and sends 
 the contract's own partition of an internal topic; the tick agent, which owns that partition,
 applies every transition due by now. Ticks go through a topic so every table write happens
 in the agent that owns the partition.
+
+ERP: a milestone billing release is saved in the contract's state and sent by `ErpRelay`, a task
+outside the agents, until ERP accepts it or the give-up time has passed; the outcome of each round
+comes back through the ticks topic to the agent that owns the contract (docs/adr/0012).
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import faust
 from confluent_kafka.admin import AdminClient
+from faust.types import TP
 
 from contract_schema import (
     ContractSnapshot,
@@ -40,6 +45,7 @@ from contract_schema import (
     Envelope,
     Event,
     MilestoneCompleted,
+    ReleaseMilestoneBilling,
     Scorecard,
     SlaMeasurement,
     decode,
@@ -50,7 +56,7 @@ from contract_schema.topics import (
     topic_for,
 )
 from mesh_common.clock import Clock
-from mesh_common.delivery import DeliveryError, RetryPolicy
+from mesh_common.delivery import CircuitBreaker, RetryPolicy
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
 from mesh_common.faust_delivery import DeliveryBarrier, rewind_uncommitted
@@ -59,12 +65,11 @@ from mesh_common.provision import provision
 from mesh_common.settings import KafkaSettings, ServiceSettings
 from mesh_common.tracing import consume_span, current_traceparent, setup_tracing_from_env
 
-from ..adapters.erp import ErpClient
+from ..adapters.erp import ErpClient, ErpRelay, HeldRelease, RoundOutcome
 from ..adapters.partitioning import partition_for
 from ..domain import engine
 from ..domain.engine import CallErp, DeadLetter, Effect, Publish, ScorecardChanged
-from ..domain.messages import erp_failure_alert
-from ..domain.model import ContractState, Parked
+from ..domain.model import ContractState, Parked, PendingRelease
 from ..domain.scorecard import contract_scorecard, counterparty_scorecard
 from ..settings import SERVICE, SOURCE, EngineSettings
 from .wiring import (
@@ -155,14 +160,25 @@ class Engine:
         self.ready = False
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._partitions: dict[str, int] = {}
+        self._state_read: dict[int, int] = {}  # contract-state partition -> offset after the last one handled
+        self._park_fences: dict[str, int] = {}  # contract -> state end offset to read before parked records expire
         self._loop: asyncio.AbstractEventLoop | None = None
         for spec in (*OUTPUTS, *INPUTS):  # look partition counts up now, not inside the event loop later
             self._partition_count(settings.topic(spec.name))
             if spec in INPUTS:
                 self._partition_count(settings.topic(spec.dlq_name))
-        policy = RetryPolicy(settings.erp_attempts, settings.erp_base_delay, settings.erp_max_delay)
+        # A Retry-After longer than an in-round backoff ends the round; the relay waits it out (docs/adr/0012).
+        policy = RetryPolicy(settings.erp_attempts, settings.erp_base_delay, settings.erp_max_delay,
+                             max_retry_after=settings.erp_max_delay)
+        breaker = CircuitBreaker("erp-milestones", settings.erp_breaker_threshold, settings.erp_breaker_reset)
         self.erp = ErpClient(settings.erp_base_url, settings.erp_token, timeout=settings.erp_timeout,
-                             policy=policy) if settings.erp_base_url else None
+                             policy=policy, breaker=breaker) if settings.erp_base_url else None
+        self.give_up = timedelta(hours=settings.erp_give_up_after_hours)
+        self.relay = ErpRelay(self.erp, self._report_round, base=settings.erp_round_delay,
+                              cap=settings.erp_max_round_delay, concurrency=settings.erp_concurrency,
+                              can_send=lambda: self.ready and not self.app.rebalancing) if self.erp else None
+        if self.relay is not None:
+            app.task(self.relay.run)
 
     # ------------------------------------------------------------------ agents
 
@@ -172,6 +188,8 @@ class Engine:
             rec = RawRecord(msg.topic, msg.partition, msg.offset, msg.key or b"", msg.value or b"",
                             _headers(msg.headers))
             await self._process(rec)
+            if rec.topic == self.state_topic_name:
+                self._state_read[rec.partition] = max(self._state_read.get(rec.partition, 0), rec.offset + 1)
             yield None
 
     async def _process(self, rec: RawRecord) -> None:
@@ -243,14 +261,72 @@ class Engine:
     async def _ticks_agent(self, stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             msg = event.message
-            cid = json.loads(msg.value)["contract_id"]
+            doc = json.loads(msg.value)
+            cid = doc["contract_id"]
             log.info("tick for %s from %s[%s]@%s", cid, msg.topic, msg.partition, msg.offset)
             if self.contracts.get(cid) is None:
                 log.warning("tick for %s on %s[%s]: no state here", cid, msg.topic, msg.partition)
             else:
                 rec = RawRecord(msg.topic, msg.partition, msg.offset, msg.key or b"", msg.value or b"", [])
-                await self._update(cid, rec, lambda s, now: engine.advance(s, now, self.cfg))
+                if "erp" in doc:
+                    await self._record_round(cid, rec, doc["erp"])
+                else:
+                    await self._advance(cid, rec)
             yield None
+
+    async def _advance(self, cid: str, rec: RawRecord) -> None:
+        raw = self.contracts.get(cid)
+        expire = True
+        if raw is not None and engine.parked_expired(ContractState.from_json(raw), self.clock.now(), self.cfg):
+            # A parked record is dead-lettered as unknown only once the contract-state partition has been
+            # read up to its end: after a kill or a rebalance the snapshot it waits for can still be in
+            # the backlog of the inputs agent, which runs apart from this one (docs/adr/0009).
+            expire = await self._state_read_to_end(cid, rec.partition)
+        await self._update(cid, rec, lambda s, now: engine.advance(s, now, self.cfg, expire_parked=expire))
+        if not expire:
+            log.info("parked records of %s expired, but %s[%s] is not read to its end yet: checked again in 1 s",
+                     cid, self.state_topic_name, rec.partition)
+            key = (cid, engine.PARK_KEY)
+            asyncio.get_running_loop().call_later(1.0, lambda: self.index.schedule(key, self.clock.now()))
+
+    async def _state_read_to_end(self, cid: str, partition: int) -> bool:
+        """Whether this worker has handled every record that was on the contract-state partition when the
+        contract's parked records first expired (the end offset is read once, so steady traffic on the
+        partition cannot hold the expiry back for ever)."""
+        tp = TP(self.state_topic_name, partition)
+        if (need := self._park_fences.get(cid)) is None:
+            try:
+                ends = await asyncio.wait_for(self.app.consumer.highwaters(tp), 10)
+            except Exception:  # broker failing over, consumer rebalancing: not known, so not read
+                log.warning("end offset of %s not read", tp, exc_info=True)
+                return False
+            need = self._park_fences[cid] = int(ends.get(tp) or 0)
+        consumer: Any = self.app.consumer
+        committed = consumer._committed_offset.get(tp)  # the next offset to read; Faust has no accessor for it
+        if max(self._state_read.get(partition, 0), int(committed or 0)) < need:
+            return False
+        self._park_fences.pop(cid, None)
+        return True
+
+    async def _record_round(self, cid: str, rec: RawRecord, erp: dict[str, Any]) -> None:
+        """The outcome of one ERP delivery round, reported by the relay through the contract's partition."""
+        at = datetime.fromisoformat(erp["at"])
+
+        def decide(s: ContractState, now: datetime) -> tuple[ContractState, list[Effect]]:
+            return engine.release_outcome(s, erp["command_id"], ok=erp["ok"], permanent=erp["permanent"],
+                                          error=erp.get("error"), at=at, give_up=self.give_up, now=now,
+                                          counted=erp.get("counted", True))
+
+        state = await self._update(cid, rec, decide)
+        if self.relay is not None:
+            self.relay.keep_only(cid, {r.command_id for r in state.releases})
+
+    async def _report_round(self, o: RoundOutcome) -> None:
+        value = json.dumps({"contract_id": o.contract_id,
+                            "erp": {"command_id": o.command_id, "ok": o.ok, "permanent": o.permanent,
+                                    "error": o.error, "at": o.at.isoformat(), "counted": o.counted}}).encode()
+        await (await self.app.producer.send(self.ticks_topic_name, o.contract_id.encode(), value, o.partition,
+                                            None, None))
 
     async def _scorecards_agent(self, stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
@@ -274,10 +350,25 @@ class Engine:
             if new is old and not effects:
                 return old
             new.partition = rec.partition
-            await self._perform(new, effects, trigger)  # in Kafka before the state that says "done" is saved
+            await self._perform(new, effects)  # in Kafka before the state that says "done" is saved
+            calls = [e for e in effects if isinstance(e, CallErp)]
+            if calls and self.relay is None:
+                log.warning("OBLIGATION_ERP_BASE_URL not set: release %s only published",
+                            [e.event_id for e in calls])
+            elif calls:  # held in the state first, then sent by the relay, outside this agent
+                held = None if trigger is None else Parked(
+                    trigger.topic + f"[{trigger.partition}]@{trigger.offset}", trigger.topic, trigger.partition,
+                    trigger.offset, trigger.key, trigger.value, tuple(trigger.headers), self.clock.now(),
+                    "completed the milestone whose ERP release is pending")
+                for e in calls:
+                    new = engine.hold_release(new, e.event_id, e.command, held)
             self.contracts[cid] = new.to_json()
             self.where[cid] = new.partition
             self._reindex(old, new)
+            if self.relay is not None:
+                for r in new.releases:
+                    if r.command_id not in self.relay.held and all(o.command_id != r.command_id for o in old.releases):
+                        self.relay.hold(_held(new, r))
             return new
 
     def _reindex(self, old: ContractState, new: ContractState) -> None:
@@ -292,19 +383,25 @@ class Engine:
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self.ready = False  # the index is stale until it is rebuilt after recovery
+        self._state_read.clear()  # a partition may come back with records this worker did not handle
+        self._park_fences.clear()
 
     async def _rebuild_index(self) -> None:
         """After every rebalance: index exactly what this worker's assigned partitions hold."""
         assigned = self._assigned()
         index: DueIndex[tuple[str, str]] = DueIndex()
         where: dict[str, int] = {}
+        releases: list[HeldRelease] = []
         for cid, raw in list(self.contracts.items()):
             state = ContractState.from_json(raw)
             if state.partition not in assigned:
                 continue
             where[cid] = state.partition
+            releases += [_held(state, r) for r in state.releases]
             for key, when in engine.wakeups(state, self.cfg).items():
                 index.schedule((cid, key), when)
+        if self.relay is not None:  # the releases of these partitions not accepted yet: all due now
+            self.relay.replace(releases)
         self.index, self.where, self.ready = index, where, True
         log.info("due index rebuilt: %d entries for %d contracts on partitions %s (all assigned: %s)", len(index),
                  len(where), sorted(assigned),
@@ -354,13 +451,11 @@ class Engine:
 
     # ------------------------------------------------------------------ effects
 
-    async def _perform(self, state: ContractState, effects: list[Effect], trigger: RawRecord | None) -> None:
+    async def _perform(self, state: ContractState, effects: list[Effect]) -> None:
         pending = [await self._send_event(e.event, e.event_id) for e in effects if isinstance(e, Publish)]
         await asyncio.gather(*pending)  # in Kafka before the state that says "done" is saved
         for e in effects:
-            if isinstance(e, CallErp):
-                await self._call_erp(state, e, trigger)
-            elif isinstance(e, DeadLetter):
+            if isinstance(e, DeadLetter):
                 p = e.parked
                 await self._dead_letter(RawRecord(p.topic, p.partition, p.offset, p.key, p.value, list(p.headers)),
                                         e.reason)
@@ -373,20 +468,6 @@ class Engine:
                     await self._send_event(card, _scorecard_id(card)),
                     await self.app.producer.send(self.parts_topic_name, key, part,
                                                  partition_for(key, self.settings.topic_partitions), None, None))
-
-    async def _call_erp(self, state: ContractState, effect: CallErp, trigger: RawRecord | None) -> None:
-        if self.erp is None:
-            log.warning("OBLIGATION_ERP_BASE_URL not set: release of %s only published", effect.event_id)
-            return
-        try:
-            await self.erp.release(effect.command, effect.event_id)
-        except DeliveryError as exc:
-            reason = f"ERP release of milestone {effect.command.obligation_id!r} failed for good: {exc}"
-            log.error(reason)
-            alert = erp_failure_alert(state, effect.command, reason, self.clock.now())
-            await asyncio.gather(await self._send_event(alert.event, alert.event_id))
-            if trigger is not None:
-                await self._dead_letter(trigger, reason)
 
     async def _send_event(self, event: Event, event_id: str) -> Any:
         record = encode(event, source=SOURCE, event_id=event_id, time=self.clock.now(),
@@ -410,6 +491,11 @@ class Engine:
             md = AdminClient(self.kafka.admin()).list_topics(topic, timeout=10).topics.get(topic)
             self._partitions[topic] = len(md.partitions) if md is not None and md.partitions else 1
         return self._partitions[topic]
+
+
+def _held(state: ContractState, r: PendingRelease) -> HeldRelease:
+    return HeldRelease(state.contract_id, state.partition, r.command_id,
+                       ReleaseMilestoneBilling.model_validate_json(r.command), r.attempts)
 
 
 def _unpark(state: ContractState, event_id: str) -> ContractState:
