@@ -73,6 +73,7 @@ class Notifier:
         # delayed by an outage, or held by a sender that may have died, is due at a wall-clock time, which
         # must not wait for the tick interval or for a clock advance that may never come.
         self.wake: Callable[[float], None] = lambda _seconds: None
+        self._started = False  # the first tick of this process has run
 
     # --- alerts -----------------------------------------------------------------------------
 
@@ -355,7 +356,11 @@ class Notifier:
                 self.retry_due()
                 self.escalate(now)
                 self.send_digests(now)
-                self.republish_unrecorded()
+                # A record an earlier process left unconfirmed (it was killed, or the broker was away) is not
+                # in flight in this one: produce it again at once, not a minute after its send. Another
+                # replica's record still in flight may go twice, with the same event id (a duplicate by id).
+                self.republish_unrecorded(timedelta(0) if not self._started else timedelta(minutes=1))
+                self._started = True
             finally:
                 self.flush_records()
             due = self.store.next_delivery_due([n for n, c in self.channels.items() if c.enabled])

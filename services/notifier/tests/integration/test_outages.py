@@ -26,7 +26,7 @@ from mesh_sim.testing import serve_in_thread
 
 from contract_schema.alert import NotificationKind, Tier
 from mesh_common.dlq import read_dead_letter
-from mesh_testing import free_port, unique_name, wait_for
+from mesh_testing import create_topics, free_port, unique_name, wait_for
 from mesh_testing.servers import PostgresServer
 
 from .conftest import HttpSink, Mesh, SmtpSink, notifications
@@ -327,3 +327,28 @@ def test_the_remaining_window_a_kill_after_the_server_accepted_resends_with_the_
         mesh.stop()
         sink.release.set()
         controller.stop()
+
+
+def test_a_record_an_earlier_process_left_unconfirmed_is_produced_again_at_start(mesh: Mesh) -> None:
+    """The state a SIGKILL leaves when the e-mail went and 'sent' was written but the broker never confirmed
+    the NotificationRecorded (the process died, or the broker was away): the next process produces it at
+    its first tick, not a minute after the send."""
+    mesh.extra_env.update(STILL_CLOCK)  # the shipped 30 s tick, a clock that does not move
+    mesh.start()
+    a = alert("obligation.due_soon", unique_name("C"))
+    mesh.send(a)
+    wait_for(lambda: mesh.sql("SELECT recorded FROM deliveries WHERE alert_id = %s", a.alert_id) == [(True,)],
+             timeout=30, message="the delivery sent and its record confirmed")
+    mesh.kill()
+    mesh.sql("UPDATE deliveries SET recorded = false WHERE alert_id = %s RETURNING 1", a.alert_id)
+    mesh.notifications_topic = f"{mesh.prefix}.notification-after"  # where the lost record must show up
+    mesh.extra_env["NOTIFIER_NOTIFICATIONS_TOPIC"] = mesh.notifications_topic
+    create_topics(mesh.bootstrap, [mesh.notifications_topic], partitions=1)
+    mesh.start()
+    reader = mesh.reader()
+    reader.wait(lambda ms: [n for n in notifications(ms) if n.alert_id == a.alert_id
+                            and n.kind is NotificationKind.DELIVERED], timeout=15,
+                what="the unconfirmed record produced again by the restarted notifier")
+    reader.close()
+    assert mesh.sql("SELECT recorded FROM deliveries WHERE alert_id = %s", a.alert_id) == [(True,)]
+    assert len(mesh.smtp.about(a.alert_id)) == 1  # the e-mail itself is not sent again
