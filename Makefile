@@ -49,7 +49,7 @@ kafka-jars:
 postgres-install:
 	@bash infra/scripts/postgres.sh install
 
-# kustomize, kubeconform and the compose/Dockerfile checkers (Go module proxy), cached in .cache/bin.
+# kustomize, kubeconform, toxiproxy-server and the compose/Dockerfile checkers (Go module proxy), cached in .cache/bin.
 deploy-tools:
 	@bash deploy/tools/install.sh
 
@@ -98,8 +98,13 @@ demo: venv kafka-jars postgres-install
 # The fault campaign over the whole mesh (its own broker, cluster and processes on free ports; never the
 # make-up stack): CHAOS_ARGS="--seed 7 --duration 300" to change it. See README "Guarantees, proven".
 CHAOS_ARGS ?= --seed 1 --duration 1200 --all-replicas
-chaos: venv kafka-jars postgres-install
+chaos: venv kafka-jars postgres-install chaos-tools
 	$(PY) -m mesh_chaos $(CHAOS_ARGS)
+
+# toxiproxy-server (Go module proxy) for the campaign's network faults, cached in .cache/bin.
+.PHONY: chaos-tools
+chaos-tools:
+	@bash deploy/tools/install.sh --only=toxiproxy
 
 schemas: venv
 	$(PY) -m contract_schema.export

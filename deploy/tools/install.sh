@@ -2,6 +2,7 @@
 # Install the deploy tools into .cache/bin (git-ignored), idempotently:
 #   kustomize     sigs.k8s.io/kustomize/kustomize/v5      (go install, pinned)
 #   kubeconform   github.com/yannh/kubeconform            (go install, pinned)
+#   toxiproxy-server github.com/Shopify/toxiproxy/v2      (go install, pinned; the fault campaign's TCP proxy)
 #   compose-check    deploy/tools/checkers                (compose-go: the loader of `docker compose config`)
 #   dockerfile-check deploy/tools/checkers                (BuildKit's Dockerfile parser and lint rules)
 #   Kubernetes JSON schemas in .cache/k8s-schemas/<version>-standalone-strict (from the kubernetes-validate wheel)
@@ -10,6 +11,7 @@
 # .cache/docker/cli-plugins, so `DOCKER_CONFIG=.cache/docker docker compose config` works with the
 # plain docker client. It is opt-in because a cold build downloads and compiles ~5 minutes of Go.
 # A second run with everything in place does nothing and takes well under a second.
+# With --only=toxiproxy (what the fault campaign runs when the binary is missing) only toxiproxy-server.
 # Needs: go (Go module proxy), python3 with pip (PyPI). Prints the tool directory on success.
 set -euo pipefail
 
@@ -22,10 +24,12 @@ BIN="$CACHE/bin"
 SCHEMAS="$CACHE/k8s-schemas/$K8S_SCHEMA_VERSION-standalone-strict"
 PYTHON="${PYTHON:-python3}"
 WITH_COMPOSE_PLUGIN="${DEPLOY_TOOLS_COMPOSE_PLUGIN:-0}"
+ONLY=""
 for arg in "$@"; do
   case "$arg" in
     --with-compose-plugin) WITH_COMPOSE_PLUGIN=1 ;;
-    *) echo "usage: $0 [--with-compose-plugin]" >&2; exit 2 ;;
+    --only=toxiproxy) ONLY=toxiproxy ;;
+    *) echo "usage: $0 [--with-compose-plugin] [--only=toxiproxy]" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$BIN"
@@ -48,6 +52,24 @@ go_install() {  # name module version
   GOBIN="$BIN" go install "$module@$version"
   stamp "$name" "$version"
 }
+
+# The toxiproxy module names its binary `server`: built into a scratch GOBIN, then moved into place.
+toxiproxy_install() {
+  current toxiproxy-server "$TOXIPROXY_VERSION" && return 0
+  log "installing toxiproxy-server $TOXIPROXY_VERSION (go install github.com/Shopify/toxiproxy/v2/cmd/server)"
+  local scratch
+  scratch="$(mktemp -d "$CACHE/.toxiproxy.XXXXXX")"
+  GOBIN="$scratch" go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+  mv -f "$scratch/server" "$BIN/toxiproxy-server"
+  rm -rf "$scratch"
+  stamp toxiproxy-server "$TOXIPROXY_VERSION"
+}
+
+toxiproxy_install
+if [[ "$ONLY" == toxiproxy ]]; then
+  echo "$BIN"
+  exit 0
+fi
 
 go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"

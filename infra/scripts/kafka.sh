@@ -7,7 +7,10 @@
 # Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1),
 #      KAFKA_DIR (<repo>/.run/kafka), KAFKA_START_TIMEOUT (60 s), KAFKA_HEAP_MAX (1536m: a whole test
 #      session creates thousands of partitions; 512m ran out of heap),
-#      PYTHON (interpreter with confluent_kafka, default <repo>/.venv/bin/python).
+#      PYTHON (interpreter with confluent_kafka, default <repo>/.venv/bin/python),
+#      KAFKA_EXTRA_LISTENERS (space-separated NAME:PORT:ADVERTISED_PORT: more plaintext listeners on
+#      127.0.0.1:PORT that advertise 127.0.0.1:ADVERTISED_PORT, e.g. a TCP proxy in front of PORT, so
+#      clients that bootstrap through the proxy keep talking through it).
 # Jars live in .cache/kafka/libs, fetched with Maven from infra/kafka/pom.xml.
 set -euo pipefail
 
@@ -59,17 +62,27 @@ PY
 
 write_config() {
   mkdir -p "$KAFKA_DIR/data"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT"
+  local advertised="PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+  local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  local extra name port adv
+  for extra in ${KAFKA_EXTRA_LISTENERS:-}; do
+    IFS=: read -r name port adv <<<"$extra"
+    listeners+=",$name://127.0.0.1:$port"
+    advertised+=",$name://127.0.0.1:$adv"
+    protocols+=",$name:PLAINTEXT"
+  done
   cat >"$CONF" <<CONF
 process.roles=broker,controller
 node.id=1
 # Static single voter: the controller port lives in this file, not in the
 # formatted log, so restarting on other ports needs no reformat.
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$KAFKA_DIR/data
 num.partitions=1
 default.replication.factor=1

@@ -19,7 +19,7 @@ from mesh_chaos.nemesis import FAMILIES, expand
 # The campaign runs inside the first test that asks for it.
 pytestmark = pytest.mark.timeout(900)
 SEED = 12
-FAULTS = "kill,broker,pg,partner"
+FAULTS = "kill,broker,pg,partner,net,clock"
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,11 @@ def test_at_most_one_email_per_alert_recipient_and_kind_and_red_alerts_delivered
     assert not _violations(campaign, "notifications"), _explain(campaign, "notifications")
 
 
+def test_every_service_reaches_the_broker_only_through_its_proxy(campaign: Outcome) -> None:
+    """With network faults each service's broker connections cross its toxiproxy route, never around it."""
+    assert not _violations(campaign, "network"), _explain(campaign, "network")
+
+
 def test_dead_letters_carry_their_reason(campaign: Outcome) -> None:
     assert not _violations(campaign, "dead-letters"), _explain(campaign, "dead-letters")
 
@@ -104,5 +109,9 @@ def test_fault_families_cover_the_issue() -> None:
     assert len(FAMILIES["kill"]) == 5
     assert len(FAMILIES["partner"]) == 12
     assert expand("broker,pg-pause") == ["broker-restart", "broker-kill", "pg-pause"]
+    assert expand("net,clock") == ["net-delay", "net-cut", "clock-leap"]
+    assert expand("net-cut:notifier") == ["net-cut:notifier"]
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        expand("net-cut:nobody")
     with pytest.raises(ValueError, match="unknown fault kind"):
         expand("meteor")

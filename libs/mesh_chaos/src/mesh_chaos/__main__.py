@@ -28,14 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=1200, help="seconds of load and faults (default 1200)")
     p.add_argument("--rate", type=float, default=2.0, help="workload operations per second (default 2)")
     p.add_argument("--faults", default=ALL_FAULTS,
-                   help=f"comma-separated families or kinds (default {ALL_FAULTS}; '' for a fault-free run)")
+                   help=f"comma-separated families or kinds (default {ALL_FAULTS}; '' for a fault-free run). "
+                   "kill[:<service>]: SIGKILL one process, restart after 0.5-6 s; broker (broker-restart, "
+                   "broker-kill); pg (pg-restart, pg-pause); partner[:<erp|crm|smtp>:<unavailable|throttled|hang|"
+                   "refuse>]: a simulator outage; net (net-delay, net-cut, each optionally :<service>): 200-1000 ms "
+                   "latency with jitter, or the connection cut, between a service and the broker through its "
+                   "toxiproxy route for an --outage window; clock (clock-leap): the topic clock jumps 90-200 days "
+                   "ahead once")
     p.add_argument("--replicas", type=int, default=2,
                    help="replicas of invoice-validator (and of the other replicable services with --all-replicas)")
     p.add_argument("--all-replicas", action="store_true",
                    help="run obligation-engine, renewal-sync and notifier with --replicas too")
     p.add_argument("--quiesce", type=float, default=240, help="bound on settling after the faults (s)")
     p.add_argument("--interval", type=_pair, default=(4.0, 12.0), help="seconds between fault starts: lo,hi")
-    p.add_argument("--outage", type=_pair, default=(5.0, 30.0), help="partner outage window: lo,hi seconds")
+    p.add_argument("--outage", type=_pair, default=(5.0, 30.0),
+                   help="partner outage and network fault window: lo,hi seconds")
     p.add_argument("--pause", type=_pair, default=(10.0, 30.0), help="PostgreSQL pause: lo,hi seconds")
     p.add_argument("--flood", type=int, default=0,
                    help="malformed records spread over every inbound topic in the second half of the run")

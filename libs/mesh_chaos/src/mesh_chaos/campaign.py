@@ -17,7 +17,7 @@ from .checker import Checker, Report
 from .flood import Flood
 from .harness import Mesh
 from .history import History
-from .nemesis import Nemesis, expand
+from .nemesis import Nemesis, expand, needs_network
 from .workload import GaveUp, Workload
 
 log = logging.getLogger("mesh_chaos")
@@ -28,11 +28,11 @@ class Options:
     seed: int = 1
     duration: float = 1200.0  # seconds of workload + faults
     rate: float = 2.0  # workload operations per second (target)
-    faults: str = "kill,broker,pg,partner"
+    faults: str = "kill,broker,pg,partner,net,clock"
     replicas: dict[str, int] = field(default_factory=lambda: {"invoice-validator": 2})
     quiesce: float = 240.0  # bound on how long the mesh may take to settle after the faults
     interval: tuple[float, float] = (4.0, 12.0)  # seconds between fault starts
-    outage: tuple[float, float] = (5.0, 30.0)  # partner outage windows
+    outage: tuple[float, float] = (5.0, 30.0)  # partner outage and network fault windows
     pause: tuple[float, float] = (10.0, 30.0)  # PostgreSQL pauses
     workdir: Path | None = None
     keep: bool = False  # keep the history even when the run passed
@@ -83,17 +83,18 @@ def run(opts: Options) -> Outcome:
     kinds = expand(opts.faults) if opts.faults else []
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix=f"mesh-chaos-{opts.seed}-"))
     started = time.monotonic()
-    mesh = Mesh.start(workdir, opts.replicas, code=opts.code)
+    mesh = Mesh.start(workdir, opts.replicas, code=opts.code, network=needs_network(kinds))
     log.info("mesh up in %.0fs (kafka %s, postgres %s), history in %s", time.monotonic() - started,
              mesh.bootstrap, mesh.database_url, workdir)
     history = History(mesh.bootstrap, workdir / "history.jsonl")
     workload = Workload(mesh, history, opts.seed)
     supervisor = Supervisor(mesh)
-    nemesis = Nemesis(mesh, opts.seed, kinds, opts.interval, opts.outage, opts.pause)
+    nemesis = Nemesis(mesh, opts.seed, kinds, opts.interval, opts.outage, opts.pause, leap=workload.request_leap)
     ok = False
     try:
         workload.set_clock()
         mesh.wait_healthy([p.service for p in mesh.procs.values()], 120)
+        connections, bypass = routed(mesh)  # before the faults: each service reaches the broker via its route
         until = time.monotonic() + opts.duration
         chaos = threading.Thread(target=nemesis.run, args=(until,), name="nemesis", daemon=True)
         chaos.start()
@@ -116,11 +117,15 @@ def run(opts: Options) -> Outcome:
             next_at = max(next_at, time.monotonic() - 1.0)
         nemesis.stop()
         chaos.join(60)
+        workload.apply_leap()  # a leap asked for during the last operation
         nemesis.join()
         if flood is not None:
             flood.join(300)
         settled = quiesce(workload, history, opts.quiesce)
         report = Checker(mesh, history, workload, nemesis.faults, flood).run()
+        for problem in bypass + routed(mesh)[1]:  # and after them (restarted processes, reconnections)
+            report.add("network", "broken", problem)
+        report.connections = connections
         for crash in supervisor.crashes:
             report.add("processes", "broken", f"{crash['process']} exited by itself (rc {crash['returncode']}); "
                                               f"log {crash['log']}")
@@ -142,6 +147,25 @@ def run(opts: Options) -> Outcome:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def routed(mesh: Mesh) -> tuple[dict[str, list[int]], list[str]]:
+    """With toxiproxy routes: the broker-side ports each service process holds connections to, and a problem
+    for each process with a broker connection other than through its own proxy (to a broker port directly,
+    or through another service's route). Both empty without routes."""
+    assert mesh.kafka is not None
+    peers: dict[str, list[int]] = {}
+    problems = []
+    for proc in mesh.procs.values():
+        route = mesh.route(proc.service)
+        if route is None or proc.pid is None:
+            continue
+        found = mesh.broker_peers(proc)
+        peers[proc.name] = sorted(found)
+        if found - {route.listen}:
+            problems.append(f"{proc.name}: broker connections to ports {sorted(found)}, expected only its "
+                            f"proxy {route.listen} (broker {mesh.kafka.port}, its listener {route.upstream})")
+    return peers, problems
+
+
 def quiesce(workload: Workload, history: History, bound: float) -> float | None:
     """Seconds until every invoice has a verdict and no record arrived for 10 s; None past `bound`."""
     start = time.monotonic()
@@ -161,6 +185,11 @@ def to_json(opts: Options, report: Report, nemesis: Nemesis, workload: Workload,
         "replicas": opts.replicas, "operations": steps, "clock_end": workload.today.isoformat(),
         "contracts": len(workload.contracts), "invoices": len(workload.invoices),
         "faults": dict(Counter(f.kind for f in nemesis.faults)),
+        "network_faults": [f"{f.kind} {f.target} {f.detail.get('seconds')} s" + (
+            f" {f.detail['latency_ms']}+-{f.detail['jitter_ms']} ms" if "latency_ms" in f.detail else "")
+            for f in nemesis.faults if f.kind.split(":")[0] in ("net-delay", "net-cut")],
+        "clock_leaps": [f"{a} -> {b}" for a, b in workload.leaps],
+        "broker_connections_at_start": report.connections,
         "fault_errors": [f"{f.kind}: {f.error}" for f in nemesis.faults if f.error],
         "inputs": dict(report.inputs), "effects": dict(report.effects), "redelivered": dict(report.redelivered),
         "dead_letters": dict(report.dlq), "quiesce_seconds": settled,
@@ -176,13 +205,15 @@ def render(data: dict[str, Any]) -> str:
     faults = data["faults"]
     families: Counter[str] = Counter()
     for kind, n in faults.items():
-        families[kind if not kind.startswith(("kill:", "partner:")) else kind.rsplit(":", 1)[0]
-                 if kind.startswith("partner:") else "kill"] += n
+        families[kind if not kind.startswith(("kill:", "partner:", "net-")) else kind.rsplit(":", 1)[0]
+                 if kind.startswith("partner:") else kind.split(":")[0]] += n
     rows = [("faults injected", ", ".join(f"{k} {n}" for k, n in sorted(families.items())) or "none"),
             ("  kills by service", ", ".join(f"{k.split(':', 1)[1]} {n}" for k, n in sorted(faults.items())
                                              if k.startswith("kill:")) or "none"),
             ("  partner outages", ", ".join(f"{k.split(':', 1)[1]} {n}" for k, n in sorted(faults.items())
                                             if k.startswith("partner:")) or "none"),
+            ("  network faults", ", ".join(data.get("network_faults", [])) or "none"),
+            ("  clock leaps", ", ".join(data.get("clock_leaps", [])) or "none"),
             ("inputs", f"{sum(data['inputs'].values())} operations: "
                        + ", ".join(f"{k} {n}" for k, n in sorted(data["inputs"].items()))),
             ("effects", ", ".join(f"{k} {n}" for k, n in sorted(data["effects"].items()))),

@@ -58,6 +58,7 @@ class Report:
     dlq: Counter[str] = field(default_factory=Counter)
     violations: list[Violation] = field(default_factory=list)
     recovery: list[dict[str, Any]] = field(default_factory=list)
+    connections: dict[str, list[int]] = field(default_factory=dict)  # process -> broker-side ports it talks to
 
     def add(self, check: str, kind: str, detail: str) -> None:
         self.violations.append(Violation(check, kind, detail))
@@ -282,6 +283,11 @@ class Checker:
         at_crm: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for o in opps:
             at_crm[o["external_id"]].append(o)
+        clocks = sorted({date.fromisoformat(op.data["now"][:10]) for op in self.w.sent if op.op == "clock"})
+        latest: dict[str, ContractSnapshot] = {}
+        for s in self.h.on("clm.contract.state.v1"):
+            if isinstance(s.event, ContractSnapshot):
+                latest[s.event.contract_id] = s.event  # one partition per key: offset order
         for c in self.w.contracts:
             if c.kind != "renewal":
                 continue
@@ -295,9 +301,10 @@ class Checker:
             if dup:
                 self.r.add("renewals", "duplicated", f"{c.contract_id}: the same opportunity state under "
                                                       f"{max(len(d) for d in dup)} ce_ids")
-            end = date.fromisoformat(c.body["terms"]["end_date"])
-            deadline = end - timedelta(days=c.body["terms"]["notice_period_days"])
-            due = [st for st, n in STAGE_DAYS.items() if self.w.today > deadline - timedelta(days=n)]
+            snap = latest.get(c.contract_id)
+            ends = sorted({v.end_date for v in snap.versions if v.end_date is not None} if snap else set())
+            due = owed_stages(c.body["terms"]["notice_period_days"],
+                                  ends or [date.fromisoformat(c.body["terms"]["end_date"])], clocks)
             stages = [s.event.stage.value for s in group if isinstance(s.event, RenewalOpportunity)]
             if due and not stages:
                 self.r.add("renewals", "lost", f"{c.contract_id}: stages {due} due by {self.w.today}, none published")
@@ -312,8 +319,9 @@ class Checker:
             if crm[0]["fields"].get("Renewal_Stage__c") != stages[-1]:
                 self.r.add("renewals", "lost", f"{c.contract_id}: CRM stage {crm[0]['fields'].get('Renewal_Stage__c')}"
                                                f", last published {stages[-1]}")
-            if due and due[-1] not in stages:
-                self.r.add("renewals", "lost", f"{c.contract_id}: stage {due[-1]} due by {self.w.today}, "
+            missing = [st for st in due if st not in stages]
+            if missing:
+                self.r.add("renewals", "lost", f"{c.contract_id}: stage(s) {missing} due by {self.w.today}, "
                                                f"published {sorted(set(stages))}")
         self.r.effects["crm opportunities"] = len(opps)
 
@@ -384,6 +392,30 @@ class Checker:
         a, b = self.r.latency["clean_p99_s"], self.r.latency["flooded_p99_s"]
         if a is not None and b is not None and len(clean) >= 10 and len(flooded) >= 10 and b > 2 * max(a, 0.05):
             self.r.add("flood", "broken", f"verdict p99 {b:.2f} s under the flood vs {a:.2f} s clean (> 2x)")
+
+
+def owed_stages(notice: int, ends: list[date], clocks: list[date]) -> list[str]:
+    """The stages that must have been published, for a contract whose terms end on `ends` (the end
+    date of each version on the state topic: the first term, then each renewal): per term, the latest
+    stage due at the last clock value of that term. renewal-sync announces only the latest due stage
+    at each tick (earlier ones it passes over count as passed), so after a clock leap over several
+    stages only the last of them is owed. A tick that crosses an end date renews (or expires) the
+    contract in the registry; whether that term's end-date stage is announced first depends on which
+    record renewal-sync reads first, so a term is judged at its last tick on or before its end date,
+    and its end-date stage is never owed."""
+    owed: list[str] = []
+    start: date | None = None
+    for end in ends:
+        in_term = [t for t in clocks if (start is None or t > start) and t <= end]
+        if in_term:
+            deadline = end - timedelta(days=notice)
+            points = [(st, deadline - timedelta(days=n)) for st, n in STAGE_DAYS.items()]
+            points.append(("notice-deadline", deadline))
+            due = [st for st, on in points if in_term[-1] > on]  # a day of slack, as before
+            if due:
+                owed.append(due[-1])
+        start = end
+    return owed
 
 
 def p99(values: list[float]) -> float | None:

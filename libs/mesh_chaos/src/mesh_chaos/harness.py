@@ -3,6 +3,9 @@
 The broker and the cluster come from mesh_testing's starters (infra/scripts/kafka.sh, postgres.sh); each
 process's environment is the one `infra/scripts/services.sh env <name>` builds, with this mesh's ports.
 Every process runs in its own session (process group), so a SIGKILL by pid takes exactly that process.
+With `network=True` each service reaches the broker through its own toxiproxy route (netproxy.py): the
+broker has one extra listener per service, advertised as that service's proxy port, and the service's
+KAFKA_BOOTSTRAP_SERVERS is the proxy, so all of its broker traffic crosses the proxy.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import httpx
 
 from mesh_testing.ports import free_port
 from mesh_testing.servers import KafkaServer, PostgresServer, repo_root
+
+from .netproxy import Route, Toxiproxy
 
 log = logging.getLogger("mesh_chaos.harness")
 
@@ -102,6 +107,7 @@ class Mesh:
     procs: dict[str, Proc] = field(default_factory=dict)
     smtp_port: int = 0
     code: str | None = None  # a git ref the processes run from instead of the working tree
+    toxiproxy: Toxiproxy | None = None  # with network=True: one route per service to the broker
 
     @property
     def bootstrap(self) -> str:
@@ -124,14 +130,24 @@ class Mesh:
 
     # -- start-up --
 
+    def route(self, service: str) -> Route | None:
+        """The toxiproxy route a service's broker traffic takes (None without network faults)."""
+        return self.toxiproxy.routes.get(service) if self.toxiproxy is not None else None
+
     @classmethod
     def start(cls, workdir: Path, replicas: dict[str, int] | None = None, timeout: float = 180,
-              code: str | None = None) -> Mesh:
+              code: str | None = None, network: bool = False) -> Mesh:
         mesh = cls(workdir=workdir, replicas=dict(replicas or {}), code=code)
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "logs").mkdir(exist_ok=True)
         try:
-            mesh.kafka = KafkaServer.start()
+            routes = [Route(s, free_port(), free_port()) for s in SERVICES] if network else []
+            # Listener <SERVICE>: the broker listens on route.upstream and advertises route.listen (the proxy).
+            mesh.kafka = KafkaServer.start({_listener(r.name): (r.upstream, r.listen) for r in routes})
+            if network:
+                mesh.toxiproxy = Toxiproxy.start(workdir / "logs" / "toxiproxy.log")
+                for r in routes:
+                    mesh.toxiproxy.create(r)
             mesh.postgres = PostgresServer.start("contracts")
             mesh._provision()
             mesh._plan()
@@ -185,6 +201,8 @@ class Mesh:
             env.update({"MESH_HTTP_PORT": str(ports[name]), "MESH_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports[name]}",
                         "KAFKA_CLIENT_ID": tag, "MESH_OTEL_EXPORTER": "none", "SIM_FAULT_GATE": "true"})
             env.update(CAMPAIGN_TIMING.get(service, {}))
+            if (route := self.route(service)) is not None:
+                env["KAFKA_BOOTSTRAP_SERVERS"] = route.address
             for key in ("OBLIGATION_DATA_DIR", "VALIDATOR_DATA_DIR"):
                 if key in env:  # one local store per replica
                     env[key] = str(self.workdir / "data" / tag)
@@ -223,6 +241,37 @@ class Mesh:
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"not healthy after {timeout}s: {[p.name for p in waiting]}")
             time.sleep(0.3)  # poll interval
+
+    def broker_peers(self, proc: Proc) -> set[int]:
+        """The loopback ports this process (and its children) holds established TCP connections to, among
+        the broker's ports and the proxies': which door its broker traffic really takes."""
+        assert self.kafka is not None
+        watched = {self.kafka.port} | {p for port, adv in self.kafka.extra_listeners.values() for p in (port, adv)}
+        pid = proc.pid
+        if pid is None:
+            return set()
+        inodes: set[str] = set()
+        for p in [pid, *_children(pid)]:
+            try:
+                for fd in Path(f"/proc/{p}/fd").iterdir():
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+            except OSError:
+                continue
+        peers: set[int] = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                cols = line.split()
+                remote, state, inode = cols[2], cols[3], cols[9]
+                port = int(remote.rsplit(":", 1)[1], 16)
+                if state == "01" and inode in inodes and port in watched:  # 01: ESTABLISHED
+                    peers.add(port)
+        return peers
 
     # -- infrastructure faults --
 
@@ -285,12 +334,34 @@ class Mesh:
             p.held = True
             p.kill(signal.SIGTERM)
         self.postgres_signal(signal.SIGCONT)  # never leave a paused cluster behind
+        if self.toxiproxy is not None:
+            self.toxiproxy.stop()
         for server in (self.postgres, self.kafka):
             if server is not None:
                 try:
                     server.stop()
                 except Exception as exc:  # keep stopping the rest
                     log.warning("stopping %s: %s", server, exc)
+
+
+def _listener(service: str) -> str:
+    return "VIA_" + service.upper().replace("-", "_")
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of a process (by the parent pid in /proc/<pid>/stat)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parent.items() if pp in frontier]
+        found += kids
+        frontier = kids
+    return found
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:

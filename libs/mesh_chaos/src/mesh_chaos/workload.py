@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -89,6 +90,9 @@ class Workload:
                                  scopes=["contracts:read", "contracts:write", "invoices:read", "invoices:write"])
         self.producer = Producer({"bootstrap.servers": mesh.bootstrap, "enable.idempotence": True, "linger.ms": 2,
                                   "log_level": 0, "message.timeout.ms": 20000})
+        self.leaps: list[tuple[date, date]] = []  # (from, to) of each clock leap
+        self._leap_lock = threading.Lock()
+        self._leap: tuple[int, threading.Event, list[str]] | None = None  # days, done, the new date
 
     # -- plumbing --
 
@@ -150,6 +154,8 @@ class Workload:
     # -- the operations --
 
     def step(self) -> str:
+        if (leapt := self.apply_leap()) is not None:
+            return leapt
         live = [c for c in self.contracts if c.status == "active"]
         services = [c for c in live if c.kind == "services"]
         choices: list[tuple[float, Callable[[], str]]] = [
@@ -173,16 +179,46 @@ class Workload:
         self.produce(ClockAdvanced(now=self.now()), event_id=f"chaos-{self.seed}-clock-{self.today}")
         self.record("clock", now=self.now().isoformat())
 
-    def advance_clock(self) -> str:
+    def advance_clock(self, days: int | None = None) -> str:
         # Only once every invoice sent so far has its verdict: the clock must not expire an invoice the
         # validator parked because it is behind (a fault-free run would not see that either).
         # Bounded: an invoice the validator never decides is the checker's finding, not a reason to stop time.
         deadline = time.monotonic() + 30
         while self.pending_verdicts() and time.monotonic() < deadline:
             time.sleep(0.2)  # poll interval
-        self.today += timedelta(days=self.rng.randint(1, 4))
+        self.today += timedelta(days=days if days is not None else self.rng.randint(1, 4))
         self.set_clock()
         return f"clock -> {self.today}"
+
+    # -- the clock leap (the nemesis asks, the workload's own thread does it between two operations) --
+
+    def request_leap(self, days: int, timeout: float = 180) -> str | None:
+        """Called by the nemesis: move the clock `days` ahead at the next step; the new date, or None."""
+        done, out = threading.Event(), list[str]()
+        with self._leap_lock:
+            self._leap = (days, done, out)
+        done.wait(timeout)
+        with self._leap_lock:
+            if self._leap is not None and self._leap[1] is done:
+                self._leap = None  # not taken: never leap after the nemesis gave up
+        return out[0] if out else None
+
+    def apply_leap(self) -> str | None:
+        """Run a requested leap now (the workload loop calls this before each step and once after the last)."""
+        with self._leap_lock:
+            request, self._leap = self._leap, None
+        if request is None:
+            return None
+        days, done, out = request
+        before = self.today
+        try:
+            what = self.advance_clock(days)
+            self.leaps.append((before, self.today))
+            self.record("clock-leap", days=days, before=before.isoformat(), now=self.today.isoformat())
+            out.append(self.today.isoformat())
+            return what + f" (leap of {days} days)"
+        finally:
+            done.set()
 
     def pending_verdicts(self) -> int:
         decided = {s.event.invoice_id for s in self.history.on("ap.invoice.validated.v1")

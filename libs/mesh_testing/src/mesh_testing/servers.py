@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mesh_testing.ports import free_port
@@ -52,15 +52,19 @@ def _scratch_dir(prefix: str) -> Path:
 
 @dataclass
 class KafkaServer:
-    """One single-node KRaft broker on free ports in a scratch directory."""
+    """One single-node KRaft broker on free ports in a scratch directory.
+
+    `extra_listeners` maps a listener name to (port, advertised port): a second door for clients that
+    reach the broker through a TCP proxy on the advertised port (kafka.sh KAFKA_EXTRA_LISTENERS)."""
 
     directory: Path
     port: int
     controller_port: int
+    extra_listeners: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
-    def start(cls) -> KafkaServer:
-        server = cls(_scratch_dir("mesh-kafka-"), free_port(), free_port())
+    def start(cls, extra_listeners: dict[str, tuple[int, int]] | None = None) -> KafkaServer:
+        server = cls(_scratch_dir("mesh-kafka-"), free_port(), free_port(), dict(extra_listeners or {}))
         server._run("start")
         return server
 
@@ -77,6 +81,8 @@ class KafkaServer:
                 "KAFKA_CONTROLLER_PORT": str(self.controller_port),
                 "KAFKA_DIR": str(self.directory),
                 "PYTHON": sys.executable,  # has confluent_kafka for the readiness probe
+                "KAFKA_EXTRA_LISTENERS": " ".join(f"{name}:{port}:{advertised}" for name, (port, advertised)
+                                                  in self.extra_listeners.items()),
             },
         )
 
