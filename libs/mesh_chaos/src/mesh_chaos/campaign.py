@@ -117,7 +117,7 @@ def run(opts: Options) -> Outcome:
             next_at = max(next_at, time.monotonic() - 1.0)
         nemesis.stop()
         chaos.join(60)
-        workload.apply_leap()  # a leap asked for during the last operation
+        workload.apply_leap(last=True)  # a leap asked for during the last operation; none after it
         nemesis.join()
         if flood is not None:
             flood.join(300)

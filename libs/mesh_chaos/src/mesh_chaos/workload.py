@@ -93,6 +93,7 @@ class Workload:
         self.leaps: list[tuple[date, date]] = []  # (from, to) of each clock leap
         self._leap_lock = threading.Lock()
         self._leap: tuple[int, threading.Event, list[str]] | None = None  # days, done, the new date
+        self._stepping = True  # False once the run's last operation is done: no leap is taken after it
 
     # -- plumbing --
 
@@ -196,6 +197,8 @@ class Workload:
         """Called by the nemesis: move the clock `days` ahead at the next step; the new date, or None."""
         done, out = threading.Event(), list[str]()
         with self._leap_lock:
+            if not self._stepping:
+                return None
             self._leap = (days, done, out)
         done.wait(timeout)
         with self._leap_lock:
@@ -203,10 +206,13 @@ class Workload:
                 self._leap = None  # not taken: never leap after the nemesis gave up
         return out[0] if out else None
 
-    def apply_leap(self) -> str | None:
-        """Run a requested leap now (the workload loop calls this before each step and once after the last)."""
+    def apply_leap(self, last: bool = False) -> str | None:
+        """Run a requested leap now: the workload loop calls this before each step, and with `last` once after
+        its last step (a leap asked for later is refused)."""
         with self._leap_lock:
             request, self._leap = self._leap, None
+            if last:
+                self._stepping = False
         if request is None:
             return None
         days, done, out = request
