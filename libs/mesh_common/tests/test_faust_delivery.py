@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
 
-from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier, rewind_uncommitted
+from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier, seek_safely_after_rebalance
 
 
 class TopicPartition(NamedTuple):  # the shape of aiokafka's
@@ -90,13 +89,57 @@ class FakeConsumerThread:
         self.rewound += partitions
 
 
+class FakeConsumer:
+    """Faust's consumer as its fetch loop sees it: `getmany` hands out a fetched batch record by record
+    (yielding to the loop between them, as Faust's delivery does), `perform_seek` moves the position."""
+
+    def __init__(self, thread: FakeConsumerThread, batch: list[int]) -> None:
+        self._thread, self.batch, self.sought = thread, batch, asyncio.Event()
+
+    async def perform_seek(self) -> None:
+        await asyncio.sleep(0.01)  # the seek goes to the consumer thread and back
+        self.sought.set()
+
+    async def getmany(self, timeout: float) -> Any:
+        for offset in self.batch:
+            await asyncio.sleep(0)
+            yield TopicPartition("in", 0), offset
+
+
+def test_no_record_fetched_before_a_seek_reaches_the_agents() -> None:
+    """A batch from the old position is cut off when the seek starts, and nothing is handed out while
+    it runs: the seek's position fetches those records again, in order."""
+    consumer = FakeConsumer(FakeConsumerThread({}), [131, 132, 133, 134])
+    seek_safely_after_rebalance(consumer, {"in"})
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        before: list[int] = []
+        async for _, offset in consumer.getmany(1.0):
+            before.append(offset)
+            if offset == 132:
+                seek = asyncio.ensure_future(consumer.perform_seek())
+                await asyncio.sleep(0)  # the seek has started
+        during = [offset async for _, offset in consumer.getmany(1.0)]
+        await seek
+        return before, during
+
+    before, during = asyncio.run(scenario())
+    assert before == [131, 132] and during == []
+    consumer.batch = [0, 1]
+    assert asyncio.run(_drain(consumer)) == [0, 1]  # after the seek, records flow again
+
+
+async def _drain(consumer: FakeConsumer) -> list[int]:
+    return [offset async for _, offset in consumer.getmany(1.0)]
+
+
 def test_partitions_of_the_given_topics_without_a_committed_offset_are_read_from_the_beginning() -> None:
     committed: dict[TopicPartition, int | None] = {
         TopicPartition("in", 0): None, TopicPartition("in", 1): 12, TopicPartition("in", 2): 0,
         TopicPartition("ticks", 0): None, TopicPartition("app-contracts-changelog", 0): None}
     thread = FakeConsumerThread(committed)
-    consumer = SimpleNamespace(_thread=thread)
-    rewind_uncommitted(consumer, {"in", "ticks"})
+    consumer = FakeConsumer(thread, [])
+    seek_safely_after_rebalance(consumer, {"in", "ticks"})
     assert asyncio.run(thread.seek_to_committed()) == committed  # Faust still gets what was committed
     # partition 1 stays at its committed offset; a changelog is not a stream partition
     assert sorted(thread.rewound) == [TopicPartition("in", 0), TopicPartition("in", 2), TopicPartition("ticks", 0)]

@@ -167,11 +167,20 @@ def routed(mesh: Mesh) -> tuple[dict[str, list[int]], list[str]]:
 
 
 def quiesce(workload: Workload, history: History, bound: float) -> float | None:
-    """Seconds until every invoice has a verdict and no record arrived for 10 s; None past `bound`."""
+    """Seconds until every invoice has a verdict and no record arrived for 10 s while the broker was
+    answering (a broker that is down or restarting is silent too, and the services' records wait in
+    their producers until it is back); None past `bound`."""
     start = time.monotonic()
+    up_since: float | None = None
     while time.monotonic() - start < bound:
-        if workload.pending_verdicts() == 0 and time.monotonic() - history.last_read() > 10:
-            return round(time.monotonic() - start, 1)
+        now = time.monotonic()
+        if not history.broker_answers():
+            up_since = None
+        elif up_since is None:
+            up_since = now
+        quiet_since = max(history.last_read(), up_since or now)
+        if workload.pending_verdicts() == 0 and up_since is not None and now - quiet_since > 10:
+            return round(now - start, 1)
         time.sleep(1.0)  # poll interval
     return None
 

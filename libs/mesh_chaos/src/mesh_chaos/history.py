@@ -104,6 +104,14 @@ class History:
                     line["decode_error"] = problem
             self._file.write(json.dumps(line) + "\n")
 
+    def broker_answers(self) -> bool:
+        """Whether the broker answers a metadata request now (its silence is not the mesh's)."""
+        try:
+            self._consumer.list_topics(timeout=2)
+        except Exception:  # KafkaException while it is down or restarting
+            return False
+        return True
+
     def on(self, topic: str) -> list[Seen]:
         with self._lock:
             return list(self._by_topic.get(topic, ()))

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from mesh_testing.ports import free_port
+from mesh_testing.processes import stop_processes
 from mesh_testing.servers import repo_root
 
 log = logging.getLogger("mesh_chaos.netproxy")
@@ -113,10 +114,5 @@ class Toxiproxy:
         self.set_enabled(name, True)
 
     def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
+        if self.popen is not None:
+            stop_processes([self.popen], grace=10)

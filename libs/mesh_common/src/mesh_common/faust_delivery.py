@@ -1,12 +1,15 @@
 """What makes a crash of a Faust worker unable to lose an effect, a table write or an input: no
 offset is committed before the broker has acknowledged every record produced so far, a RocksDB
 store that may be ahead of its changelog after a crash is discarded and rebuilt from the changelog
-(docs/adr/0005), and a partition with no committed offset is read from its beginning after every
-rebalance (docs/adr/0009). Used by both Faust services (invoice-validator, obligation-engine)."""
+(docs/adr/0005), and after every rebalance each stream partition is read from where it must be, in
+order (a partition with no committed offset from its beginning; docs/adr/0009). A worker whose input
+waits while nothing moves says why in its log (`StallWatch`). Used by both Faust services
+(invoice-validator, obligation-engine)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 from collections.abc import Collection, Mapping
@@ -56,16 +59,24 @@ class DeliveryBarrier:
             await asyncio.gather(*pending)
 
 
-def rewind_uncommitted(consumer: Any, topics: Collection[str]) -> None:
-    """After every rebalance, read a partition of `topics` that has no committed offset from its start.
+def seek_safely_after_rebalance(consumer: Any, topics: Collection[str]) -> None:
+    """Make the seek Faust does after every rebalance put each stream partition where it must be, and
+    keep every record fetched from anywhere else away from the agents (docs/adr/0005, 0009).
 
     Faust (0.15.3) lets the consumer fetch while it recovers the tables, drops what it fetched for
-    the stream partitions then, and rewinds them with "seek to committed offsets". aiokafka's
-    `seek_to_committed` only moves partitions whose committed offset is above 0, so a partition
-    nobody has committed yet (a worker killed before its first commit, a new group) stays past the
-    dropped records: the agent never sees them and waits for new ones. Hooked into the consumer
-    thread's `seek_to_committed`, this seeks those partitions to the beginning, which is what
-    `consumer_auto_offset_reset="earliest"` means for them.
+    the stream partitions then, and rewinds them with "seek to committed offsets". Two things go
+    wrong there, and this hook mends both:
+
+    - aiokafka's `seek_to_committed` only moves partitions whose committed offset is above 0, so a
+      partition nobody has committed yet (a worker killed before its first commit, a new group) stays
+      past the dropped records. Such partitions are sought to their beginning, which is what
+      `consumer_auto_offset_reset="earliest"` means for them.
+    - Faust resumes the stream partitions just *before* it seeks them, so while the seek runs the
+      fetcher hands the agents records from the old position: later records before earlier ones,
+      then the earlier ones dropped as "already read" and their offsets committed as a gap. Seen
+      under kills as invoices decided out of order (wrong cumulative amounts) and as invoices never
+      decided. While a seek runs, and for a batch fetched before it, nothing is delivered; the
+      records are fetched again from the position the seek set.
     """
     thread = consumer._thread  # the thread that owns the aiokafka consumer (ThreadDelegateConsumer)
     seek_to_committed = thread.seek_to_committed
@@ -77,11 +88,36 @@ def rewind_uncommitted(consumer: Any, topics: Collection[str]) -> None:
                        key=lambda tp: (tp.topic, tp.partition))
         if fresh:
             log.debug("no committed offset for %s: reading them from the beginning",
-                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in fresh))
+                      ", ".join(f"{tp.topic}[{tp.partition}]" for tp in fresh))
             await thread.seek_to_beginning(*fresh)
         return committed
 
     thread.seek_to_committed = seek_to_committed_or_beginning
+
+    seeks = {"started": 0, "running": 0}
+    perform_seek, getmany = consumer.perform_seek, consumer.getmany
+
+    async def guarded_perform_seek() -> None:
+        seeks["started"] += 1  # synchronously: a batch being handed out now is from the old position
+        seeks["running"] += 1
+        try:
+            await perform_seek()
+        finally:
+            seeks["running"] -= 1
+
+    async def fresh_getmany(timeout: float) -> Any:
+        if seeks["running"]:
+            await asyncio.sleep(0.05)  # the fetch position is moving: fetch again once it is set
+            return
+        epoch = seeks["started"]
+        async for tp, message in getmany(timeout):
+            if seeks["started"] != epoch:  # fetched before a seek: the seek's position will fetch it again
+                return
+            yield tp, message
+
+    # Faust's fetch loop looks both up on the instance, so these take their place.
+    consumer.perform_seek = guarded_perform_seek
+    consumer.getmany = fresh_getmany
 
 
 class CrashMarker:
@@ -110,3 +146,69 @@ class CrashMarker:
 
     def stopped_cleanly(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+class StallWatch:
+    """Says, in one log line, why a Faust worker that has input waiting is not moving.
+
+    Called on a timer: when records were waiting at the last call and none was processed since, it
+    logs the consumer's own view (which partitions are active, paused or buffered, the flow and
+    recovery flags, read and committed offsets against the highwater) and what the producer still
+    holds, so the operator (and a failing test) sees where the work stopped.
+    """
+
+    def __init__(self, app: Any, barrier: DeliveryBarrier, topics: Collection[str]) -> None:
+        self.app, self.barrier, self.topics = app, barrier, frozenset(topics)
+        self.handled = 0  # records the agents finished; the service counts them
+        self._last = -1
+
+    def lagging(self) -> dict[Any, tuple[int | None, int | None, int]]:
+        consumer = self.app.consumer
+        out = {}
+        for tp in consumer.assignment():
+            if tp.topic not in self.topics:
+                continue
+            high = consumer.highwater(tp)
+            read, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
+            if high is not None and high > (committed or 0):
+                out[tp] = (read, committed, high)
+        return out
+
+    def check(self) -> str | None:
+        """The report when input waits and nothing was handled since the last check, else None."""
+        lagging = self.lagging()
+        stalled = bool(lagging) and self.handled == self._last
+        self._last = self.handled
+        if not stalled:
+            return None
+        consumer = self.app.consumer
+        active = consumer._active_partitions
+        parts = ", ".join(
+            f"{tp.topic}[{tp.partition}] read={r} committed={c} high={h}"
+            f"{' paused' if tp in consumer._paused_partitions else ''}"
+            f"{' buffered' if tp in consumer._buffered_partitions else ''}"
+            f"{' inactive' if active is not None and tp not in active else ''}"
+            for tp, (r, c, h) in sorted(lagging.items(), key=lambda i: (i[0].topic, i[0].partition)))
+        return (f"no record handled since the last check while input waits: flow_active={consumer.flow_active} "
+                f"in_recovery={self.app.in_recovery} producer_buffer={self.app.producer.buffer.size} "
+                f"unacked_sends={self.barrier.pending} handled={self.handled}; {parts}; agents at: "
+                + " | ".join(awaiting(t) for t in asyncio.all_tasks() if "agent" in repr(t.get_coro()).lower()))
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a task is suspended: the chain of coroutines it awaits, innermost last."""
+    chain: list[str] = []
+    obj: Any = task.get_coro()
+    while obj is not None and len(chain) < 30:
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None) or getattr(obj, "gi_frame", None)
+        if frame is None and type(obj).__name__ in ("coroutine_wrapper", "async_generator_asend"):
+            inner = [r for r in gc.get_referents(obj) if hasattr(r, "cr_frame") or hasattr(r, "ag_frame")]
+            if inner:  # what `await` reached through a wrapper without a public handle
+                obj = inner[0]
+                continue
+        if frame is None:
+            chain.append(type(obj).__name__)
+            break
+        chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        obj = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None) or getattr(obj, "gi_yieldfrom", None)
+    return " > ".join(chain)

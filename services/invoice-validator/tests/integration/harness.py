@@ -31,7 +31,7 @@ from contract_schema.topics import (
 )
 from mesh_common.auth import AuthSettings, issue_token
 from mesh_common.settings import KafkaSettings
-from mesh_testing import create_topics, free_port, unique_name, wait_for
+from mesh_testing import create_topics, free_port, stop_processes, unique_name, wait_for
 
 PARTITIONS = 2
 SOURCE = "/tests/invoice-validator"
@@ -216,12 +216,7 @@ def start(bootstrap: str, tmp: Path, *, prefix: str | None = None, extra_env: di
 
 
 def stop(running: Running) -> None:
-    running.process.terminate()
-    try:
-        running.process.wait(30)
-    except subprocess.TimeoutExpired:
-        running.process.kill()
-        running.process.wait(10)
+    stop_processes([running.process], grace=30)
     for reader in running.readers.values():
         reader.close()
     running.readers.clear()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from invoice_validator import samples as s
-from invoice_validator.adapters.partitioning import partition_for
 
 from contract_schema import ContractSnapshot, InvoiceValidated, VerdictStatus, encode
 from contract_schema.topics import CONTRACT_STATE
+from mesh_common.faust_kafka import partition_for
 from mesh_testing import unique_name
 
 from .conftest import CLOCK_START

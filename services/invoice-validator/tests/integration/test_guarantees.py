@@ -9,12 +9,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from invoice_validator import samples as s
-from invoice_validator.adapters.partitioning import partition_for
 from invoice_validator.entrypoints.worker import derived_id
 
 from contract_schema import InvoiceReceived, VerdictStatus
 from contract_schema.topics import INVOICE_RECEIVED
 from mesh_common.dlq import read_dead_letter
+from mesh_common.faust_kafka import partition_for
 from mesh_testing import unique_name, wait_for
 
 from .conftest import CLOCK_START

@@ -98,12 +98,7 @@ TWO_REPLICAS = pytest.param("rocksdb://", 2, marks=pytest.mark.skipif(
     not os.environ.get("MESH_LONG_TESTS"), reason="two-replica kill run: set MESH_LONG_TESTS=1"))
 
 
-ROCKSDB_ONE = pytest.param("rocksdb://", 1, marks=pytest.mark.xfail(
-    strict=False, reason="open: a worker restarted on RocksDB after a kill can stay 'ready' and decide nothing "
-    "(no verdict lost, none sent within 120 s); cause not found yet"))
-
-
-@pytest.mark.parametrize(("store", "replicas"), [("memory://", 1), ROCKSDB_ONE, TWO_REPLICAS])
+@pytest.mark.parametrize(("store", "replicas"), [("memory://", 1), ("rocksdb://", 1), TWO_REPLICAS])
 def test_sigkill_under_load_loses_no_verdict_and_counts_every_amount_once(kafka_bootstrap: str, tmp_path: Path,
                                                                           store: str, replicas: int) -> None:
     """With two replicas one of them, chosen at random, is killed each time: its partitions move to the

@@ -6,7 +6,8 @@ from typing import Any
 
 from invoice_validator import samples as s
 from invoice_validator.adapters.contracts import ContractCache, table_value
-from invoice_validator.adapters.partitioning import partition_for
+
+from mesh_common.faust_kafka import partition_for
 
 
 def test_cache_parses_once_and_follows_new_snapshots() -> None:
@@ -33,8 +34,8 @@ def test_partitions_match_librdkafka_default_and_java_murmur2() -> None:
 
 def test_kafka_security_settings_become_faust_credentials() -> None:
     import faust
-    from invoice_validator.entrypoints.worker import faust_credentials
 
+    from mesh_common.faust_kafka import faust_credentials
     from mesh_common.settings import KafkaSettings
 
     assert faust_credentials(KafkaSettings()) is None

@@ -33,7 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from contract_schema.alert import Alert, ClockAdvanced, NotificationRecorded
 from contract_schema.codec import decode, encode
 from contract_schema.renewal import RenewalDecision
-from mesh_testing import create_topics, free_port, unique_name, wait_for
+from mesh_testing import create_topics, free_port, stop_processes, unique_name, wait_for
 
 # A Monday, 10:00 UTC; ClockAdvanced moves the notifier from here.
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -285,15 +285,7 @@ class Mesh:
         process.wait(10)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_processes(self.processes.values())
         self.processes.clear()
 
     def send(self, alert: Alert) -> None:

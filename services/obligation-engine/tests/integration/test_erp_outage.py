@@ -35,7 +35,7 @@ from contract_schema.topics import (
     OBLIGATION_EVENTS,
     SCORECARD,
 )
-from mesh_testing import create_topics, free_port, unique_name, wait_for
+from mesh_testing import create_topics, free_port, stop_processes, unique_name, wait_for
 
 from .conftest import ERP_TOKEN, PARTITIONS, T0, Stack
 
@@ -88,12 +88,7 @@ class ErpSimulator:
 
     def stop(self) -> None:
         self.http.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_processes([self.proc], grace=10)
         self.log.close()
 
 

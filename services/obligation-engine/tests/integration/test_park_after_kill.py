@@ -12,10 +12,10 @@ from __future__ import annotations
 import signal
 from datetime import timedelta
 
-from obligation_engine.adapters.partitioning import partition_for
 from obligation_engine.samples import contract
 
 from contract_schema import MilestoneCompleted, ObligationCompleted, ObligationScheduled, Origin
+from mesh_common.faust_kafka import partition_for
 from mesh_testing import unique_name
 
 from .conftest import PARTITIONS, Stack

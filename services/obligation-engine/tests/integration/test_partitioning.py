@@ -4,8 +4,8 @@ partitioner), so a contract's records share a partition number on every topic.""
 from __future__ import annotations
 
 from confluent_kafka import Producer
-from obligation_engine.adapters.partitioning import partition_for
 
+from mesh_common.faust_kafka import partition_for
 from mesh_testing import consume_all, create_topics, unique_name
 
 

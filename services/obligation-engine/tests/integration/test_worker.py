@@ -14,7 +14,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-from obligation_engine.adapters.partitioning import partition_for
 from obligation_engine.samples import contract, obligations, terms_v
 
 from contract_schema import (
@@ -40,6 +39,7 @@ from contract_schema import (
     Tier,
 )
 from contract_schema.topics import ERP_PERFORMANCE
+from mesh_common.faust_kafka import partition_for
 from mesh_testing import unique_name
 
 from .conftest import ERP_GIVE_UP_SECONDS, PARTITIONS, Stack

@@ -1,16 +1,10 @@
-"""Faust wiring that is not processing: broker URLs and credentials, the tables' changelog topics,
-the ids derived from other ids."""
+"""Faust wiring that is not processing: the tables' changelog topics, the ids derived from other ids."""
 
 from __future__ import annotations
 
-import ssl
 import uuid
-from typing import Any
-
-import faust
 
 from contract_schema.topics import TopicSpec
-from mesh_common.settings import KafkaSettings
 
 from ..settings import ValidatorSettings
 
@@ -27,22 +21,6 @@ INTERNAL_TOPICS = ("park-expiry", "vendor-directory", "invoices-by-contract")
 
 def derived_id(kind: str, source_id: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, f"{kind}:{source_id}"))
-
-
-def faust_broker(kafka: KafkaSettings) -> list[str]:
-    return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()]
-
-
-def faust_credentials(kafka: KafkaSettings) -> Any:
-    """The same KAFKA_* security settings the confluent-kafka services use, for aiokafka."""
-    protocol = kafka.security_protocol
-    context = ssl.create_default_context(cafile=kafka.ssl_ca_location) if protocol.endswith("SSL") else None
-    if protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
-                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return None
 
 
 def changelog_topics(settings: ValidatorSettings) -> list[TopicSpec]:

@@ -47,14 +47,14 @@ from contract_schema.topics import (
 from mesh_common.clock import Clock
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
-from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier, rewind_uncommitted
+from mesh_common.faust_delivery import CrashMarker, DeliveryBarrier, StallWatch, seek_safely_after_rebalance
+from mesh_common.faust_kafka import faust_broker, faust_credentials, partition_for
 from mesh_common.ops import DEAD_LETTERED, PROCESSED, REJECTED
 from mesh_common.settings import KafkaSettings
 from mesh_common.tracing import consume_span
 
 from ..adapters.contracts import ContractCache, is_older, table_value
-from ..adapters.faust_app import TABLES, changelog_topics, derived_id, faust_broker, faust_credentials
-from ..adapters.partitioning import partition_for
+from ..adapters.faust_app import TABLES, changelog_topics, derived_id
 from ..adapters.state_fence import faust_fence
 from ..adapters.webhook import ApWebhook
 from ..domain import rules
@@ -66,7 +66,7 @@ from ..domain.validate import validate_invoice, verdict_without_contract
 from ..settings import SERVICE, SOURCE, ValidatorSettings
 from .parking import Parking
 
-__all__ = ["TABLES", "Validator", "changelog_topics", "derived_id", "faust_credentials"]
+__all__ = ["TABLES", "Validator", "changelog_topics", "derived_id"]
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +166,11 @@ class Validator(Parking):
         app.timer(settings.sweep_interval_seconds, name="park-sweep")(self._sweep)
         # A partition nobody has committed yet (a worker killed before its first commit) is read from
         # its start after a rebalance; Faust would otherwise skip what it fetched while recovering.
-        rewind_uncommitted(app.consumer, {t.get_topic_name() for t in (
-            self.invoices_topic, self.state_topic, self.obligation_topic, self.expiry_topic,
-            self.vendor_topic, self.routed_topic)})
+        inputs = {t.get_topic_name() for t in (self.invoices_topic, self.state_topic, self.obligation_topic,
+                                               self.expiry_topic, self.vendor_topic, self.routed_topic)}
+        seek_safely_after_rebalance(app.consumer, inputs)
+        self.watch = StallWatch(app, self.delivery, inputs)
+        app.timer(30.0, name="stall-watch")(self._stall_watch)
 
         async def _ready(sender: Any, **kwargs: Any) -> None:
             self.ready = True
@@ -181,6 +183,10 @@ class Validator(Parking):
 
     # --- shell helpers ----------------------------------------------------------------------
 
+    async def _stall_watch(self) -> None:
+        if (report := self.watch.check()) is not None:
+            log.warning(report)
+
     async def _on_contracts_recovered(self) -> None:
         self.cache.invalidate()
 
@@ -191,6 +197,7 @@ class Validator(Parking):
         """Decode every record; the undecodable, and events of a type the topic does not carry (the
         catalog's rule for every service), go to the DLQ with the reason and the stream goes on."""
         async for event in stream.events():
+            self.watch.handled += 1
             headers = list((event.headers or {}).items())
             try:
                 envelope = decode(event.value, headers)
@@ -255,6 +262,7 @@ class Validator(Parking):
 
     async def _vendor_agent(self, stream: Any) -> None:
         async for event in stream.events():
+            self.watch.handled += 1
             try:
                 await self.handle_vendor_directory(json.loads(event.value))
             except Exception:  # an internal record we wrote ourselves; log, never crash the agent
@@ -262,6 +270,7 @@ class Validator(Parking):
 
     async def _routed_agent(self, stream: Any) -> None:
         async for event in stream.events():
+            self.watch.handled += 1
             if not await self._caught_up(event):
                 continue
             try:

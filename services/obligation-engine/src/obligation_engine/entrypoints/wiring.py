@@ -7,9 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
-import faust
 from confluent_kafka.admin import AdminClient
 
 from contract_schema.topics import (
@@ -33,23 +31,6 @@ log = logging.getLogger(__name__)
 
 INPUTS = (CONTRACT_STATE, CONTRACT_EVENTS, ERP_PERFORMANCE)
 OUTPUTS = (OBLIGATION_EVENTS, ERP_MILESTONE_COMMANDS, ALERTS, SCORECARD)
-
-
-def faust_broker(kafka: KafkaSettings) -> list[str]:
-    return [f"kafka://{h.strip()}" for h in kafka.bootstrap_servers.split(",") if h.strip()]
-
-
-def faust_credentials(kafka: KafkaSettings) -> Any:
-    """The KAFKA_* security settings, spelled for Faust/aiokafka (None for PLAINTEXT)."""
-    import ssl
-
-    context = None
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
-    if kafka.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
-                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context)
-    return faust.SSLCredentials(context) if context is not None else None
 
 
 TABLES = ("contracts", "counterparties")  # Faust tables; their changelogs are <app id>-<table>-changelog

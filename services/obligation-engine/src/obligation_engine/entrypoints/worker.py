@@ -59,14 +59,14 @@ from mesh_common.clock import Clock
 from mesh_common.delivery import CircuitBreaker, RetryPolicy
 from mesh_common.dlq import dead_letter_record
 from mesh_common.due_index import DueIndex
-from mesh_common.faust_delivery import DeliveryBarrier, rewind_uncommitted
+from mesh_common.faust_delivery import DeliveryBarrier, seek_safely_after_rebalance
+from mesh_common.faust_kafka import faust_broker, faust_credentials, partition_for
 from mesh_common.ops import DEAD_LETTERED, PROCESSED
 from mesh_common.provision import provision
 from mesh_common.settings import KafkaSettings, ServiceSettings
 from mesh_common.tracing import consume_span, current_traceparent, setup_tracing_from_env
 
 from ..adapters.erp import ErpClient, ErpRelay, HeldRelease, RoundOutcome
-from ..adapters.partitioning import partition_for
 from ..domain import engine
 from ..domain.engine import CallErp, DeadLetter, Effect, Publish, ScorecardChanged
 from ..domain.model import ContractState, Parked, PendingRelease
@@ -77,8 +77,6 @@ from .wiring import (
     OUTPUTS,
     TABLES,
     check_copartitioning,
-    faust_broker,
-    faust_credentials,
     internal_topics,
     make_clock,
     serve_ops,
@@ -149,7 +147,7 @@ class Engine:
         app.agent(raw_topic(self.parts_topic_name, internal=True), name="scorecards")(self._scorecards_agent)
         # Without it, records of a never-committed partition fetched during recovery were skipped for
         # good: the restart stall after a kill before the first commit (docs/adr/0009).
-        rewind_uncommitted(app.consumer, {*inputs.topics, self.ticks_topic_name, self.parts_topic_name})
+        seek_safely_after_rebalance(app.consumer, {*inputs.topics, self.ticks_topic_name, self.parts_topic_name})
         app.timer(interval=settings.tick_interval, name="due-index")(self._fire_due)
         app.task(self._remember_loop)
         self.contracts.on_recover(self._rebuild_index)

@@ -1,0 +1,43 @@
+"""The mesh's Kafka settings spelled for Faust (aiokafka), and where a key's records sit.
+
+Both Faust services (invoice-validator, obligation-engine) take the same KAFKA_* settings as the
+confluent-kafka services. Records they send to their own topics are placed explicitly, so that a
+key's records sit in the same partition number on every topic whoever wrote them: "crc32" is
+librdkafka's default (`consistent_random`, used by every mesh_common producer), "murmur2" the Java
+client's default and librdkafka's `murmur2_random`.
+"""
+
+from __future__ import annotations
+
+import ssl
+import zlib
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+
+from .settings import KafkaSettings
+
+
+def faust_broker(kafka: KafkaSettings) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()]
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """The KAFKA_* security settings for aiokafka (None for PLAINTEXT)."""
+    protocol = kafka.security_protocol
+    context = ssl.create_default_context(cafile=kafka.ssl_ca_location) if protocol.endswith("SSL") else None
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
+                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None
+
+
+def partition_for(key: bytes, partitions: int, scheme: str = "crc32") -> int:
+    if scheme == "murmur2":
+        return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    if scheme == "crc32":
+        return zlib.crc32(key) % partitions
+    raise ValueError(f"unknown partitioner {scheme!r} (crc32 or murmur2)")
