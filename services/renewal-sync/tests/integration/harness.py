@@ -359,20 +359,25 @@ class Service:
         other.proc = None
         return other
 
-    def start(self) -> Service:
+    def launch(self) -> Service:
+        """Start the process without waiting for it to be ready."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(renewal_sync_command(), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
 
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"renewal-sync exited {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
-            try:
-                return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
+    def ready(self) -> bool:
+        """/readyz answers 200 (raises once the process has exited)."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"renewal-sync exited {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
-        wait_for(ready, timeout=60, interval=0.1, message="renewal-sync /readyz")
+    def start(self) -> Service:
+        self.launch()
+        wait_for(self.ready, timeout=60, interval=0.1, message="renewal-sync /readyz")
         return self
 
     def stop(self) -> None:

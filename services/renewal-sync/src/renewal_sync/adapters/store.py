@@ -8,9 +8,11 @@
   status (pending / sent / dead), attempts and the next attempt time, so a restart neither
   loses nor repeats a delivery.
 
-A PostgreSQL restart (or failover) is ridden out, not fatal: every method is one transaction, so
-one that fails with an OperationalError (AdminShutdown, connection lost) was rolled back and is
-run again on a new connection, with backoff (tenacity), until the database answers. An advisory
+A PostgreSQL restart (or failover) is ridden out, not fatal: every method is one transaction (the
+rebuild, `load_states`, one per page), so one that fails with an OperationalError (AdminShutdown,
+connection lost, connection refused) was rolled back and is run again on a new connection, with
+backoff (tenacity), until the database answers. The first connection is made the same way, on first
+use, so a start with the database down waits for it. An advisory
 lock held by the old session is taken again on the new one; if another replica got it first the
 call raises LeadLost and the caller stands by (docs/adr/0010-ride-out-outages.md).
 """
@@ -40,6 +42,7 @@ __all__ = ["CRM", "KAFKA", "LeadLost", "OutboxRow", "PendingRow", "Store"]
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
+LOAD_PAGE = 5000  # contract states read per transaction when rebuilding
 
 
 class LeadLost(Exception):
@@ -75,7 +78,9 @@ class PendingRow(OutboxRow):
 class Store:
     def __init__(self, url: str, schema: str) -> None:
         self.schema, self.url = schema, libpq_url(url)
-        self._conn = self._connect()
+        # Connected on first use, inside a method that rides out an outage: a process that starts while
+        # the database is down waits for it instead of exiting.
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._leads: set[str] = set()  # advisory locks this session holds, taken again after a reconnect
         self.reconnects = 0
 
@@ -85,19 +90,26 @@ class Store:
     @property
     def conn(self) -> psycopg.Connection[tuple[Any, ...]]:
         """The session; a new one once the old one broke (a database restart ends every session)."""
-        if self._conn.closed or self._conn.broken:
+        if self._conn is None:
+            self._conn = self._connect()
+        elif self._conn.closed or self._conn.broken:
             self._conn.close()
             self._conn = self._connect()
             self.reconnects += 1
             log.info("reconnected to PostgreSQL (%d reconnect(s))", self.reconnects)
-            lost = {role for role in self._leads if not self._take_lead(role)}
+            try:
+                lost = {role for role in self._leads if not self._take_lead(self._conn, role)}
+            except psycopg.OperationalError:
+                self._conn.close()  # gone again before the locks were back: the next attempt takes them again
+                raise
             self._leads -= lost
             if lost:
                 raise LeadLost(f"another replica took {sorted(lost)} while the database was away")
         return self._conn
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
     @riding_out
     def migrate(self) -> None:
@@ -132,16 +144,32 @@ class Store:
     # --- state -----------------------------------------------------------------------------
 
     def load_states(self, partitions: Sequence[int] | None = None) -> Iterator[tuple[RenewalState, int]]:
-        """(state, partition) of every contract, or of those on the given partitions."""
-        with self.conn.transaction(), self.conn.cursor(name="load_states") as cur:
-            cur.itersize = 5000
-            if partitions is None:
-                cur.execute(f"SELECT state::text, partition FROM {self.schema}.contract_state")
-            else:
-                cur.execute(f"SELECT state::text, partition FROM {self.schema}.contract_state "
-                            "WHERE partition = ANY(%s)", (list(partitions),))
-            for text, partition in cur:
+        """(state, partition) of every contract, or of those on the given partitions.
+
+        Read in pages in contract-id order, each page one transaction that rides out a database restart:
+        the rebuild after a partition assignment (often right after a restart of the service or of the
+        database) goes on where it was, with neither a gap nor a contract twice, and never holds more
+        than a page of rows beside the states built from them."""
+        after: str | None = None
+        while True:
+            page = self._states_page(partitions, after, LOAD_PAGE)
+            for contract_id, text, partition in page:
                 yield load_state(text), partition
+                after = contract_id
+            if len(page) < LOAD_PAGE:
+                return
+
+    @riding_out
+    def _states_page(self, partitions: Sequence[int] | None, after: str | None,
+                     limit: int) -> list[tuple[str, str, int]]:
+        with self.conn.transaction():
+            return self.conn.execute(
+                f"""SELECT contract_id, state::text, partition FROM {self.schema}.contract_state
+                    WHERE (%(all)s OR partition = ANY(%(partitions)s))
+                      AND (%(after)s::text IS NULL OR contract_id > %(after)s::text)
+                    ORDER BY contract_id LIMIT %(limit)s""",
+                {"all": partitions is None, "partitions": list(partitions or []), "after": after,
+                 "limit": limit}).fetchall()
 
     @riding_out
     def scorecards(self, counterparty_ids: Sequence[str]) -> dict[str, SlaRecord]:
@@ -198,8 +226,8 @@ class Store:
     def try_lead(self, role: str) -> bool:
         """Take a session-level advisory lock: one relay across all replicas (keeps per-contract order and
         never sends a row twice); the lock goes with the connection if the leader dies."""
-        self.conn  # noqa: B018 (a reconnect re-takes the locks held before this call)
-        if self._take_lead(role):
+        conn = self.conn  # a reconnect re-takes the locks held before this call
+        if self._take_lead(conn, role):
             self._leads.add(role)
             return True
         return False
@@ -207,9 +235,9 @@ class Store:
     def leads(self, role: str) -> bool:
         return role in self._leads
 
-    def _take_lead(self, role: str) -> bool:
-        with self._conn.transaction():
-            return pg.try_lead(self._conn, f"{self.schema}.{role}")
+    def _take_lead(self, conn: psycopg.Connection[tuple[Any, ...]], role: str) -> bool:
+        with conn.transaction():
+            return pg.try_lead(conn, f"{self.schema}.{role}")
 
     @riding_out
     def pending(self, target: str, limit: int, now: datetime | None = None) -> list[PendingRow]:
