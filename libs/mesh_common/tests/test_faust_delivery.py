@@ -95,6 +95,10 @@ class FakeConsumer:
 
     def __init__(self, thread: FakeConsumerThread, batch: list[int]) -> None:
         self._thread, self.batch, self.sought = thread, batch, asyncio.Event()
+        self.resumed: list[TopicPartition] = []
+
+    def resume_partitions(self, tps: list[TopicPartition]) -> None:
+        self.resumed += tps
 
     async def perform_seek(self) -> None:
         await asyncio.sleep(0.01)  # the seek goes to the consumer thread and back
@@ -127,6 +131,20 @@ def test_no_record_fetched_before_a_seek_reaches_the_agents() -> None:
     assert before == [131, 132] and during == []
     consumer.batch = [0, 1]
     assert asyncio.run(_drain(consumer)) == [0, 1]  # after the seek, records flow again
+
+
+def test_nothing_is_handed_out_between_resuming_the_stream_partitions_and_seeking_them() -> None:
+    """Faust resumes the stream partitions and only then seeks them; what the fetch loop would hand
+    out in between comes from the old position."""
+    consumer = FakeConsumer(FakeConsumerThread({}), [131, 132])
+    seek_safely_after_rebalance(consumer, {"in"})
+    consumer.resume_partitions([TopicPartition("app-contracts-changelog", 0)])  # a changelog: no hold
+    assert asyncio.run(_drain(consumer)) == [131, 132]
+    consumer.resume_partitions([TopicPartition("in", 0)])
+    assert asyncio.run(_drain(consumer)) == [] and consumer.resumed[-1] == TopicPartition("in", 0)
+    asyncio.run(consumer.perform_seek())
+    consumer.batch = [0, 1]
+    assert asyncio.run(_drain(consumer)) == [0, 1]
 
 
 async def _drain(consumer: FakeConsumer) -> list[int]:

@@ -75,8 +75,9 @@ def seek_safely_after_rebalance(consumer: Any, topics: Collection[str]) -> None:
       fetcher hands the agents records from the old position: later records before earlier ones,
       then the earlier ones dropped as "already read" and their offsets committed as a gap. Seen
       under kills as invoices decided out of order (wrong cumulative amounts) and as invoices never
-      decided. While a seek runs, and for a batch fetched before it, nothing is delivered; the
-      records are fetched again from the position the seek set.
+      decided. From the moment the stream partitions are resumed until the seek is done, and for
+      a batch fetched before it, nothing is delivered; the records are fetched again from the
+      position the seek set.
     """
     thread = consumer._thread  # the thread that owns the aiokafka consumer (ThreadDelegateConsumer)
     seek_to_committed = thread.seek_to_committed
@@ -94,29 +95,39 @@ def seek_safely_after_rebalance(consumer: Any, topics: Collection[str]) -> None:
 
     thread.seek_to_committed = seek_to_committed_or_beginning
 
-    seeks = {"started": 0, "running": 0}
-    perform_seek, getmany = consumer.perform_seek, consumer.getmany
+    # Faust resumes the stream partitions, then seeks them: from the resume until the seek is done
+    # nothing is handed out, and a batch taken out before the resume is cut off.
+    state = {"epoch": 0, "holding": False}
+    perform_seek, getmany, resume_partitions = consumer.perform_seek, consumer.getmany, consumer.resume_partitions
 
-    async def guarded_perform_seek() -> None:
-        seeks["started"] += 1  # synchronously: a batch being handed out now is from the old position
-        seeks["running"] += 1
+    def resume_then_hold(tps: Any) -> None:
+        tps = list(tps)
+        if any(tp.topic in wanted for tp in tps):
+            state["epoch"] += 1
+            state["holding"] = True
+        resume_partitions(tps)
+
+    async def seek_then_release() -> None:
+        state["epoch"] += 1
+        state["holding"] = True
         try:
             await perform_seek()
         finally:
-            seeks["running"] -= 1
+            state["holding"] = False
 
     async def fresh_getmany(timeout: float) -> Any:
-        if seeks["running"]:
-            await asyncio.sleep(0.05)  # the fetch position is moving: fetch again once it is set
+        if state["holding"]:
+            await asyncio.sleep(0.05)  # the fetch position is about to move: fetch again once it is set
             return
-        epoch = seeks["started"]
+        epoch = state["epoch"]
         async for tp, message in getmany(timeout):
-            if seeks["started"] != epoch:  # fetched before a seek: the seek's position will fetch it again
+            if state["epoch"] != epoch:  # fetched before a seek: the seek's position will fetch it again
                 return
             yield tp, message
 
     # Faust's fetch loop looks both up on the instance, so these take their place.
-    consumer.perform_seek = guarded_perform_seek
+    consumer.resume_partitions = resume_then_hold
+    consumer.perform_seek = seek_then_release
     consumer.getmany = fresh_getmany
 
 

@@ -173,8 +173,12 @@ def test_sigkill_under_load_loses_no_verdict_and_counts_every_amount_once(kafka_
                 logs.append(workers[victim].log_path)
             else:
                 feeder.join()
-        wait_for(lambda: read() >= len(invoices), timeout=120, interval=0.2,
-                 message=f"a verdict for every invoice (logs {logs})")
+        try:
+            wait_for(lambda: read() >= len(invoices), timeout=120, interval=0.2, message="a verdict for every invoice")
+        except TimeoutError:
+            missing = [i.invoice_id for i in invoices if i.invoice_id not in decided]
+            raise AssertionError(f"{len(missing)} invoices without a verdict after 120 s, e.g. {missing[:5]} "
+                                 f"(logs {logs})") from None
         # Each invoice: one verdict id (re-sent copies carry it too), and the verdict of a run without kills.
         assert {i: len(ids) for i, ids in seen.items() if len(ids) != 1} == {}
         assert set(decided) == set(expected)
