@@ -10,7 +10,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from contract_schema.base import Event
 from contract_schema.codec import Record, encode
 from contract_schema.topics import topic_for
-from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
+from mesh_common import runtime
+from mesh_common.clock import Clock, ClockFollower
 from mesh_common.settings import KafkaSettings, ServiceSettings
 from mesh_common.tracing import current_traceparent
 
@@ -62,9 +63,4 @@ class EventSender:
 
 def make_clock(settings: ServiceSettings | None = None) -> tuple[Clock, ClockFollower | None]:
     """The clock a simulator stamps default times with: the shared topic clock when MESH_CLOCK=topic."""
-    s = settings or ServiceSettings()
-    if s.clock != "topic":
-        return SystemClock(), None
-    clock = ManualClock(EPOCH)
-    follower = ClockFollower(clock, KafkaSettings().consumer("")).start()
-    return clock, follower
+    return runtime.make_clock(settings or ServiceSettings(), KafkaSettings(), group_id="")

@@ -10,8 +10,8 @@ import uvicorn
 from confluent_kafka import Producer
 
 from mesh_common.auth import AuthSettings
-from mesh_common.clock import EPOCH, Clock, ClockFollower, ManualClock, SystemClock
 from mesh_common.provision import provision
+from mesh_common.runtime import make_clock
 from mesh_common.settings import KafkaSettings, ServiceSettings
 from mesh_common.tracing import setup_tracing_from_env
 
@@ -20,21 +20,13 @@ from .http import create_api
 from .worker import Validator, changelog_topics
 
 
-def make_clock(service: ServiceSettings, kafka: KafkaSettings, settings: ValidatorSettings) -> Clock:
-    if service.clock == "topic":
-        clock = ManualClock(EPOCH)
-        ClockFollower(clock, kafka.consumer(f"{settings.app_id}-clock"), topic=settings.clock_topic).start()
-        return clock
-    return SystemClock()
-
-
 def main() -> None:
     service, kafka, settings = ServiceSettings(), KafkaSettings(), ValidatorSettings()
     logging.basicConfig(level=service.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     setup_tracing_from_env(SERVICE)
     for drift in provision(kafka.admin(), changelog_topics(settings)).drift:
         logging.getLogger(SERVICE).warning("topic drift: %s", drift)
-    clock = make_clock(service, kafka, settings)
+    clock, _ = make_clock(service, kafka, group_id=f"{settings.app_id}-clock", topic=settings.clock_topic)
     validator = Validator(settings, kafka, clock)
     if settings.http_enabled:
         api = create_api(settings=settings, auth=AuthSettings(), producer=Producer(kafka.producer()), clock=clock,
