@@ -90,65 +90,73 @@ class FakeConsumerThread:
 
 
 class FakeConsumer:
-    """Faust's consumer as its fetch loop sees it: `getmany` hands out a fetched batch record by record
-    (yielding to the loop between them, as Faust's delivery does), `perform_seek` moves the position."""
+    """Faust's consumer as its fetch loop sees it: `getmany` fetches a batch through `_getmany` (the
+    consumer thread) and hands it out record by record, yielding to the loop between them as Faust's
+    delivery does; `perform_seek` goes through the thread's `seek_to_committed`."""
 
-    def __init__(self, thread: FakeConsumerThread, batch: list[int]) -> None:
-        self._thread, self.batch, self.sought = thread, batch, asyncio.Event()
+    def __init__(self, thread: FakeConsumerThread, batch: list[tuple[str, int]]) -> None:
+        self._thread, self.batch = thread, batch
         self.resumed: list[TopicPartition] = []
 
     def resume_partitions(self, tps: list[TopicPartition]) -> None:
         self.resumed += tps
 
     async def perform_seek(self) -> None:
-        await asyncio.sleep(0.01)  # the seek goes to the consumer thread and back
-        self.sought.set()
+        await self._thread.seek_to_committed()
+
+    async def _getmany(self, active: object, timeout: float) -> list[tuple[str, int]]:
+        await asyncio.sleep(0)
+        return list(self.batch)
 
     async def getmany(self, timeout: float) -> Any:
-        for offset in self.batch:
+        for topic, offset in await self._getmany(None, timeout):
             await asyncio.sleep(0)
-            yield TopicPartition("in", 0), offset
+            yield TopicPartition(topic, 0), offset
 
 
-def test_no_record_fetched_before_a_seek_reaches_the_agents() -> None:
-    """A batch from the old position is cut off when the seek starts, and nothing is handed out while
-    it runs: the seek's position fetches those records again, in order."""
-    consumer = FakeConsumer(FakeConsumerThread({}), [131, 132, 133, 134])
+async def _drain(consumer: FakeConsumer) -> list[tuple[str, int]]:
+    return [(tp.topic, offset) async for tp, offset in consumer.getmany(1.0)]
+
+
+def test_stream_records_fetched_before_a_seek_never_reach_the_agents() -> None:
+    """A batch fetched from the old position is left out from the seek on (the seek fetches it again,
+    in order); a changelog record in it passes; a batch fetched after the seek is handed out whole."""
+    consumer = FakeConsumer(FakeConsumerThread({}), [("in", 131), ("in", 132), ("app-t-changelog", 7), ("in", 133)])
     seek_safely_after_rebalance(consumer, {"in"})
 
-    async def scenario() -> tuple[list[int], list[int]]:
-        before: list[int] = []
-        async for _, offset in consumer.getmany(1.0):
-            before.append(offset)
-            if offset == 132:
-                seek = asyncio.ensure_future(consumer.perform_seek())
-                await asyncio.sleep(0)  # the seek has started
-        during = [offset async for _, offset in consumer.getmany(1.0)]
-        await seek
-        return before, during
+    async def scenario() -> list[tuple[str, int]]:
+        out = []
+        async for tp, offset in consumer.getmany(1.0):
+            out.append((tp.topic, offset))
+            if offset == 131:
+                await consumer.perform_seek()
+        return out
 
-    before, during = asyncio.run(scenario())
-    assert before == [131, 132] and during == []
-    consumer.batch = [0, 1]
-    assert asyncio.run(_drain(consumer)) == [0, 1]  # after the seek, records flow again
+    assert asyncio.run(scenario()) == [("in", 131), ("app-t-changelog", 7)]
+    consumer.batch = [("in", 0), ("in", 1)]
+    assert asyncio.run(_drain(consumer)) == [("in", 0), ("in", 1)]
 
 
-def test_nothing_is_handed_out_between_resuming_the_stream_partitions_and_seeking_them() -> None:
-    """Faust resumes the stream partitions and only then seeks them; what the fetch loop would hand
-    out in between comes from the old position."""
-    consumer = FakeConsumer(FakeConsumerThread({}), [131, 132])
+def test_nothing_of_the_stream_topics_is_handed_out_between_their_resume_and_their_seek() -> None:
+    """Faust resumes the stream partitions and only then seeks them: what is fetched in between comes
+    from the old position and waits for the seek, which leaves it out."""
+    consumer = FakeConsumer(FakeConsumerThread({}), [("in", 131), ("in", 132)])
     seek_safely_after_rebalance(consumer, {"in"})
-    consumer.resume_partitions([TopicPartition("app-contracts-changelog", 0)])  # a changelog: no hold
-    assert asyncio.run(_drain(consumer)) == [131, 132]
-    consumer.resume_partitions([TopicPartition("in", 0)])
-    assert asyncio.run(_drain(consumer)) == [] and consumer.resumed[-1] == TopicPartition("in", 0)
-    asyncio.run(consumer.perform_seek())
-    consumer.batch = [0, 1]
-    assert asyncio.run(_drain(consumer)) == [0, 1]
+    consumer.resume_partitions([TopicPartition("app-t-changelog", 0)])  # a changelog: nothing held
+    assert asyncio.run(_drain(consumer)) == [("in", 131), ("in", 132)]
 
+    async def resume_fetch_then_seek() -> list[tuple[str, int]]:
+        consumer.resume_partitions([TopicPartition("in", 0)])
+        drained = asyncio.ensure_future(_drain(consumer))
+        await asyncio.sleep(0.1)
+        assert not drained.done()  # held until the seek is done
+        await consumer.perform_seek()
+        return await drained
 
-async def _drain(consumer: FakeConsumer) -> list[int]:
-    return [offset async for _, offset in consumer.getmany(1.0)]
+    assert asyncio.run(resume_fetch_then_seek()) == []
+    assert consumer.resumed[-1] == TopicPartition("in", 0)
+    consumer.batch = [("in", 0), ("in", 1)]
+    assert asyncio.run(_drain(consumer)) == [("in", 0), ("in", 1)]
 
 
 def test_partitions_of_the_given_topics_without_a_committed_offset_are_read_from_the_beginning() -> None:

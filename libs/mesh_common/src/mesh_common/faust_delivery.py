@@ -71,64 +71,79 @@ def seek_safely_after_rebalance(consumer: Any, topics: Collection[str]) -> None:
       partition nobody has committed yet (a worker killed before its first commit, a new group) stays
       past the dropped records. Such partitions are sought to their beginning, which is what
       `consumer_auto_offset_reset="earliest"` means for them.
-    - Faust resumes the stream partitions just *before* it seeks them, so while the seek runs the
-      fetcher hands the agents records from the old position: later records before earlier ones,
-      then the earlier ones dropped as "already read" and their offsets committed as a gap. Seen
-      under kills as invoices decided out of order (wrong cumulative amounts) and as invoices never
-      decided. From the moment the stream partitions are resumed until the seek is done, and for
-      a batch fetched before it, nothing is delivered; the records are fetched again from the
-      position the seek set.
+    - Faust resumes the stream partitions just *before* it seeks them, and its fetch loop goes on
+      handing out what it fetched from the old position: later records before earlier ones, then the
+      earlier ones dropped as "already read" and their offsets committed as a gap. Seen under kills
+      as invoices decided out of order (wrong cumulative amounts) and as invoices never decided.
+      Fetches and seeks take turns (the consumer thread would run them side by side), each batch is
+      tagged with the number of seeks done before it was fetched, from the resume until the seek is
+      done nothing of the stream topics is handed out, and a stream record fetched before the last
+      seek is left out: that seek moved the position back, so it is fetched again, in order. Other
+      records (table changelogs) pass untouched.
     """
     thread = consumer._thread  # the thread that owns the aiokafka consumer (ThreadDelegateConsumer)
     seek_to_committed = thread.seek_to_committed
     wanted = frozenset(topics)
+    state = {"seeks_done": 0, "batch_after": 0, "pending": False}
+
+    # The consumer thread runs two calls at a time: a fetch running beside the seek could come back with
+    # records of either position. Fetches and seeks take turns, so a batch is from before or after a seek.
+    turns = asyncio.Lock()
 
     async def seek_to_committed_or_beginning() -> Mapping[Any, int | None]:
-        committed: Mapping[Any, int | None] = await seek_to_committed()
-        fresh = sorted((tp for tp, offset in committed.items() if not offset and tp.topic in wanted),
-                       key=lambda tp: (tp.topic, tp.partition))
-        if fresh:
-            log.debug("no committed offset for %s: reading them from the beginning",
-                      ", ".join(f"{tp.topic}[{tp.partition}]" for tp in fresh))
-            await thread.seek_to_beginning(*fresh)
-        return committed
+        async with turns:
+            try:
+                committed: Mapping[Any, int | None] = await seek_to_committed()
+                fresh = sorted((tp for tp, offset in committed.items() if not offset and tp.topic in wanted),
+                               key=lambda tp: (tp.topic, tp.partition))
+                if fresh:
+                    log.debug("no committed offset for %s: reading them from the beginning",
+                              ", ".join(f"{tp.topic}[{tp.partition}]" for tp in fresh))
+                    await thread.seek_to_beginning(*fresh)
+                return committed
+            finally:
+                state["seeks_done"] += 1  # whatever was fetched before this may be from the old position
 
     thread.seek_to_committed = seek_to_committed_or_beginning
 
-    # Faust resumes the stream partitions, then seeks them: from the resume until the seek is done
-    # nothing is handed out, and a batch taken out before the resume is cut off.
-    state = {"epoch": 0, "holding": False}
-    perform_seek, getmany, resume_partitions = consumer.perform_seek, consumer.getmany, consumer.resume_partitions
+    perform_seek, getmany, fetch = consumer.perform_seek, consumer.getmany, consumer._getmany
+    resume_partitions = consumer.resume_partitions
 
     def resume_then_hold(tps: Any) -> None:
         tps = list(tps)
         if any(tp.topic in wanted for tp in tps):
-            state["epoch"] += 1
-            state["holding"] = True
+            state["pending"] = True  # the seek comes next
         resume_partitions(tps)
 
     async def seek_then_release() -> None:
-        state["epoch"] += 1
-        state["holding"] = True
+        state["pending"] = True
         try:
             await perform_seek()
         finally:
-            state["holding"] = False
+            state["pending"] = False
 
-    async def fresh_getmany(timeout: float) -> Any:
-        if state["holding"]:
-            await asyncio.sleep(0.05)  # the fetch position is about to move: fetch again once it is set
-            return
-        epoch = state["epoch"]
+    async def tagged_fetch(*args: Any, **kwargs: Any) -> Any:
+        async with turns:
+            records = await fetch(*args, **kwargs)
+            state["batch_after"] = state["seeks_done"]
+        return records
+
+    async def in_order_getmany(timeout: float) -> Any:
         async for tp, message in getmany(timeout):
-            if state["epoch"] != epoch:  # fetched before a seek: the seek's position will fetch it again
-                return
+            if tp.topic in wanted:
+                for _ in range(600):  # a resume is followed by its seek; never wait for one forever
+                    if not state["pending"]:
+                        break
+                    await asyncio.sleep(0.05)
+                if state["batch_after"] != state["seeks_done"]:
+                    continue  # fetched before the last seek, which fetches it again from where it must be
             yield tp, message
 
-    # Faust's fetch loop looks both up on the instance, so these take their place.
+    # Faust's fetch loop looks these up on the instance, so these take their place.
     consumer.resume_partitions = resume_then_hold
     consumer.perform_seek = seek_then_release
-    consumer.getmany = fresh_getmany
+    consumer._getmany = tagged_fetch
+    consumer.getmany = in_order_getmany
 
 
 class CrashMarker:
