@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from obligation_engine.entrypoints.wiring import internal_topics
+from obligation_engine.bootstrap import internal_topics
 from obligation_engine.settings import EngineSettings
 
 from mesh_common.faust_kafka import faust_broker, faust_credentials
