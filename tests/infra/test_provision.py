@@ -80,7 +80,7 @@ def test_replicas_provisioning_the_same_topics_at_once_all_succeed(kafka_bootstr
     for _ in range(3):
         specs = [Spec(unique_name(f"prov.race{i}"), 6, "compact", None) for i in range(8)]
         with ThreadPoolExecutor(4) as pool:
-            reports = list(pool.map(lambda _: provision(conf, specs), range(4)))
+            reports = list(pool.map(provision, [conf] * 4, [specs] * 4))
         assert all(r.ok for r in reports), [r.summary() for r in reports]
         created = [name for r in reports for name in r.created]
         assert sorted(created) == sorted(s.name for s in specs)  # each created once, by one of them
