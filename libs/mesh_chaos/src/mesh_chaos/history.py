@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from contract_schema.base import Event
 from contract_schema.codec import DecodeError, decode
@@ -60,6 +61,8 @@ class History:
                                    "enable.auto.commit": False, "enable.partition.eof": False,
                                    "isolation.level": "read_committed", "log_level": 0,
                                    "topic.metadata.refresh.interval.ms": 5000})
+        # Its own client: the consumer is busy polling in the history thread.
+        self._probe = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
         names = [t.name for t in CATALOG] + [t.dlq_name for t in CATALOG]
         metadata = self._consumer.list_topics(timeout=30).topics
         self._consumer.assign([TopicPartition(n, p, OFFSET_BEGINNING)
@@ -107,7 +110,7 @@ class History:
     def broker_answers(self) -> bool:
         """Whether the broker answers a metadata request now (its silence is not the mesh's)."""
         try:
-            self._consumer.list_topics(timeout=2)
+            self._probe.list_topics(timeout=2)
         except Exception:  # KafkaException while it is down or restarting
             return False
         return True
