@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checker import Checker, Report
+from .checker import Checker, Report, unhandled_red_alerts
 from .flood import Flood
 from .harness import Mesh
 from .history import History
@@ -169,9 +169,12 @@ def routed(mesh: Mesh) -> tuple[dict[str, list[int]], list[str]]:
 def quiesce(workload: Workload, history: History, bound: float) -> float | None:
     """Seconds until every invoice has a verdict and no record arrived for 10 s while the broker was
     answering (a broker that is down or restarting is silent too, and the services' records wait in
-    their producers until it is back); None past `bound`."""
+    their producers until it is back); None past `bound`. Red alerts not yet delivered nor dead-lettered
+    are waited for too, up to `bound` (a notifier waiting for an SMTP circuit to let a trial through is
+    silent as well); those still waiting then are the notifications check's to report."""
     start = time.monotonic()
     up_since: float | None = None
+    settled_at: float | None = None
     while time.monotonic() - start < bound:
         now = time.monotonic()
         if not history.broker_answers():
@@ -180,9 +183,13 @@ def quiesce(workload: Workload, history: History, bound: float) -> float | None:
             up_since = now
         quiet_since = max(history.last_read(), up_since or now)
         if workload.pending_verdicts() == 0 and up_since is not None and now - quiet_since > 10:
-            return round(now - start, 1)
+            settled_at = settled_at if settled_at is not None else round(now - start, 1)
+            if not unhandled_red_alerts(history):
+                return round(now - start, 1)
+        else:
+            settled_at = None
         time.sleep(1.0)  # poll interval
-    return None
+    return settled_at
 
 
 def to_json(opts: Options, report: Report, nemesis: Nemesis, workload: Workload, settled: float | None,

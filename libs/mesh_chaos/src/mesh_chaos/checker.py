@@ -337,15 +337,9 @@ class Checker:
             if n > 1:
                 self.r.add("notifications", "duplicated", f"e-mail {mid} to {rcpt} delivered {n} times")
         self.r.effects["e-mails"] = len(mails)
-        handled = {s.event.alert_id for s in self.h.on("clm.notification.v1")
-                   if isinstance(s.event, NotificationRecorded)}
-        dlq = self.h.on("clm.alert.v1.dlq")
-        for s in self.h.on("clm.alert.v1"):
-            a = s.event
-            if isinstance(a, Alert) and a.tier.value == "red" and a.alert_id not in handled:
-                if not any(a.alert_id.encode() in _raw(d) and d.headers.get("dlq_reason") for d in dlq):
-                    self.r.add("notifications", "lost", f"red alert {a.alert_id} ({a.alert_type}) neither "
-                                                        "delivered/recorded nor in the DLQ")
+        for a in unhandled_red_alerts(self.h):
+            self.r.add("notifications", "lost", f"red alert {a.alert_id} ({a.alert_type}) neither "
+                                                "delivered/recorded nor in the DLQ")
 
     def dead_letters(self) -> None:
         for topic in {s.topic for s in self.h.records if s.topic.endswith(".dlq")}:
@@ -416,6 +410,15 @@ def owed_stages(notice: int, ends: list[date], clocks: list[date]) -> list[str]:
                 owed.append(due[-1])
         start = end
     return owed
+
+
+def unhandled_red_alerts(history: History) -> list[Alert]:
+    """Red alerts on the topic with neither a notification record nor a dead letter with its reason."""
+    handled = {s.event.alert_id for s in history.on("clm.notification.v1") if isinstance(s.event, NotificationRecorded)}
+    dlq = history.on("clm.alert.v1.dlq")
+    return [s.event for s in history.on("clm.alert.v1")
+            if isinstance(s.event, Alert) and s.event.tier.value == "red" and s.event.alert_id not in handled
+            and not any(s.event.alert_id.encode() in _raw(d) and d.headers.get("dlq_reason") for d in dlq)]
 
 
 def p99(values: list[float]) -> float | None:
