@@ -32,10 +32,9 @@ def campaign() -> Iterator[Outcome]:
 
 
 # Open findings (each reported on its issue); the check stays, marked, until the service is fixed.
-NOTIFIER_OPEN = ("defect in notifier, open: in one of two runs on this tree, red alerts were still being delayed at "
-                 "the end behind an SMTP circuit that stayed open ('the endpoint keeps failing') although no SMTP "
-                 "connection reached the catcher after its last sessions stalled at DATA during an SMTP fault; "
-                 "cause not found yet")
+NOTIFIER_OPEN = ("open: in one of two runs on this tree, red alerts were still held behind the notifier's SMTP "
+                 "circuit (opened after SMTP sessions hung during an SMTP fault; a trial goes through only after "
+                 "its reset) when the run ended; quiescence now waits for them up to its bound (ADR 0006)")
 OBLIGATION_ENGINE_OPEN = ("open in obligation-engine: in one of three runs a milestone release published during ERP "
                           "outages (with network faults) had not reached the ERP when the run ended; the give-up after "
                           "seconds and the parked completions dead-lettered after kills are fixed (ADR 0012, 0009)")
