@@ -4,6 +4,9 @@ Every choice comes from `random.Random(seed)`, so a seed names one sequence of o
 one at a time; each is retried until the mesh accepts it (a fault may be in the way), and an invoice is
 sent only once the contract version it targets is on clm.contract.state.v1, so its verdict is decidable.
 Everything sent is kept in `self.sent` for the checker.
+
+The transport (retries, the producer, the registry's API) is `client.MeshClient`, the tenant's model is
+`tenant`, the clock leap handshake with the nemesis is `leap`.
 """
 
 from __future__ import annotations
@@ -11,143 +14,47 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from confluent_kafka import Producer
 
 from contract_schema.alert import ClockAdvanced
-from contract_schema.base import Event
-from contract_schema.codec import encode
-from contract_schema.contract import ContractSnapshot
 from contract_schema.invoice import InvoiceReceived, InvoiceValidated
 from contract_schema.obligation import MilestoneCompleted, SlaMeasurement
-from contract_schema.topics import CONTRACT_STATE, topic_for
-from mesh_common.auth import AuthSettings, issue_token
 
 from .bodies import contract_body
+from .client import TENANT, GaveUp, MeshClient
 from .harness import Mesh
 from .history import History
+from .leap import LeapRequests
+from .tenant import ContractModel, Sent
+
+__all__ = ["START", "TENANT", "ContractModel", "GaveUp", "Sent", "Workload"]
 
 log = logging.getLogger("mesh_chaos.workload")
-T = TypeVar("T")
-TENANT = "chaos"
 START = date(2031, 1, 6)
-SOURCE = "/contract-mesh/chaos"
 
 
-class GaveUp(Exception):
-    """The mesh did not accept an operation within the workload's patience."""
-
-
-@dataclass
-class ContractModel:
-    n: int
-    kind: str  # "services" (invoiced), "renewal" (auto-renews), "sla"
-    contract_id: str
-    vendor: str
-    by_vendor: bool  # its invoices carry no contract reference
-    owner: str
-    price: Decimal
-    version: int = 1  # latest committed version
-    status: str = "draft"
-    etag: str = ""
-    body: dict[str, Any] = field(default_factory=dict)
-    completed: set[str] = field(default_factory=set)
-    invoices: list[str] = field(default_factory=list)  # invoice numbers used
-    sla_windows: dict[str, str] = field(default_factory=dict)  # window start -> value measured
-
-
-@dataclass
-class Sent:
-    """One operation the workload performed, as the checker reads it."""
-
-    op: str
-    at: float
-    data: dict[str, Any]
-
-
-class Workload:
+class Workload(MeshClient):
     def __init__(self, mesh: Mesh, history: History, seed: int, patience: float = 120.0) -> None:
-        self.mesh, self.history, self.seed = mesh, history, seed
+        super().__init__(mesh, history, patience)
+        self.seed = seed
         self.rng = random.Random(seed)
-        self.patience = patience
         self.today = START
         self.contracts: list[ContractModel] = []
         self.sent: list[Sent] = []
         self.invoices: dict[str, dict[str, Any]] = {}  # invoice id -> what was sent, and the snapshot version
         self.stalls: list[str] = []
-        self.http = httpx.Client(timeout=10)
-        self.token = issue_token(AuthSettings(hs256_secret=mesh.procs["contract-registry"].env["AUTH_HS256_SECRET"]),
-                                 subject="mesh-chaos", tenant=TENANT,
-                                 scopes=["contracts:read", "contracts:write", "invoices:read", "invoices:write"])
-        self.producer = Producer({"bootstrap.servers": mesh.bootstrap, "enable.idempotence": True, "linger.ms": 2,
-                                  "log_level": 0, "message.timeout.ms": 20000})
         self.leaps: list[tuple[date, date]] = []  # (from, to) of each clock leap
-        self._leap_lock = threading.Lock()
-        self._leap: tuple[int, threading.Event, list[str]] | None = None  # days, done, the new date
-        self._stepping = True  # False once the run's last operation is done: no leap is taken after it
-
-    # -- plumbing --
+        self.leap_requests = LeapRequests()
 
     def record(self, op: str, **data: Any) -> None:
         self.sent.append(Sent(op, time.monotonic(), data))
-
-    def retry(self, what: str, attempt: Callable[[], T | None]) -> T:
-        """Call `attempt` until it returns a value; None or a transport error means try again (with backoff)."""
-        deadline = time.monotonic() + self.patience
-        pause = 0.2
-        last: object = None
-        while True:
-            try:
-                got = attempt()
-                if got is not None:
-                    return got
-            except (httpx.HTTPError, RuntimeError) as exc:
-                last = exc
-            if time.monotonic() > deadline:
-                raise GaveUp(f"{what}: not accepted within {self.patience:.0f}s ({last})")
-            time.sleep(pause)  # backoff between attempts
-            pause = min(pause * 1.5, 3.0)
-
-    def produce(self, event: Event, event_id: str) -> None:
-        record = encode(event, source=SOURCE, event_id=event_id)
-        topic = topic_for(type(event)).name
-
-        def once() -> bool | None:
-            errors: list[Any] = []
-            self.producer.produce(topic, key=record.key, value=record.value, headers=list(record.headers),
-                                  on_delivery=lambda err, _m: errors.append(err) if err else None)
-            left = self.producer.flush(25)
-            return True if not left and not errors else None
-
-        self.retry(f"produce {type(event).__name__}", once)
-
-    def registry(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
-        return self.http.request(method, self.mesh.url("contract-registry") + path, headers=headers, **kw)
-
-    def snapshot(self, contract_id: str) -> ContractSnapshot | None:
-        """The newest snapshot of a contract on the state topic (as the history has read it)."""
-        found = self.history.find(CONTRACT_STATE.name, lambda s: s.key == contract_id)
-        snaps = [s.event for s in found if isinstance(s.event, ContractSnapshot)]
-        return max(snaps, key=lambda s: (s.current.version, s.updated_at)) if snaps else None
-
-    def wait_snapshot(self, c: ContractModel, status: str | None = None) -> ContractSnapshot:
-        def ready() -> ContractSnapshot | None:
-            snap = self.snapshot(c.contract_id)
-            if snap is None or snap.current.version < c.version or (status and snap.status.value != status):
-                return None
-            return snap
-
-        return self.retry(f"snapshot of {c.contract_id} v{c.version} {status or ''}", ready)
 
     def now(self) -> datetime:
         return datetime.combine(self.today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
@@ -195,24 +102,12 @@ class Workload:
 
     def request_leap(self, days: int, timeout: float = 180) -> str | None:
         """Called by the nemesis: move the clock `days` ahead at the next step; the new date, or None."""
-        done, out = threading.Event(), list[str]()
-        with self._leap_lock:
-            if not self._stepping:
-                return None
-            self._leap = (days, done, out)
-        done.wait(timeout)
-        with self._leap_lock:
-            if self._leap is not None and self._leap[1] is done:
-                self._leap = None  # not taken: never leap after the nemesis gave up
-        return out[0] if out else None
+        return self.leap_requests.request(days, timeout)
 
     def apply_leap(self, last: bool = False) -> str | None:
         """Run a requested leap now: the workload loop calls this before each step, and with `last` once after
         its last step (a leap asked for later is refused)."""
-        with self._leap_lock:
-            request, self._leap = self._leap, None
-            if last:
-                self._stepping = False
+        request = self.leap_requests.take(last)
         if request is None:
             return None
         days, done, out = request
@@ -420,7 +315,3 @@ class Workload:
         self.produce(event, event_id=f"chaos-{self.seed}-sla-{c.contract_id}-{window}")
         self.record("sla-measurement", contract_id=c.contract_id, window=window)
         return f"SLA {c.contract_id} {window} = {value}"
-
-    def close(self) -> None:
-        self.producer.flush(10)
-        self.http.close()
