@@ -25,11 +25,11 @@ STAMP := $(VENV)/.synced-$(SYNC_KEY)
 OLD_DISTS := contract-schema mesh-common mesh-testing mesh-chaos contract-registry invoice-validator \
              obligation-engine renewal-sync notifier mesh-sim
 # Dev tools nobody's package depends on; versions come from constraints.txt.
-DEV_TOOLS := ruff mypy types-PyYAML types-python-dateutil jsonschema pyyaml
+DEV_TOOLS := ruff mypy types-PyYAML types-python-dateutil jsonschema pyyaml selenium
 
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(KAFKA_PORT),9092)
 
-.PHONY: venv kafka-jars postgres-install deploy-tools test lint typecheck pytest up down status schemas bench demo chaos clean
+.PHONY: venv kafka-jars postgres-install browser-install deploy-tools test lint typecheck pytest up down status schemas bench demo chaos clean
 
 venv: $(STAMP)
 
@@ -49,11 +49,15 @@ kafka-jars:
 postgres-install:
 	@bash infra/scripts/postgres.sh install
 
+# Debian's chromium and chromium-driver for the portfolio dashboard's browser test (only when missing).
+browser-install:
+	@bash services/portfolio/scripts/browser.sh install
+
 # kustomize, kubeconform, toxiproxy-server and the compose/Dockerfile checkers (Go module proxy), cached in .cache/bin.
 deploy-tools:
 	@bash deploy/tools/install.sh
 
-test: venv kafka-jars postgres-install deploy-tools
+test: venv kafka-jars postgres-install browser-install deploy-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
@@ -70,7 +74,7 @@ typecheck: venv
 unit: venv
 	MESH_TEST_NO_SERVERS=1 $(VENV)/bin/pytest -q $(wildcard libs/*/tests/unit services/*/tests/unit)
 
-pytest: venv kafka-jars postgres-install deploy-tools
+pytest: venv kafka-jars postgres-install browser-install deploy-tools
 	$(VENV)/bin/pytest $(ARGS)
 
 # The local stack. The scripts themselves refuse to start a second copy.

@@ -1,0 +1,95 @@
+"""In-memory read model for the service-layer tests, type-checked against adapters/ports.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+from ..domain.projections import Row
+from ..domain.rows import ContractRow, DecisionRow, EventEntry, ObligationRow, RenewalRow
+from .ports import ReadModelReader, ReadModelWriter
+
+
+@dataclass
+class MemoryModel:
+    events: dict[tuple[str, str], EventEntry] = field(default_factory=dict)
+    rows: dict[tuple[str, str, str], Row] = field(default_factory=dict)
+    version: int = 0
+    commits: int = 0
+
+
+class FakeWriter:
+    def __init__(self, model: MemoryModel) -> None:
+        self.model = model
+
+    def __enter__(self) -> Self:
+        self.events: dict[tuple[str, str], EventEntry] = {}
+        self.rows: dict[tuple[str, str, str], Row] = {}
+        self.bumps = 0
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.events, self.rows, self.bumps = {}, {}, 0  # uncommitted work is dropped
+
+    def record(self, entry: EventEntry) -> bool:
+        key = (entry.source, entry.id)
+        if key in self.model.events or key in self.events:
+            return False
+        self.events[key] = entry
+        return True
+
+    def get(self, table: str, tenant: str, key: str) -> Row | None:
+        k = (table, tenant, key)
+        return self.rows.get(k, self.model.rows.get(k))
+
+    def put(self, table: str, tenant: str, key: str, row: Row) -> None:
+        self.rows[(table, tenant, key)] = row
+
+    def changed(self) -> None:
+        self.bumps += 1
+
+    def commit(self) -> None:
+        self.model.events.update(self.events)
+        self.model.rows.update(self.rows)
+        self.model.version += self.bumps
+        self.model.commits += 1
+        self.events, self.rows, self.bumps = {}, {}, 0
+
+
+class FakeReader:
+    def __init__(self, model: MemoryModel) -> None:
+        self.model = model
+
+    def _of(self, table: str, tenant: str) -> list[Row]:
+        return [r for (t, ten, _), r in sorted(self.model.rows.items(), key=lambda kv: kv[0])
+                if t == table and ten == tenant]
+
+    def contracts(self, tenant: str) -> list[ContractRow]:
+        return [r for r in self._of("contracts", tenant) if isinstance(r, ContractRow)]
+
+    def renewals(self, tenant: str) -> list[RenewalRow]:
+        return [r for r in self._of("renewals", tenant) if isinstance(r, RenewalRow)]
+
+    def decisions(self, tenant: str) -> list[DecisionRow]:
+        return [r for r in self._of("decisions", tenant) if isinstance(r, DecisionRow)]
+
+    def obligations(self, tenant: str) -> list[ObligationRow]:
+        return [r for r in self._of("obligations", tenant) if isinstance(r, ObligationRow)]
+
+    def contract(self, tenant: str, contract_id: str) -> ContractRow | None:
+        row = self.model.rows.get(("contracts", tenant, contract_id))
+        return row if isinstance(row, ContractRow) else None
+
+    def events_of(self, tenant: str, contract_id: str) -> list[EventEntry]:
+        return sorted((e for e in self.model.events.values()
+                       if e.contract_id == contract_id and e.tenant_id in (tenant, None)),
+                      key=lambda e: e.occurred_at)
+
+    def version(self) -> int:
+        return self.model.version
+
+
+def _typecheck(model: MemoryModel) -> tuple[ReadModelWriter, ReadModelReader]:
+    return FakeWriter(model), FakeReader(model)  # mypy: the fakes implement the ports

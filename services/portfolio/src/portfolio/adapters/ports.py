@@ -1,0 +1,49 @@
+"""The small interfaces the service layer depends on: the read model, written one transaction per batch
+and read per tenant."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, Self
+
+from ..domain.projections import Row
+from ..domain.rows import ContractRow, DecisionRow, EventEntry, ObligationRow, RenewalRow
+
+
+class ReadModelWriter(Protocol):
+    """One transaction: `with writer: ...; writer.commit()`; leaving the block without commit rolls back."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    def record(self, entry: EventEntry) -> bool:
+        """Keep the event; False when its (source, id) is already kept (a redelivery)."""
+        ...
+
+    def get(self, table: str, tenant: str, key: str) -> Row | None: ...
+
+    def put(self, table: str, tenant: str, key: str, row: Row) -> None: ...
+
+    def changed(self) -> None:
+        """Bump the read model's version (the page's live stream watches it)."""
+        ...
+
+    def commit(self) -> None: ...
+
+
+class ReadModelReader(Protocol):
+    def contracts(self, tenant: str) -> list[ContractRow]: ...
+
+    def renewals(self, tenant: str) -> list[RenewalRow]: ...
+
+    def decisions(self, tenant: str) -> list[DecisionRow]: ...
+
+    def obligations(self, tenant: str) -> list[ObligationRow]: ...
+
+    def contract(self, tenant: str, contract_id: str) -> ContractRow | None: ...
+
+    def events_of(self, tenant: str, contract_id: str) -> list[EventEntry]: ...
+
+    def version(self) -> int: ...

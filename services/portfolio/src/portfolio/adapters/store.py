@@ -1,0 +1,98 @@
+"""The read model on PostgreSQL: a writer (one transaction per consumed batch) and a reader (per tenant)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from ..domain.projections import Row
+from ..domain.rows import ContractRow, DecisionRow, EventEntry, ObligationRow, RenewalRow
+from .tables import ROW_TABLES, contracts, decisions, events, model_version, obligations, renewals
+
+ROW_TYPES: dict[str, type[Row]] = {"contracts": ContractRow, "renewals": RenewalRow, "decisions": DecisionRow,
+                                   "obligations": ObligationRow}
+
+
+class SqlWriter:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> Self:
+        self.conn: Connection = self.engine.connect()
+        self.tx = self.conn.begin()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.tx.is_active:
+            self.tx.rollback()
+        self.conn.close()
+
+    def record(self, entry: EventEntry) -> bool:
+        values = entry.model_dump(mode="json")
+        values["occurred_at"] = entry.occurred_at
+        stmt = insert(events).values(**values).on_conflict_do_nothing().returning(events.c.id)
+        return self.conn.execute(stmt).first() is not None
+
+    def get(self, table: str, tenant: str, key: str) -> Row | None:
+        t = ROW_TABLES[table]
+        data = self.conn.execute(select(t.c.data).where(t.c.tenant_id == tenant, t.c.key == key)).scalar()
+        return None if data is None else ROW_TYPES[table].model_validate(data)
+
+    def put(self, table: str, tenant: str, key: str, row: Row) -> None:
+        t = ROW_TABLES[table]
+        data = row.model_dump(mode="json")
+        stmt = insert(t).values(tenant_id=tenant, key=key, data=data)
+        self.conn.execute(stmt.on_conflict_do_update(index_elements=[t.c.tenant_id, t.c.key],
+                                                     set_={"data": stmt.excluded.data}))
+
+    def changed(self) -> None:
+        self.conn.execute(update(model_version).where(model_version.c.id == 1)
+                          .values(version=model_version.c.version + 1))
+
+    def commit(self) -> None:
+        self.tx.commit()
+
+
+class SqlReader:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _rows(self, table: str, tenant: str) -> list[Row]:
+        t = ROW_TABLES[table]
+        with self.engine.connect() as conn:
+            data = conn.execute(select(t.c.data).where(t.c.tenant_id == tenant).order_by(t.c.key)).scalars()
+            return [ROW_TYPES[table].model_validate(d) for d in data]
+
+    def contracts(self, tenant: str) -> list[ContractRow]:
+        return [r for r in self._rows(contracts.name, tenant) if isinstance(r, ContractRow)]
+
+    def renewals(self, tenant: str) -> list[RenewalRow]:
+        return [r for r in self._rows(renewals.name, tenant) if isinstance(r, RenewalRow)]
+
+    def decisions(self, tenant: str) -> list[DecisionRow]:
+        return [r for r in self._rows(decisions.name, tenant) if isinstance(r, DecisionRow)]
+
+    def obligations(self, tenant: str) -> list[ObligationRow]:
+        return [r for r in self._rows(obligations.name, tenant) if isinstance(r, ObligationRow)]
+
+    def contract(self, tenant: str, contract_id: str) -> ContractRow | None:
+        with self.engine.connect() as conn:
+            data = conn.execute(select(contracts.c.data).where(contracts.c.tenant_id == tenant,
+                                                               contracts.c.key == contract_id)).scalar()
+        return None if data is None else ContractRow.model_validate(data)
+
+    def events_of(self, tenant: str, contract_id: str) -> list[EventEntry]:
+        # Events that carry no tenant (notifications) belong to the contract they name.
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events).where(
+                events.c.contract_id == contract_id,
+                (events.c.tenant_id == tenant) | events.c.tenant_id.is_(None)).order_by(events.c.occurred_at))
+            return [EventEntry.model_validate(dict(r._mapping)) for r in rows]
+
+    def version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(model_version.c.version).where(model_version.c.id == 1)).scalar() or 0)

@@ -1,0 +1,134 @@
+"""The portfolio's service layer: consumed events -> pure projections -> one read-model transaction per
+batch; and the panels, computed from one tenant's rows.
+
+HANDLERS (at the end) says what each event type of the input topics contributes. A type outside it is
+a ValueError, so the consumer dead-letters the record (somebody's mistake, never skipped silently)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+
+from contract_schema import (
+    ContractActivated,
+    ContractAmended,
+    ContractExpired,
+    ContractRenewed,
+    ContractSnapshot,
+    ContractTerminated,
+    Envelope,
+)
+from contract_schema.obligation import (
+    ObligationCancelled,
+    ObligationCompleted,
+    ObligationDueSoon,
+    ObligationEscalated,
+    ObligationOverdue,
+    ObligationScheduled,
+    ObligationWaived,
+    SlaBreached,
+    SlaMeasured,
+)
+from contract_schema.renewal import RenewalDecision, RenewalOpportunity
+from mesh_common.clock import Clock
+
+from .adapters.ports import ReadModelReader, ReadModelWriter
+from .domain import panels
+from .domain.projections import (
+    Projection,
+    merge,
+    project_contract_event,
+    project_decision,
+    project_obligation,
+    project_opportunity,
+    project_snapshot,
+    row_key,
+)
+from .domain.views import CompletionView, Filters, PipelineView, TimelineView
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(LookupError):
+    """No such contract for this tenant (another tenant's is not found either)."""
+
+
+class PortfolioService:
+    def __init__(self, writer: Callable[[], ReadModelWriter], reader: ReadModelReader, clock: Clock) -> None:
+        self.writer, self.reader, self.clock = writer, reader, clock
+
+    # ---- the write side -----------------------------------------------------------------------------
+
+    def project(self, envelope: Envelope, topic: str) -> Projection:
+        """Pure: what the event contributes. Raises ValueError for a type the portfolio does not read."""
+        projector = HANDLERS.get(type(envelope.event))
+        if projector is None:
+            raise ValueError(f"the portfolio reads no {envelope.type} events")
+        return projector(envelope, topic)
+
+    def apply(self, batch: Sequence[Projection]) -> int:
+        """One transaction for the whole batch; an event already kept (same source and id) changes nothing.
+        Returns how many events were new."""
+        if not batch:
+            return 0
+        fresh = 0
+        with self.writer() as w:
+            for p in batch:
+                if not w.record(p.entry):
+                    continue
+                fresh += 1
+                for row in p.rows:
+                    table, tenant, key = row_key(row)
+                    w.put(table, tenant, key, merge(w.get(table, tenant, key), row))
+            if fresh:
+                w.changed()
+            w.commit()
+        return fresh
+
+    # ---- the panels ---------------------------------------------------------------------------------
+
+    def today(self) -> date:
+        return self.clock.now().date()
+
+    def pipeline(self, tenant: str, filters: Filters, as_of: date | None = None) -> PipelineView:
+        r = self.reader
+        return panels.renewal_pipeline(r.contracts(tenant), r.renewals(tenant), r.decisions(tenant),
+                                       as_of or self.today(), filters)
+
+    def completion(self, tenant: str, filters: Filters, now: datetime | None = None) -> CompletionView:
+        r = self.reader
+        return panels.obligation_completion(r.contracts(tenant), r.obligations(tenant), now or self.clock.now(),
+                                            filters)
+
+    def timeline(self, tenant: str, contract_id: str) -> TimelineView:
+        contract = self.reader.contract(tenant, contract_id)
+        if contract is None:
+            raise NotFound(contract_id)
+        return panels.timeline(contract, self.reader.events_of(tenant, contract_id))
+
+    def version(self) -> int:
+        return self.reader.version()
+
+
+Projector = Callable[[Envelope, str], Projection]
+
+HANDLERS: Mapping[type, Projector] = {
+    ContractSnapshot: project_snapshot,  # the contract row: value, deadline, owner, filters
+    ContractActivated: project_contract_event,  # timeline only: the snapshot beside it carries the change
+    ContractAmended: project_contract_event,
+    ContractRenewed: project_contract_event,
+    ContractTerminated: project_contract_event,
+    ContractExpired: project_contract_event,
+    RenewalOpportunity: project_opportunity,  # CRM stage and status
+    RenewalDecision: project_decision,  # renew / renegotiate / terminate
+    ObligationScheduled: project_obligation,
+    ObligationDueSoon: project_obligation,
+    ObligationOverdue: project_obligation,  # overdue stays set
+    ObligationEscalated: project_obligation,
+    ObligationCompleted: project_obligation,  # closes it: on time or late
+    ObligationWaived: project_obligation,  # closes it: no longer owed
+    ObligationCancelled: project_obligation,
+    SlaMeasured: project_obligation,  # timeline only (SLA windows are measurements, not tasks)
+    SlaBreached: project_obligation,
+}
