@@ -8,10 +8,14 @@
 # The build runs with the host's network and trust store, so pip and uv inside reach the same package
 # index as the host does; the trust store and the build-only pip/uv settings are bind mounts of the RUN
 # steps, never layers of the image.
+#
+# Env: MESH_BUILD_CONTEXT (default: the repository's working tree, as `docker build .`), MESH_IMAGE,
+#      MESH_IMAGE_TAG (localhost/contract-mesh:dev).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 base="$(bash "$REPO/deploy/containers/base.sh")"
 ref="$MESH_IMAGE:$MESH_IMAGE_TAG"
+context="${MESH_BUILD_CONTEXT:-$REPO}"
 ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
 
 mkdir -p "$CACHE/build"
@@ -27,7 +31,7 @@ done
 
 started=$(date +%s)
 podman build --quiet --network host --layers --build-arg "PYTHON_IMAGE=$base" "${mounts[@]}" "${envs[@]}" \
-  -f "$REPO/Dockerfile" -t "$ref" "$REPO" >"$CACHE/build.log" 2>&1 \
+  -f "$context/Dockerfile" -t "$ref" "$context" >"$CACHE/build.log" 2>&1 \
   || { tail -40 "$CACHE/build.log" >&2; log "podman build failed (whole log: $CACHE/build.log)"; exit 1; }
 log "built $ref in $(( $(date +%s) - started )) s"
 echo "$ref"
