@@ -57,10 +57,14 @@ browser-install:
 deploy-tools:
 	@bash deploy/tools/install.sh
 
+# The suite mostly waits (on brokers, restarts, kills), so it runs its test files on two workers: each
+# worker starts its own session broker and cluster, and a file's tests stay on one worker (module-scoped
+# fixtures such as own_kafka or the short campaign start once). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: venv kafka-jars postgres-install browser-install deploy-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(VENV)/bin/ruff check .
