@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from contract_schema import round_money
+
 from .rows import ContractRow, DecisionRow, EventEntry, ObligationRow, RenewalRow
 from .views import (
     BUCKETS,
@@ -26,6 +28,7 @@ from .views import (
 LIVE_STATUSES = frozenset({"active", "renewed", "suspended"})
 _CATEGORY = {None: "at_risk", "renew": "secured", "renegotiate": "renegotiating", "terminate": "walking_away"}
 RATE = Decimal("0.0001")
+_FIGURES = ("total", "at_risk", "secured", "renegotiating", "walking_away")
 
 
 def matches(c: ContractRow, f: Filters) -> bool:
@@ -81,7 +84,8 @@ def _money(rows: Iterable[PipelineRow]) -> list[PipelineMoney]:
     for r in rows:
         sums[r.currency]["total"] += r.annual_value
         sums[r.currency][_CATEGORY.get(r.decision, "at_risk")] += r.annual_value
-    return [PipelineMoney(currency=cur, **figures) for cur, figures in sorted(sums.items())]
+    return [PipelineMoney(currency=cur, **{k: round_money(figures[k], cur) for k in _FIGURES})
+            for cur, figures in sorted(sums.items())]
 
 
 # ---- obligation completion ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
@@ -31,7 +31,7 @@ from ..domain.views import (
     TimelineView,
 )
 from ..service import NotFound, PortfolioService
-from .web import SCOPE, csv_response, filters, require_reader
+from .web import SCOPE, Caller, Filtered, csv_response
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such contract for this tenant"}}
@@ -41,9 +41,6 @@ def create_app(config: AppConfig | None = None, wiring: Wiring | None = None) ->
     wiring = wiring or bootstrap(config)
     portfolio: PortfolioService = wiring.portfolio
     settings = wiring.config.portfolio
-    reader = require_reader(settings.token_cookie)
-    Caller = Annotated[Principal, Depends(reader)]
-    Filtered = Annotated[Filters, Depends(filters)]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +55,7 @@ def create_app(config: AppConfig | None = None, wiring: Wiring | None = None) ->
                   description="Portfolio dashboards built only from the mesh's public topics.")
     guard(app)
     app.state.token_verifier = TokenVerifier(wiring.config.auth)
+    app.state.token_cookie = settings.token_cookie
     app.state.wiring = wiring
     app.include_router(ops_router({"database": wiring.database_ready} if wiring.engine is not None else {}))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import jwt
@@ -22,25 +22,22 @@ SCOPE = "portfolio:read"
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_reader(cookie: str) -> Callable[..., Principal]:
+def reader(request: Request,
+           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     """mesh_common.auth's rules (401 without a valid token, 403 without the scope, the tenant from the token),
-    taking the token from the Authorization header or, for the page and its event stream, from `cookie`."""
-
-    def dependency(request: Request,
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-        token = credentials.credentials if credentials is not None else request.cookies.get(cookie)
-        if not token:
-            raise HTTPException(401, detail="missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        verifier: TokenVerifier = request.app.state.token_verifier
-        try:
-            principal = verifier.verify(token)
-        except jwt.PyJWTError as exc:
-            raise HTTPException(401, detail=f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}) from exc
-        if SCOPE not in principal.scopes and "admin" not in principal.scopes:
-            raise HTTPException(403, detail=f"token lacks scope {SCOPE!r}")
-        return principal
-
-    return dependency
+    taking the token from the Authorization header or, for the page and its event stream, from the cookie
+    named by `app.state.token_cookie`."""
+    token = credentials.credentials if credentials is not None else request.cookies.get(request.app.state.token_cookie)
+    if not token:
+        raise HTTPException(401, detail="missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    verifier: TokenVerifier = request.app.state.token_verifier
+    try:
+        principal = verifier.verify(token)
+    except jwt.PyJWTError as exc:
+        raise HTTPException(401, detail=f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}) from exc
+    if SCOPE not in principal.scopes and "admin" not in principal.scopes:
+        raise HTTPException(403, detail=f"token lacks scope {SCOPE!r}")
+    return principal
 
 
 def filters(owner: Annotated[str | None, Query(max_length=320, description="owner e-mail")] = None,
@@ -65,3 +62,7 @@ def csv_response(rows: Iterable[BaseModel], filename: str, *, columns: list[str]
         csv.DictWriter(out, fieldnames=columns).writeheader()
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+Caller = Annotated[Principal, Depends(reader)]
+Filtered = Annotated[Filters, Depends(filters)]
