@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from invoice_validator import samples as s
-from invoice_validator.entrypoints.worker import derived_id
+from invoice_validator.adapters.faust_app import derived_id
 
 from contract_schema import InvoiceReceived, VerdictStatus
 from contract_schema.topics import INVOICE_RECEIVED

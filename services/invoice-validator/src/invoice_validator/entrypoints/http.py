@@ -23,9 +23,9 @@ from mesh_common.http_guard import body_doc, field_of, guard, text_violations
 from mesh_common.http_publish import publish_or_problem
 from mesh_common.ops import ops_router
 
+from ..adapters.faust_app import derived_id
 from ..adapters.intake import IntakeError, parse_json, parse_ubl
 from ..settings import SOURCE, ValidatorSettings
-from .worker import derived_id
 
 XML_TYPES = ("application/xml", "text/xml")
 

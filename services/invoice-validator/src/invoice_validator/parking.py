@@ -17,7 +17,7 @@ from mesh_common.clock import Clock
 from mesh_common.due_index import DueIndex
 from mesh_common.faust_delivery import DeliveryBarrier
 
-from ..settings import ValidatorSettings
+from .settings import ValidatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ PARKED = Counter("invoice_validator_parked_total", "Invoices parked until their 
 
 
 class Parking:
-    """Mixed into the Validator: what it needs from it is declared here."""
+    """Mixed into the ValidatorService: what it needs from it is declared here."""
 
     settings: ValidatorSettings
     clock: Clock
