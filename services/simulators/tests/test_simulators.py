@@ -129,6 +129,61 @@ def test_crm_upserts_opportunities_by_external_id_with_an_oauth_token(crm: str) 
     assert [h["fields"]["Renewal_Stage__c"] for h in opp["history"]] == ["120d", "90d"]
 
 
+def _collection(crm: str, token: str | None, records: list[dict[str, object]],
+                all_or_none: bool = False) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.patch(f"{crm}/services/data/v60.0/composite/sobjects/Opportunity/Contract_Id__c",
+                       json={"allOrNone": all_or_none, "records": records}, headers=headers)
+
+
+def _opp(contract_id: str, stage: str) -> dict[str, object]:
+    return {"attributes": {"type": "Opportunity"}, "Contract_Id__c": contract_id, "Renewal_Stage__c": stage}
+
+
+def test_crm_collection_upsert_answers_one_result_per_record_and_applies_the_others(crm: str) -> None:
+    token = _token(crm).json()["access_token"]
+    httpx.post(f"{crm}/faults/records", json={"external_id": "C-2", "status_code": "UNABLE_TO_LOCK_ROW"})
+    first = _collection(crm, token, [_opp("C-1", "120d"), _opp("C-2", "120d"), {"Contract_Id__c": "C-3"},
+                                     _opp("C-4", "90d"), _opp("C-4", "60d")])
+    assert first.status_code == 200
+    results = first.json()
+    assert [r["success"] for r in results] == [True, False, False, False, False]
+    assert results[0]["created"] is True and results[0]["id"].startswith("006")
+    assert [r["errors"][0]["statusCode"] for r in results[1:]] == [
+        "UNABLE_TO_LOCK_ROW", "INVALID_TYPE", "DUPLICATE_EXTERNAL_ID", "DUPLICATE_EXTERNAL_ID"]
+    again = _collection(crm, token, [_opp("C-1", "90d"), _opp("C-2", "90d")]).json()  # the fault was one-off
+    assert [(r["success"], r.get("created")) for r in again] == [(True, False), (True, True)]
+    assert again[0]["id"] == results[0]["id"]
+    opps = {o["external_id"]: o for o in httpx.get(f"{crm}/opportunities").json()}
+    assert sorted(opps) == ["C-1", "C-2"]
+    assert [h["fields"] for h in opps["C-1"]["history"]] == [{"Renewal_Stage__c": "120d"},
+                                                             {"Renewal_Stage__c": "90d"}]
+    calls = httpx.get(f"{crm}/received", params={"kind": "opportunity-collection-upsert"}).json()
+    assert len(calls) == 2
+    per_record = httpx.get(f"{crm}/received", params={"kind": "opportunity-upsert"}).json()
+    assert [(r["path"].rsplit("/", 1)[1], r["accepted"]) for r in per_record][:2] == [("C-1", True), ("C-2", False)]
+
+
+def test_crm_collection_upsert_all_or_none_rolls_back_every_record(crm: str) -> None:
+    token = _token(crm).json()["access_token"]
+    results = _collection(crm, token, [_opp("C-5", "120d"), {"Contract_Id__c": "C-6"}], all_or_none=True).json()
+    assert [r["success"] for r in results] == [False, False]
+    assert [r["errors"][0]["statusCode"] for r in results] == ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "INVALID_TYPE"]
+    assert httpx.get(f"{crm}/opportunities").json() == []
+
+
+def test_crm_collection_upsert_refuses_a_malformed_call_as_a_whole(crm: str) -> None:
+    token = _token(crm).json()["access_token"]
+    assert _collection(crm, None, [_opp("C-7", "120d")]).status_code == 401
+    empty = _collection(crm, token, [])
+    assert empty.status_code == 400 and empty.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    too_many = _collection(crm, token, [_opp(f"C-{i}", "120d") for i in range(201)])
+    assert too_many.status_code == 400 and "200" in too_many.json()[0]["message"]
+    httpx.post(f"{crm}/faults", json={"status": 503, "count": 1})
+    assert _collection(crm, token, [_opp("C-7", "120d")]).status_code == 503  # an outage fails the whole call
+    assert httpx.get(f"{crm}/opportunities").json() == []
+
+
 def test_crm_fault_injection_answers_errors_then_recovers(crm: str) -> None:
     httpx.post(f"{crm}/faults", json={"status": 429, "count": 1, "retry_after": 2})
     limited = _token(crm)

@@ -5,12 +5,20 @@
 - `PATCH /services/data/{version}/sobjects/Opportunity/{external_id_field}/{external_id}`: upsert by external id
   with the bearer token; 201 {"id", "success", "errors", "created": true} on insert, 200 with created false
   on update (Salesforce API >= 46.0). A retry with the same external id never creates a second record.
+- `PATCH /services/data/{version}/composite/sobjects/Opportunity/{external_id_field}`: the sObject Collections
+  upsert, `{"allOrNone": false, "records": [{"attributes": {"type": "Opportunity"}, "<field>": "<id>", ...}]}`,
+  up to 200 records. 200 with one result per record, in request order: `{"id", "success": true, "errors": [],
+  "created"}` or `{"id": null, "success": false, "errors": [{"statusCode", "message", "fields"}]}`; the other
+  records of the call are applied (with `allOrNone: true` none is, each carrying
+  ALL_OR_NONE_OPERATION_ROLLED_BACK). A malformed body is a 400 for the whole call.
 - `GET /opportunities`: what is stored, each with the history of upserts (what the demo reads).
 - `POST /decisions`: a person's decision in the CRM, sent to renewal-sync's signed webhook
   (CRM_SIM_DECISION_URL, HMAC over the body with CRM_SIM_WEBHOOK_SECRET, header X-Mesh-Signature).
 - `POST /crm/v3/objects/deals/batch/upsert`: HubSpot CRM v3 deal upsert by a unique property (bearer
   private-app token, checked against CRM_SIM_HUBSPOT_TOKEN when set); stored beside the Salesforce ones.
 - `POST /faults {"status": 503, "count": 2, "retry_after": 1}`: the next `count` API calls fail (outage drills).
+- `POST /faults/records {"external_id": "C-1", "status_code": "UNABLE_TO_LOCK_ROW", "count": 1}`: the next `count`
+  upserts of that record inside a collection call fail with that per-record error, the rest of the call succeeds.
 """
 
 from __future__ import annotations
@@ -51,6 +59,13 @@ class Fault(BaseModel):
     retry_after: int | None = None
 
 
+class RecordFault(BaseModel):
+    external_id: str = Field(min_length=1)
+    status_code: str = Field(default="UNABLE_TO_LOCK_ROW", min_length=1)
+    message: str = "unable to obtain exclusive access to this record"
+    count: int = Field(default=1, ge=0)
+
+
 class DecisionRequest(BaseModel):
     contract_id: str = Field(min_length=1)
     decision: str = Field(pattern="^(renew|renegotiate|terminate)$")
@@ -66,6 +81,30 @@ class Store:
         self.tokens: set[str] = set()
         self.opportunities: dict[tuple[str, str], dict[str, Any]] = {}
         self.fault: Fault | None = None
+        self.record_faults: dict[str, RecordFault] = {}
+
+    def take_record_fault(self, external_id: str) -> RecordFault | None:
+        """Called with the lock held."""
+        fault = self.record_faults.get(external_id)
+        if fault is None or fault.count <= 0:
+            return None
+        fault.count -= 1
+        return fault
+
+    def upsert(self, field: str, external_id: str, version: str, fields: dict[str, Any]) -> tuple[str, bool]:
+        """(record id, created). Called with the lock held."""
+        now = datetime.now(UTC).isoformat()
+        existing = self.opportunities.get((field, external_id))
+        created = existing is None
+        if existing is None:
+            existing = {"id": "006" + secrets.token_hex(6).upper(), "external_id_field": field,
+                        "external_id": external_id, "api_version": version, "fields": {},
+                        "created_at": now, "history": []}
+            self.opportunities[(field, external_id)] = existing
+        existing["fields"] = {**existing["fields"], **fields}
+        existing["updated_at"] = now
+        existing["history"].append({"at": now, "fields": fields})
+        return existing["id"], created
 
     def take_fault(self) -> Fault | None:
         with self.lock:
@@ -85,6 +124,12 @@ def create_app(settings: CrmSimSettings | None = None, *, recorder: Recorder | N
     store = Store()
     app = base_app("CRM simulator (Salesforce-shaped)", rec)
     app.state.store = store
+
+    def authorised(request: Request) -> bool:
+        auth = request.headers.get("authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        with store.lock:
+            return bearer in store.tokens
 
     def faulted(request: Request, body: Any) -> Response | None:
         fault = store.take_fault()
@@ -124,11 +169,7 @@ def create_app(settings: CrmSimSettings | None = None, *, recorder: Recorder | N
         body = await json_body(request)
         if (hit := faulted(request, body)) is not None:
             return hit
-        auth = request.headers.get("authorization", "")
-        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        with store.lock:
-            known = bearer in store.tokens
-        if not known:
+        if not authorised(request):
             rec.record("opportunity-upsert", method="PATCH", path=request.url.path, body=body,
                        headers=kept_headers(request.headers), accepted=False, problem="INVALID_SESSION_ID")
             return _sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
@@ -136,23 +177,73 @@ def create_app(settings: CrmSimSettings | None = None, *, recorder: Recorder | N
             rec.record("opportunity-upsert", method="PATCH", path=request.url.path, body=body,
                        headers=kept_headers(request.headers), accepted=False, problem="JSON_PARSER_ERROR")
             return _sf_error(400, "JSON_PARSER_ERROR", "body must be a JSON object of Opportunity fields")
-        now = datetime.now(UTC).isoformat()
         with store.lock:
-            existing = store.opportunities.get((field, external_id))
-            created = existing is None
-            if existing is None:
-                existing = {"id": "006" + secrets.token_hex(6).upper(), "external_id_field": field,
-                            "external_id": external_id, "api_version": version, "fields": {},
-                            "created_at": now, "history": []}
-                store.opportunities[(field, external_id)] = existing
-            existing["fields"] = {**existing["fields"], **body}
-            existing["updated_at"] = now
-            existing["history"].append({"at": now, "fields": body})
-            opp_id = existing["id"]
+            opp_id, created = store.upsert(field, external_id, version, body)
         rec.record("opportunity-upsert", method="PATCH", path=request.url.path, body=body,
                    headers=kept_headers(request.headers))
         return JSONResponse({"id": opp_id, "success": True, "errors": [], "created": created},
                             status_code=201 if created else 200)
+
+    @app.patch("/services/data/{version}/composite/sobjects/Opportunity/{field}")
+    async def upsert_collection(version: str, field: str, request: Request) -> Response:
+        """sObject Collections upsert: one API call, one result per record, partial success by default."""
+        body = await json_body(request)
+        if (hit := faulted(request, body)) is not None:
+            return hit
+        headers = kept_headers(request.headers)
+        if not authorised(request):
+            rec.record("opportunity-collection-upsert", method="PATCH", path=request.url.path, body=body,
+                       headers=headers, accepted=False, problem="INVALID_SESSION_ID")
+            return _sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        records = body.get("records") if isinstance(body, dict) else None
+        problem = None
+        if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+            problem = ("JSON_PARSER_ERROR", "records: expected a non-empty list of Opportunity objects")
+        elif len(records) > 200:
+            problem = ("EXCEEDED_ID_LIMIT", f"records: {len(records)} records, the limit is 200")
+        rec.record("opportunity-collection-upsert", method="PATCH", path=request.url.path, body=body,
+                   headers=headers, accepted=problem is None, problem=problem and problem[0])
+        if problem is not None:
+            return _sf_error(400, *problem)
+        assert isinstance(body, dict) and isinstance(records, list)
+        counts: dict[str, int] = {}
+        for r in records:
+            counts[str(r.get(field))] = counts.get(str(r.get(field)), 0) + 1
+        errors: list[dict[str, Any] | None] = []
+        with store.lock:
+            for r in records:
+                ext = r.get(field)
+                if (r.get("attributes") or {}).get("type") != "Opportunity":
+                    errors.append({"statusCode": "INVALID_TYPE", "message": "attributes.type must be Opportunity",
+                                   "fields": []})
+                elif not isinstance(ext, str) or not ext:
+                    errors.append({"statusCode": "REQUIRED_FIELD_MISSING",
+                                   "message": f"Required fields are missing: [{field}]", "fields": [field]})
+                elif counts[ext] > 1:
+                    errors.append({"statusCode": "DUPLICATE_EXTERNAL_ID",
+                                   "message": f"{field}: {ext} appears more than once in this request",
+                                   "fields": [field]})
+                elif (fault := store.take_record_fault(ext)) is not None:
+                    errors.append({"statusCode": fault.status_code, "message": fault.message, "fields": []})
+                else:
+                    errors.append(None)
+            rolled_back = bool(body.get("allOrNone")) and any(e is not None for e in errors)
+            results: list[dict[str, Any]] = []
+            for r, error in zip(records, errors, strict=True):
+                fields = {k: v for k, v in r.items() if k not in ("attributes", field)}
+                if error is None and not rolled_back:
+                    opp_id, created = store.upsert(field, r[field], version, fields)
+                    results.append({"id": opp_id, "success": True, "errors": [], "created": created})
+                    continue
+                error = error or {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "fields": [],
+                                  "message": "Record rolled back because not all records were valid and the "
+                                             "request was using AllOrNone header"}
+                results.append({"id": None, "success": False, "errors": [error]})
+        for r, result in zip(records, results, strict=True):
+            rec.record("opportunity-upsert", method="PATCH", path=f"{request.url.path}/{r.get(field)}",
+                       body=r, headers=headers, accepted=result["success"],
+                       problem=None if result["success"] else result["errors"][0]["statusCode"])
+        return JSONResponse(results)
 
     @app.post("/crm/v3/objects/deals/batch/upsert")
     async def hubspot_upsert(request: Request) -> Response:
@@ -202,6 +293,12 @@ def create_app(settings: CrmSimSettings | None = None, *, recorder: Recorder | N
     def set_fault(fault: Fault) -> dict[str, Any]:
         with store.lock:
             store.fault = fault
+        return fault.model_dump()
+
+    @app.post("/faults/records")
+    def set_record_fault(fault: RecordFault) -> dict[str, Any]:
+        with store.lock:
+            store.record_faults[fault.external_id] = fault
         return fault.model_dump()
 
     @app.post("/decisions")
