@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = REPO / ".cache" / "containers" / "containers.conf"
@@ -118,7 +119,8 @@ def _env_args(env: dict[str, str]) -> list[str]:
     return [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
 
 
-def run_job(image: str, stack: Stack, name: str, command: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_job(image: str, stack: Stack, name: str, command: list[str],
+            timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """A one-shot container (the migration or topic job), hardened like the services; removed afterwards."""
     return podman("run", "--rm", "--network", "host", "--label", LABEL, *HARDENING, *_env_args(stack.env(name)),
                   image, *command, timeout=timeout, check=False)
@@ -187,6 +189,38 @@ def stop(container: str, grace: float) -> Stopped:
     return Stopped(seconds, int(code), killed)
 
 
+def stop_all(containers: dict[str, str], grace: dict[str, float]) -> dict[str, Stopped]:
+    """SIGTERM to every container at once, then as `stop` for each: what a node drain does."""
+    began = time.monotonic()
+    for container in containers.values():
+        podman("kill", "--signal", "TERM", container, check=False)
+    ended: dict[str, float] = {}
+    while len(ended) < len(containers) and time.monotonic() - began < max(grace.values()):
+        for name, container in containers.items():
+            if name not in ended and not running(container):
+                ended[name] = round(time.monotonic() - began, 2)
+        time.sleep(0.1)
+    result = {}
+    for name, container in containers.items():
+        killed = name not in ended or ended[name] > grace[name]
+        if name not in ended:
+            podman("kill", "--signal", "KILL", container, check=False)
+            podman("wait", container, check=False)
+        code = podman("inspect", "--format", "{{.State.ExitCode}}", container).stdout.strip()
+        result[name] = Stopped(ended.get(name, round(time.monotonic() - began, 2)), int(code), killed)
+    return result
+
+
+def exec_in(container: str, *command: str) -> subprocess.CompletedProcess[str]:
+    return podman("exec", container, *command, check=False)
+
+
+def process_status(container: str) -> dict[str, str]:
+    """/proc/1/status of the container's main process: Uid, Gid, CapEff, ..."""
+    text = exec_in(container, "cat", "/proc/1/status").stdout
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in text.splitlines())}
+
+
 def logs(container: str) -> str:
     done = podman("logs", container, check=False)
     return (done.stdout + done.stderr)[-3000:]
@@ -205,3 +239,10 @@ def remove_leftovers() -> None:
 
 def image_size(image: str) -> int:
     return int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
+
+
+def image_config(image: str) -> dict[str, Any]:
+    """The image's OCI config (User, Env, ExposedPorts, Labels, ...)."""
+    inspected: list[dict[str, Any]] = json.loads(podman("image", "inspect", image).stdout)
+    config: dict[str, Any] = inspected[0]["Config"]
+    return config

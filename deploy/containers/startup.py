@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import meshrun  # noqa: E402
+
 from mesh_testing.servers import bench_stack  # noqa: E402
 
 GRACE = 30.0  # the manifests' terminationGracePeriodSeconds
