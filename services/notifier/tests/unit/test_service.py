@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from notifier.adapters.fakes import FakeChannel, FakeStore
 from notifier.bootstrap import Wiring, bootstrap, load_rules
+from notifier.delivery import message_id
 from notifier.outage import OutagePolicy
-from notifier.service import handle, message_id
+from notifier.service import handle
 from notifier.settings import DEFAULT_RULES, SOURCE
 
 from contract_schema.alert import NotificationKind, NotificationRecorded, Tier
