@@ -7,15 +7,21 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from contract_schema import (
+    Alert,
     ContractSnapshot,
     ContractStatus,
     ContractTerms,
     Direction,
     Envelope,
     Event,
+    InvoiceValidated,
+    NotificationKind,
+    NotificationRecorded,
     ObligationKind,
     Party,
     Person,
+    Tier,
+    VerdictStatus,
 )
 from contract_schema.obligation import ObligationCompleted, ObligationEvent, ObligationOverdue, ObligationScheduled
 from contract_schema.renewal import RenewalDecision, RenewalDecisionKind, RenewalOpportunity, RenewalStage
@@ -77,6 +83,30 @@ def completed(contract_id: str = "C-1", instance: str = "o1#1", *, on_time: bool
               tenant: str = "tenant-a", at: datetime = T0) -> ObligationEvent:
     return _obligation(ObligationCompleted, contract_id, instance, due_in_days, tenant, at, completed_at=at,
                        on_time=on_time, origin="erp", source_system="erp")
+
+
+def verdict(invoice_id: str = "I-1", *, tenant: str = "tenant-a", contract_id: str | None = "C-1",
+            status: VerdictStatus = VerdictStatus.APPROVED, billed: str = "1000", expected: str = "1000",
+            prevented: str = "0", currency: str = "EUR", reasons: tuple[str, ...] = (), vendor: str = "V-1",
+            at: datetime = T0) -> InvoiceValidated:
+    return InvoiceValidated(invoice_id=invoice_id, tenant_id=tenant, vendor_id=vendor, invoice_number=f"N-{invoice_id}",
+                            contract_id=contract_id, status=status, currency=currency, total_billed=Decimal(billed),
+                            total_expected=Decimal(expected), prevented_overpayment=Decimal(prevented),
+                            reason_codes=reasons, validated_at=at)
+
+
+def alert(alert_id: str = "A-1", *, tenant: str = "tenant-a", contract_id: str = "C-1", tier: Tier = Tier.RED,
+          owner: Person | None = OWNER, at: datetime = T0) -> Alert:
+    return Alert(alert_id=alert_id, tenant_id=tenant, contract_id=contract_id, alert_type="invoice.overbilled",
+                 tier=tier, title=f"Alert {alert_id}", what="something to act on", owner=owner,
+                 dedup_key=f"x:{alert_id}", source_service="invoice-validator", raised_at=at)
+
+
+def notification(alert_id: str = "A-1", kind: NotificationKind = NotificationKind.DELIVERED, *,
+                 contract_id: str | None = "C-1", at: datetime = T0, notification_id: str | None = None,
+                 ) -> NotificationRecorded:
+    return NotificationRecorded(notification_id=notification_id or f"{alert_id}/{kind.value}/{at.isoformat()}",
+                                alert_id=alert_id, contract_id=contract_id, kind=kind, channel="email", at=at)
 
 
 def envelope(event: Event, event_id: str | None = None, source: str = SOURCE) -> Envelope:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 
 from contract_schema import (
+    Alert,
     ContractActivated,
     ContractAmended,
     ContractExpired,
@@ -18,6 +19,8 @@ from contract_schema import (
     ContractSnapshot,
     ContractTerminated,
     Envelope,
+    InvoiceValidated,
+    NotificationRecorded,
 )
 from contract_schema.obligation import (
     ObligationCancelled,
@@ -34,18 +37,21 @@ from contract_schema.renewal import RenewalDecision, RenewalOpportunity
 from mesh_common.clock import Clock
 
 from .adapters.ports import ReadModelReader, ReadModelWriter
-from .domain import panels
+from .domain import invoices_alerts, panels
 from .domain.projections import (
     Projection,
     merge,
+    project_alert,
     project_contract_event,
     project_decision,
+    project_notification,
     project_obligation,
     project_opportunity,
     project_snapshot,
+    project_verdict,
     row_key,
 )
-from .domain.views import CompletionView, Filters, PipelineView, TimelineView
+from .domain.views import AlertView, CompletionView, Filters, InvoiceView, PipelineView, SummaryView, TimelineView
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,21 @@ class PortfolioService:
         return panels.obligation_completion(r.contracts(tenant), r.obligations(tenant), now or self.clock.now(),
                                             filters)
 
+    def invoices(self, tenant: str, filters: Filters, now: datetime | None = None) -> InvoiceView:
+        r = self.reader
+        return invoices_alerts.invoice_compliance(r.contracts(tenant), r.invoices(tenant), now or self.clock.now(),
+                                                  filters)
+
+    def alerts(self, tenant: str, filters: Filters, now: datetime | None = None) -> AlertView:
+        r = self.reader
+        return invoices_alerts.alert_board(r.contracts(tenant), r.alerts(tenant), r.deliveries(tenant),
+                                           now or self.clock.now(), filters)
+
+    def summary(self, tenant: str, filters: Filters, now: datetime | None = None) -> SummaryView:
+        at = now or self.clock.now()
+        return invoices_alerts.summary(self.pipeline(tenant, filters, at.date()), self.completion(tenant, filters, at),
+                                       self.invoices(tenant, filters, at), self.alerts(tenant, filters, at), at)
+
     def timeline(self, tenant: str, contract_id: str) -> TimelineView:
         contract = self.reader.contract(tenant, contract_id)
         if contract is None:
@@ -131,4 +152,7 @@ HANDLERS: Mapping[type, Projector] = {
     ObligationCancelled: project_obligation,
     SlaMeasured: project_obligation,  # timeline only (SLA windows are measurements, not tasks)
     SlaBreached: project_obligation,
+    InvoiceValidated: project_verdict,  # verdict, billed vs expected, overpayment prevented
+    Alert: project_alert,
+    NotificationRecorded: project_notification,  # deliveries, acknowledgements, escalations of an alert
 }

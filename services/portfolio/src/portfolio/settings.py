@@ -16,7 +16,7 @@ SOURCE = source_of(SERVICE)  # the portfolio publishes nothing; named for logs a
 # The public topics the read model is built from (catalog topics only; never another service's API or DB).
 INPUTS: tuple[topics.TopicSpec, ...] = (
     topics.CONTRACT_STATE, topics.CONTRACT_EVENTS, topics.OBLIGATION_EVENTS, topics.RENEWAL_OPPORTUNITY,
-    topics.RENEWAL_DECISION,
+    topics.RENEWAL_DECISION, topics.INVOICE_VALIDATED, topics.ALERTS, topics.NOTIFICATIONS,
 )
 
 

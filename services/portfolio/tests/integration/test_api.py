@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 import httpx
 from portfolio import samples as s
 
+from contract_schema import NotificationKind, Tier, VerdictStatus
 from contract_schema.renewal import RenewalDecisionKind
 from mesh_common.dlq import read_dead_letter
 from mesh_testing import consume_all, wait_for
@@ -132,3 +134,29 @@ def test_tokens_and_bad_parameters(portfolio: Portfolio, tenant: str) -> None:
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "as_of"
     naive = portfolio.get(OBLIGATIONS, tenant, as_of="2027-01-01T00:00:00")
     assert naive.status_code == 422 and "as_of" in naive.text
+
+
+def test_invoice_alert_and_summary_panels_from_published_events(portfolio: Portfolio, tenant: str) -> None:
+    portfolio.publish(
+        s.snapshot("C-1", tenant=tenant, days_to_deadline=10, value="1000"),
+        s.verdict("I-1", tenant=tenant, billed="1000", expected="1000"),
+        s.verdict("I-2", tenant=tenant, status=VerdictStatus.REJECTED, billed="1500", expected="1000",
+                  prevented="500", reasons=("price.above_contract",)),
+        s.verdict("I-3", tenant=tenant, status=VerdictStatus.NEEDS_REVIEW, billed="80", expected="0"),
+        s.alert("A-1", tenant=tenant), s.alert("A-2", tenant=tenant, tier=Tier.YELLOW),
+        s.notification("A-2", NotificationKind.ACKNOWLEDGED, at=s.T0 + timedelta(minutes=10)),
+        s.notification("A-1", NotificationKind.ESCALATED, at=s.T0 + timedelta(hours=4)),
+    )
+    bills = portfolio.until("/v1/portfolio/invoices", tenant, lambda j: len(j["review_queue"]) == 1
+                            and sum(m["approved"] + m["rejected"] for m in j["by_month"]) == 2)
+    assert bills["prevented_this_month"] == [{"currency": "EUR", "amount": "500.00"}]
+    assert bills["top_reasons"] == [{"code": "price.above_contract", "invoices": 1}]
+    board = portfolio.until("/v1/portfolio/alerts", tenant, lambda j: j["acknowledged"] == 1 and j["escalated"] == 1)
+    assert (board["red_open"], board["yellow_open"], board["ack_seconds_median"]) == (1, 0, 600.0)
+    figures = {f["name"]: f["value"] for f in portfolio.json("/v1/portfolio/summary", tenant)["figures"]}
+    assert figures["overpayment prevented this month (EUR)"] == "500.00"
+    assert figures["open red alerts"] == "1" and figures["invoices waiting for review"] == "1"
+    rows = list(csv.DictReader(io.StringIO(portfolio.get("/v1/portfolio/invoices.csv", tenant).text)))
+    assert {r["key"] for r in rows} == {"month:2027-01", "vendor:V-1"}
+    open_alerts = list(csv.DictReader(io.StringIO(portfolio.get("/v1/portfolio/alerts.csv", tenant).text)))
+    assert [(a["alert_id"], a["escalations"]) for a in open_alerts] == [("A-1", "1")]

@@ -63,6 +63,8 @@ def test_the_page_shows_the_apis_numbers_and_follows_new_events_live(portfolio: 
     for figure in ("on_time", "late", "overdue", "open"):
         assert text(browser, f"completion-{figure}") == str(done["total"][figure])  # type: ignore[index]
     assert text(browser, "completion-due") == f"{done['due_next_7_days']} / {done['due_next_30_days']}"
+    for i, figure in enumerate(portfolio.json("/v1/portfolio/summary", tenant)["figures"]):
+        assert text(browser, f"summary-{i}") == figure["value"], figure["name"]
     SHOTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(SHOTS / "dashboard-desktop.png"))
 

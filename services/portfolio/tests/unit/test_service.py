@@ -66,3 +66,18 @@ def test_the_pipeline_counts_from_the_services_clock_by_default() -> None:
     svc, _ = service()
     svc.apply([svc.project(s.envelope(s.snapshot(days_to_deadline=31)), "t")])
     assert svc.pipeline("tenant-a", Filters()).rows[0].bucket == "31-60"
+
+
+def test_a_notification_is_seen_only_by_the_tenant_whose_alert_it_is() -> None:
+    from contract_schema import NotificationKind
+
+    svc, _ = service()
+    svc.apply([svc.project(s.envelope(e), "t") for e in (
+        s.snapshot("C-1", tenant="tenant-a"), s.snapshot("C-1", tenant="tenant-b"),
+        s.alert("A-b", tenant="tenant-b", contract_id="C-1"),
+        s.notification("A-b", NotificationKind.ACKNOWLEDGED, contract_id="C-1"))])
+    assert [i.type for i in svc.timeline("tenant-a", "C-1").items] == ["ContractSnapshot"]
+    assert {i.type for i in svc.timeline("tenant-b", "C-1").items} == {"ContractSnapshot", "Alert",
+                                                                       "NotificationRecorded"}
+    assert svc.alerts("tenant-a", Filters()).acknowledged == 0
+    assert svc.alerts("tenant-b", Filters()).acknowledged == 1

@@ -6,8 +6,17 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from ..domain.projections import Row
-from ..domain.rows import ContractRow, DecisionRow, EventEntry, ObligationRow, RenewalRow
+from ..domain.projections import NO_TENANT, Row
+from ..domain.rows import (
+    AlertRow,
+    ContractRow,
+    DecisionRow,
+    DeliveryRow,
+    EventEntry,
+    InvoiceRow,
+    ObligationRow,
+    RenewalRow,
+)
 from .ports import ReadModelReader, ReadModelWriter
 
 
@@ -78,13 +87,24 @@ class FakeReader:
     def obligations(self, tenant: str) -> list[ObligationRow]:
         return [r for r in self._of("obligations", tenant) if isinstance(r, ObligationRow)]
 
+    def invoices(self, tenant: str) -> list[InvoiceRow]:
+        return [r for r in self._of("invoices", tenant) if isinstance(r, InvoiceRow)]
+
+    def alerts(self, tenant: str) -> list[AlertRow]:
+        return [r for r in self._of("alerts", tenant) if isinstance(r, AlertRow)]
+
+    def deliveries(self, tenant: str) -> list[DeliveryRow]:
+        mine = {a.alert_id for a in self.alerts(tenant)}
+        return [r for r in self._of("deliveries", NO_TENANT) if isinstance(r, DeliveryRow) and r.alert_id in mine]
+
     def contract(self, tenant: str, contract_id: str) -> ContractRow | None:
         row = self.model.rows.get(("contracts", tenant, contract_id))
         return row if isinstance(row, ContractRow) else None
 
     def events_of(self, tenant: str, contract_id: str) -> list[EventEntry]:
-        return sorted((e for e in self.model.events.values()
-                       if e.contract_id == contract_id and e.tenant_id in (tenant, None)),
+        mine = {a.alert_id for a in self.alerts(tenant)}
+        return sorted((e for e in self.model.events.values() if e.contract_id == contract_id and (
+                       e.tenant_id == tenant or (e.tenant_id is None and e.payload.get("alert_id") in mine))),
                       key=lambda e: e.occurred_at)
 
     def version(self) -> int:

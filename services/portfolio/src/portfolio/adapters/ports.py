@@ -7,7 +7,16 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from ..domain.projections import Row
-from ..domain.rows import ContractRow, DecisionRow, EventEntry, ObligationRow, RenewalRow
+from ..domain.rows import (
+    AlertRow,
+    ContractRow,
+    DecisionRow,
+    DeliveryRow,
+    EventEntry,
+    InvoiceRow,
+    ObligationRow,
+    RenewalRow,
+)
 
 
 class ReadModelWriter(Protocol):
@@ -41,6 +50,14 @@ class ReadModelReader(Protocol):
     def decisions(self, tenant: str) -> list[DecisionRow]: ...
 
     def obligations(self, tenant: str) -> list[ObligationRow]: ...
+
+    def invoices(self, tenant: str) -> list[InvoiceRow]: ...
+
+    def alerts(self, tenant: str) -> list[AlertRow]: ...
+
+    def deliveries(self, tenant: str) -> list[DeliveryRow]:
+        """The deliveries of the tenant's alerts (notifications carry no tenant)."""
+        ...
 
     def contract(self, tenant: str, contract_id: str) -> ContractRow | None: ...
 

@@ -8,12 +8,33 @@ from typing import Self
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from ..domain.projections import Row
-from ..domain.rows import ContractRow, DecisionRow, EventEntry, ObligationRow, RenewalRow
-from .tables import ROW_TABLES, contracts, decisions, events, model_version, obligations, renewals
+from ..domain.projections import NO_TENANT, Row
+from ..domain.rows import (
+    AlertRow,
+    ContractRow,
+    DecisionRow,
+    DeliveryRow,
+    EventEntry,
+    InvoiceRow,
+    ObligationRow,
+    RenewalRow,
+)
+from .tables import (
+    ROW_TABLES,
+    alerts,
+    contracts,
+    decisions,
+    deliveries,
+    events,
+    invoices,
+    model_version,
+    obligations,
+    renewals,
+)
 
 ROW_TYPES: dict[str, type[Row]] = {"contracts": ContractRow, "renewals": RenewalRow, "decisions": DecisionRow,
-                                   "obligations": ObligationRow}
+                                   "obligations": ObligationRow, "invoices": InvoiceRow, "alerts": AlertRow,
+                                   "deliveries": DeliveryRow}
 
 
 class SqlWriter:
@@ -79,6 +100,20 @@ class SqlReader:
     def obligations(self, tenant: str) -> list[ObligationRow]:
         return [r for r in self._rows(obligations.name, tenant) if isinstance(r, ObligationRow)]
 
+    def invoices(self, tenant: str) -> list[InvoiceRow]:
+        return [r for r in self._rows(invoices.name, tenant) if isinstance(r, InvoiceRow)]
+
+    def alerts(self, tenant: str) -> list[AlertRow]:
+        return [r for r in self._rows(alerts.name, tenant) if isinstance(r, AlertRow)]
+
+    def deliveries(self, tenant: str) -> list[DeliveryRow]:
+        """The deliveries of the tenant's alerts."""
+        mine = select(alerts.c.key).where(alerts.c.tenant_id == tenant)
+        with self.engine.connect() as conn:
+            data = conn.execute(select(deliveries.c.data).where(deliveries.c.tenant_id == NO_TENANT,
+                                                                deliveries.c.key.in_(mine))).scalars()
+            return [DeliveryRow.model_validate(d) for d in data]
+
     def contract(self, tenant: str, contract_id: str) -> ContractRow | None:
         with self.engine.connect() as conn:
             data = conn.execute(select(contracts.c.data).where(contracts.c.tenant_id == tenant,
@@ -86,11 +121,14 @@ class SqlReader:
         return None if data is None else ContractRow.model_validate(data)
 
     def events_of(self, tenant: str, contract_id: str) -> list[EventEntry]:
-        # Events that carry no tenant (notifications) belong to the contract they name.
+        # Events that carry no tenant (notifications) are the tenant's when their alert is.
+        mine = select(alerts.c.key).where(alerts.c.tenant_id == tenant)
         with self.engine.connect() as conn:
             rows = conn.execute(select(events).where(
                 events.c.contract_id == contract_id,
-                (events.c.tenant_id == tenant) | events.c.tenant_id.is_(None)).order_by(events.c.occurred_at))
+                (events.c.tenant_id == tenant)
+                | (events.c.tenant_id.is_(None) & events.c.payload["alert_id"].astext.in_(mine)))
+                .order_by(events.c.occurred_at))
             return [EventEntry.model_validate(dict(r._mapping)) for r in rows]
 
     def version(self) -> int:

@@ -42,7 +42,10 @@ contracts = _rows("contracts")
 renewals = _rows("renewals")
 decisions = _rows("decisions")
 obligations = _rows("obligations")
-ROW_TABLES = {t.name: t for t in (contracts, renewals, decisions, obligations)}
+invoices = _rows("invoices")
+alerts = _rows("alerts")
+deliveries = _rows("deliveries")  # tenant "-": notifications carry none; read through the tenant's alerts
+ROW_TABLES = {t.name: t for t in (contracts, renewals, decisions, obligations, invoices, alerts, deliveries)}
 
 model_version = Table(
     "model_version", metadata,

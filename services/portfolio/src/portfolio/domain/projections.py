@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from contract_schema import (
+    Alert,
     ContractAmended,
     ContractEvent,
     ContractRenewed,
@@ -19,6 +20,9 @@ from contract_schema import (
     ContractTerminated,
     ContractTerms,
     Envelope,
+    InvoiceValidated,
+    NotificationKind,
+    NotificationRecorded,
     round_money,
 )
 from contract_schema.obligation import (
@@ -32,9 +36,10 @@ from contract_schema.obligation import (
 )
 from contract_schema.renewal import RenewalDecision, RenewalOpportunity
 
-from .rows import ContractRow, DecisionRow, EventEntry, ObligationRow, RenewalRow
+from .rows import AlertRow, ContractRow, DecisionRow, DeliveryRow, EventEntry, InvoiceRow, ObligationRow, RenewalRow
 
-Row = ContractRow | RenewalRow | DecisionRow | ObligationRow
+Row = ContractRow | RenewalRow | DecisionRow | ObligationRow | InvoiceRow | AlertRow | DeliveryRow
+NO_TENANT = "-"  # the tenant column of rows whose events carry none (deliveries: found through their alert)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,49 @@ def project_obligation(envelope: Envelope, topic: str) -> Projection:
     return Projection(entry(envelope, topic, o.occurred_at, summary), (row,))
 
 
+def project_verdict(envelope: Envelope, topic: str) -> Projection:
+    v = envelope.event
+    assert isinstance(v, InvoiceValidated)
+    row = InvoiceRow(tenant_id=v.tenant_id, invoice_id=v.invoice_id, vendor_id=v.vendor_id,
+                     invoice_number=v.invoice_number, contract_id=v.contract_id, status=v.status.value,
+                     currency=v.currency, total_billed=v.total_billed, total_expected=v.total_expected,
+                     prevented=v.prevented_overpayment, reason_codes=v.reason_codes, validated_at=v.validated_at)
+    reasons = f" ({', '.join(v.reason_codes)})" if v.reason_codes else ""
+    summary = f"invoice {v.invoice_number}: {v.status.value}, billed {v.total_billed} {v.currency}{reasons}"
+    return Projection(entry(envelope, topic, v.validated_at, summary), (row,))
+
+
+def project_alert(envelope: Envelope, topic: str) -> Projection:
+    a = envelope.event
+    assert isinstance(a, Alert)
+    row = AlertRow(tenant_id=a.tenant_id, alert_id=a.alert_id, contract_id=a.contract_id, alert_type=a.alert_type,
+                   tier=a.tier.value, title=a.title, owner_email=a.owner.email if a.owner else None,
+                   raised_at=a.raised_at)
+    return Projection(entry(envelope, topic, a.raised_at, f"{a.tier.value} alert: {a.title}"), (row,))
+
+
+def project_notification(envelope: Envelope, topic: str) -> Projection:
+    n = envelope.event
+    assert isinstance(n, NotificationRecorded)
+    row = DeliveryRow(alert_id=n.alert_id, last_at=n.at,
+                      delivered_at=n.at if n.kind is NotificationKind.DELIVERED else None,
+                      acknowledged_at=n.at if n.kind is NotificationKind.ACKNOWLEDGED else None,
+                      escalations=(n.notification_id,) if n.kind is NotificationKind.ESCALATED else ())
+    where = f" via {n.channel}" if n.channel else ""
+    return Projection(entry(envelope, topic, n.at, f"alert {n.alert_id} {n.kind.value}{where}"), (row,))
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min(x for x in (a, b) if x is not None) if (a or b) else None
+
+
+def merge_delivery(current: DeliveryRow, new: DeliveryRow) -> DeliveryRow:
+    return DeliveryRow(alert_id=current.alert_id, last_at=max(current.last_at, new.last_at),
+                       delivered_at=_earliest(current.delivered_at, new.delivered_at),
+                       acknowledged_at=_earliest(current.acknowledged_at, new.acknowledged_at),
+                       escalations=tuple(sorted(set(current.escalations) | set(new.escalations))))
+
+
 # ---- merges -------------------------------------------------------------------------------------------
 
 _CLOSED_RANK = {None: 0, "cancelled": 1, "waived": 2}
@@ -161,7 +209,11 @@ def merge(current: Row | None, new: Row) -> Row:
     if isinstance(new, ObligationRow):
         assert isinstance(current, ObligationRow)
         return merge_obligation(current, new)
-    at = {ContractRow: "updated_at", RenewalRow: "updated_at", DecisionRow: "decided_at"}[type(new)]
+    if isinstance(new, DeliveryRow):
+        assert isinstance(current, DeliveryRow)
+        return merge_delivery(current, new)
+    at = {ContractRow: "updated_at", RenewalRow: "updated_at", DecisionRow: "decided_at", InvoiceRow: "validated_at",
+          AlertRow: "raised_at"}[type(new)]
     return _newest(current, new, at)
 
 
@@ -169,5 +221,11 @@ def row_key(row: Row) -> tuple[str, str, str]:
     """(table, tenant, key) where the row lives."""
     if isinstance(row, ObligationRow):
         return "obligations", row.tenant_id, row.key
+    if isinstance(row, InvoiceRow):
+        return "invoices", row.tenant_id, row.invoice_id
+    if isinstance(row, AlertRow):
+        return "alerts", row.tenant_id, row.alert_id
+    if isinstance(row, DeliveryRow):
+        return "deliveries", NO_TENANT, row.alert_id
     table = {ContractRow: "contracts", RenewalRow: "renewals", DecisionRow: "decisions"}[type(row)]
     return table, row.tenant_id, row.contract_id

@@ -92,3 +92,45 @@ class EventEntry(Model):
     occurred_at: datetime
     summary: str
     payload: dict[str, Any]
+
+
+class InvoiceRow(Model):
+    """The validator's verdict on one invoice (ap.invoice.validated.v1), latest by validated_at."""
+
+    tenant_id: str
+    invoice_id: str
+    vendor_id: str
+    invoice_number: str
+    contract_id: str | None = None
+    status: str
+    currency: str
+    total_billed: Decimal
+    total_expected: Decimal
+    prevented: Decimal
+    reason_codes: tuple[str, ...] = ()
+    validated_at: datetime
+
+
+class AlertRow(Model):
+    """An alert as raised (clm.alert.v1), latest by raised_at."""
+
+    tenant_id: str
+    alert_id: str
+    contract_id: str
+    alert_type: str
+    tier: str
+    title: str
+    owner_email: str | None = None
+    raised_at: datetime
+
+
+class DeliveryRow(Model):
+    """What the notifier recorded about one alert (clm.notification.v1). Notifications carry no tenant: the
+    row is found through its alert, which does. First acknowledgement and first delivery stay; escalations
+    are the set of escalation records seen."""
+
+    alert_id: str
+    delivered_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    escalations: tuple[str, ...] = ()
+    last_at: datetime

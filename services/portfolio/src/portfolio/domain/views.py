@@ -113,3 +113,93 @@ class TimelineView(BaseModel):
     contract_id: str
     title: str
     items: list[TimelineItem]
+
+
+class VerdictCounts(BaseModel):
+    """Invoices of one group in one currency: counts by verdict and the money."""
+
+    key: str = Field(description="the month (YYYY-MM) or the vendor id")
+    currency: str
+    approved: int = 0
+    rejected: int = 0
+    needs_review: int = 0
+    billed: Decimal = Decimal(0)
+    expected: Decimal = Decimal(0)
+    prevented: Decimal = Field(default=Decimal(0), description="overpayment prevented")
+    rejected_rate: Decimal | None = Field(default=None, description="rejected / invoices")
+
+
+class ReasonCount(BaseModel):
+    code: str
+    invoices: int
+
+
+class ReviewItem(BaseModel):
+    invoice_id: str
+    invoice_number: str
+    vendor_id: str
+    contract_id: str | None = None
+    billed: Decimal
+    currency: str
+    waiting_since: datetime
+    age_days: int
+
+
+class MoneyFigure(BaseModel):
+    currency: str
+    amount: Decimal
+
+
+class InvoiceView(BaseModel):
+    """Panel 4: invoices by verdict per month and per vendor, overpayment prevented, reasons, the review queue."""
+
+    as_of: datetime
+    by_month: list[VerdictCounts]
+    by_vendor: list[VerdictCounts]
+    prevented_this_month: list[MoneyFigure]
+    prevented_total: list[MoneyFigure]
+    top_reasons: list[ReasonCount] = Field(description="reason codes by the number of invoices carrying them")
+    review_queue: list[ReviewItem] = Field(description="invoices waiting for review, oldest first")
+
+
+class OwnerAlerts(BaseModel):
+    owner: str
+    red_open: int = 0
+    yellow_open: int = 0
+
+
+class OpenAlert(BaseModel):
+    alert_id: str
+    contract_id: str
+    tier: str
+    title: str
+    owner: str | None = None
+    raised_at: datetime
+    escalations: int
+
+
+class AlertView(BaseModel):
+    """Panel 5: open red and yellow alerts by owner, time to acknowledge, escalations."""
+
+    as_of: datetime
+    red_open: int
+    yellow_open: int
+    by_owner: list[OwnerAlerts]
+    acknowledged: int
+    ack_seconds_median: float | None = Field(default=None, description="raised -> first acknowledgement")
+    ack_seconds_max: float | None = None
+    escalated: int = Field(description="alerts escalated at least once")
+    open: list[OpenAlert] = Field(description="open red and yellow alerts, red first, oldest first")
+
+
+class SummaryFigure(BaseModel):
+    name: str
+    value: str
+    detail: str = Field(description="the panel the figure comes from")
+
+
+class SummaryView(BaseModel):
+    """Panel 7: the few figures that matter, each linking to its panel."""
+
+    as_of: datetime
+    figures: list[SummaryFigure]

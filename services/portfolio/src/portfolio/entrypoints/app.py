@@ -20,15 +20,22 @@ from mesh_common.http_guard import guard
 from mesh_common.ops import ops_router
 
 from ..bootstrap import AppConfig, Wiring, bootstrap
+from ..domain import invoices_alerts
 from ..domain.views import (
     BUCKETS,
+    AlertView,
     CompletionCounts,
     CompletionView,
     Filters,
+    InvoiceView,
+    OpenAlert,
     PipelineRow,
     PipelineView,
+    SummaryFigure,
+    SummaryView,
     TimelineItem,
     TimelineView,
+    VerdictCounts,
 )
 from ..service import NotFound, PortfolioService
 from .web import SCOPE, Caller, Filtered, csv_response
@@ -93,6 +100,43 @@ def create_app(config: AppConfig | None = None, wiring: Wiring | None = None) ->
         return csv_response([c.model_copy(update={"key": f"{g}:{c.key}"}) for g, c in groups],
                             "obligation-completion.csv", columns=list(CompletionCounts.model_fields))
 
+    # ---- panels 4, 5 and 7: invoice compliance, alerts, executive summary -----------------------------
+
+    @app.get("/v1/portfolio/invoices", response_model=InvoiceView, tags=["panels"])
+    def invoices(principal: Caller, f: Filtered, as_of: datetime | None = None) -> InvoiceView:
+        """Invoices by verdict per month and vendor, billed vs expected, overpayment prevented, the review queue."""
+        return portfolio.invoices(principal.tenant, f, _aware(as_of, "as_of"))
+
+    @app.get("/v1/portfolio/invoices.csv", tags=["panels"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}}})
+    def invoices_csv(principal: Caller, f: Filtered, as_of: datetime | None = None) -> Response:
+        view = portfolio.invoices(principal.tenant, f, _aware(as_of, "as_of"))
+        rows = [c.model_copy(update={"key": f"month:{c.key}"}) for c in view.by_month]
+        rows += [c.model_copy(update={"key": f"vendor:{c.key}"}) for c in view.by_vendor]
+        return csv_response(rows, "invoice-compliance.csv", columns=list(VerdictCounts.model_fields))
+
+    @app.get("/v1/portfolio/alerts", response_model=AlertView, tags=["panels"])
+    def alerts(principal: Caller, f: Filtered, as_of: datetime | None = None) -> AlertView:
+        """Open red and yellow alerts by owner, time to acknowledge, escalations."""
+        return portfolio.alerts(principal.tenant, f, _aware(as_of, "as_of"))
+
+    @app.get("/v1/portfolio/alerts.csv", tags=["panels"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}}})
+    def alerts_csv(principal: Caller, f: Filtered, as_of: datetime | None = None) -> Response:
+        rows = portfolio.alerts(principal.tenant, f, _aware(as_of, "as_of")).open
+        return csv_response(rows, "open-alerts.csv", columns=list(OpenAlert.model_fields))
+
+    @app.get("/v1/portfolio/summary", response_model=SummaryView, tags=["panels"])
+    def summary(principal: Caller, f: Filtered, as_of: datetime | None = None) -> SummaryView:
+        """The executive summary: the few figures of the other panels, each naming its panel."""
+        return portfolio.summary(principal.tenant, f, _aware(as_of, "as_of"))
+
+    @app.get("/v1/portfolio/summary.csv", tags=["panels"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}}})
+    def summary_csv(principal: Caller, f: Filtered, as_of: datetime | None = None) -> Response:
+        rows = portfolio.summary(principal.tenant, f, _aware(as_of, "as_of")).figures
+        return csv_response(rows, "summary.csv", columns=list(SummaryFigure.model_fields))
+
     # ---- panel 6: contract timeline ------------------------------------------------------------------
 
     def _timeline(tenant: str, contract_id: str) -> TimelineView:
@@ -137,12 +181,16 @@ def create_app(config: AppConfig | None = None, wiring: Wiring | None = None) ->
     # ---- the page ------------------------------------------------------------------------------------
 
     def _context(principal: Principal, f: Filters) -> dict[str, Any]:
+        version = portfolio.version()  # read first: a change after it makes the stream send the page again
         pipe = portfolio.pipeline(principal.tenant, f)
         done = portfolio.completion(principal.tenant, f)
+        bills = portfolio.invoices(principal.tenant, f)
+        board = portfolio.alerts(principal.tenant, f)
         peak = max([b.contracts for b in pipe.buckets] + [1])
         query = urlencode({k: v for k, v in f.model_dump().items() if v})
-        return {"pipeline": pipe, "completion": done, "peak": peak, "buckets": BUCKETS, "filters": f,
-                "query": query, "tenant": principal.tenant, "version": portfolio.version()}
+        return {"pipeline": pipe, "completion": done, "invoices": bills, "alerts": board,
+                "summary": invoices_alerts.summary(pipe, done, bills, board, done.as_of), "peak": peak,
+                "buckets": BUCKETS, "filters": f, "query": query, "tenant": principal.tenant, "version": version}
 
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     def dashboard(request: Request, principal: Caller, f: Filtered) -> HTMLResponse:
