@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from .adapters.inbound import InboundConsumer
 from .adapters.ports import UnitOfWork
 from .adapters.relay import OutboxRelay
 from .adapters.unit_of_work import SqlUnitOfWork
+from .importer import Importer
 from .service import Registry
 from .settings import RegistrySettings
 
@@ -46,8 +48,25 @@ class Wiring:
     config: AppConfig
     registry: Registry
     engine: Engine | None = None
+    importer: Importer = field(init=False)
+    # One thread writes the imports' records, part after part: the work is CPU-bound (GIL), and one
+    # writer keeps a long import from starving the API's own requests of the database.
+    import_worker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="registry-import"))
     # What start() runs beside the API, by name ("relay", "inbound", "expiry"); tests look at them.
     running: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.importer = Importer(self.registry, self.config.registry.import_batch_size)
+
+    def background(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        """Run an import part on the import worker; a failure is logged (the import then stays pending)."""
+        def logged() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("an import part failed; its records stay pending (re-send the file: it is idempotent)")
+        return self.import_worker.submit(logged)
 
     def start(self) -> None:
         """Migrations (REGISTRY_MIGRATE_ON_START), then the relay, the inbound consumer and the expiry
@@ -73,6 +92,8 @@ class Wiring:
             log.info("expired or auto-renewed %d contracts", changed)
 
     def stop(self) -> None:
+        # The part being written finishes; queued parts are dropped and stay pending (ADR 0014).
+        self.import_worker.shutdown(wait=True, cancel_futures=True)
         expiry: Ticker | None = self.running.pop("expiry", None)
         if expiry is not None:
             expiry.stop()

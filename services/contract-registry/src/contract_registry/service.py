@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -184,16 +183,16 @@ class Registry:
         snap = change.snapshot
         uow.contracts.audit(AuditEntry(snap.tenant_id, snap.contract_id, change.action, caller.subject,
                                        caller.request_id, snap.current.version, now, change.details))
-        self._enqueue(uow, snap, self.settings.state_topic, snap.tenant_id, now)
-        if change.event is not None:
-            self._enqueue(uow, change.event, self.settings.events_topic, snap.tenant_id, now)
+        for record in self.outbox_records(change, now, current_traceparent()):
+            uow.contracts.enqueue(record)
 
-    @staticmethod
-    def _enqueue(uow: UnitOfWork, event: Event, topic: str, tenant_id: str, now: datetime) -> None:
-        """One outbox record; its id is the record's ce_id, so a re-send keeps its identity."""
-        event_id = uuid.uuid4()
-        record = encode(event, source=SOURCE, event_id=str(event_id), time=now, traceparent=current_traceparent())
-        uow.contracts.enqueue(OutboxRecord(event_id, tenant_id, event.key, topic, event.ce_type, record, now))
+    def outbox_records(self, change: contracts.Change, now: datetime, traceparent: str | None) -> list[OutboxRecord]:
+        """What a change publishes: the full snapshot, then the change event (a bulk import uses this too)."""
+        snap = change.snapshot
+        out = [_outbox(snap, self.settings.state_topic, snap.tenant_id, now, traceparent)]
+        if change.event is not None:
+            out.append(_outbox(change.event, self.settings.events_topic, snap.tenant_id, now, traceparent))
+        return out
 
     def complete_obligation(self, caller: Caller, contract_id: str, obligation_id: str,
                             body: MilestoneCompletion) -> tuple[ContractSnapshot, bool]:
@@ -216,7 +215,8 @@ class Registry:
             uow.contracts.audit(AuditEntry(snap.tenant_id, contract_id, "obligation-completed", caller.subject,
                                            caller.request_id, snap.current.version, now,
                                            {"obligation_id": obligation_id, "evidence_ref": body.evidence_ref}))
-            self._enqueue(uow, event, self.settings.performance_topic, snap.tenant_id, now)
+            uow.contracts.enqueue(_outbox(event, self.settings.performance_topic, snap.tenant_id, now,
+                                          current_traceparent()))
             after = uow.contracts.get(caller.tenant, contract_id)
             assert after is not None
             uow.commit()
@@ -361,6 +361,13 @@ class Registry:
         return f"obligation-{status}", details
 
 
+def _outbox(event: Event, topic: str, tenant_id: str, now: datetime, traceparent: str | None) -> OutboxRecord:
+    """One outbox record; its id is the record's ce_id, so a re-send keeps its identity."""
+    event_id = uuid.uuid4()
+    record = encode(event, source=SOURCE, event_id=str(event_id), time=now, traceparent=traceparent)
+    return OutboxRecord(event_id, tenant_id, event.key, topic, event.ce_type, record, now)
+
+
 def _sla(event: SlaMeasured | SlaBreached) -> dict[str, Any]:
     return {"metric": event.metric, "measured": str(event.measured), "target": str(event.target),
             "window_end": event.window_end.isoformat()}
@@ -372,11 +379,6 @@ def _status(status: str) -> Callable[[Registry, UnitOfWork, Envelope, Any, Contr
                 _head: ContractHead) -> Applied:
         return registry._obligation(uow, envelope, event, status, {})
     return handler
-
-
-def snapshot_json(snapshot: ContractSnapshot) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(snapshot.model_dump_json())
-    return body
 
 
 # What happens on each event type the registry consumes (clm.obligation.events.v1, crm.renewal.decision.v1).

@@ -25,6 +25,7 @@ class RegistrySettings(BaseSettings):
     relay_batch_size: int = 500
     relay_fallback_poll_seconds: float = 5.0  # LISTEN/NOTIFY wakes the relay; this only catches lost notifies
     max_body_bytes: int = 1024 * 1024  # request bodies above this answer 413 before anything else is done
+    import_batch_size: int = 500  # records per transaction of a bulk import
     # Housekeeping by the relay: published outbox rows are kept a while for inspection; inbound
     # dedup ids longer than the inbound topics' retention (30 days), so a replay is still a no-op.
     outbox_retention_hours: float = 72.0

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any, Self
 
 from contract_schema.contract import ContractSnapshot, ObligationState
 
-from .ports import AuditEntry, ContractFilter, ContractHead, DuplicateKey, ObligationRecord, OutboxRecord
+from .ports import (
+    AuditEntry,
+    ContractFilter,
+    ContractHead,
+    DuplicateKey,
+    ImportState,
+    KeyClaim,
+    ObligationRecord,
+    OutboxRecord,
+)
 
 if TYPE_CHECKING:
     from .ports import ContractRepository, UnitOfWork
@@ -40,6 +49,7 @@ class FakeContractRepository:
     outbox: list[OutboxRecord] = field(default_factory=list)
     keys: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     processed: set[str] = field(default_factory=set)
+    imports: dict[str, ImportState] = field(default_factory=dict)
 
     def _snapshot(self, contract_id: str) -> ContractSnapshot:
         states = tuple(ObligationState(obligation_id=oid, status=o.record.status, completed_at=o.record.completed_at,
@@ -98,6 +108,37 @@ class FakeContractRepository:
         if (tenant_id, key) in self.keys:
             raise DuplicateKey(key)
         self.keys[(tenant_id, key)] = (request_hash, contract_id)
+
+    def claim_keys(self, tenant_id: str, claims: list[KeyClaim], at: datetime) -> set[str]:
+        taken = set()
+        for c in claims:
+            if (tenant_id, c.key) not in self.keys:
+                self.keys[(tenant_id, c.key)] = (c.request_hash, c.contract_id)
+                taken.add(c.key)
+        return taken
+
+    def idempotency_keys(self, tenant_id: str, keys: list[str]) -> dict[str, tuple[str, str]]:
+        return {k: self.keys[(tenant_id, k)] for k in keys if (tenant_id, k) in self.keys}
+
+    def add_many(self, snapshots: list[ContractSnapshot], *, now: datetime, actor: str) -> None:
+        for snapshot in snapshots:
+            self.add(snapshot, now=now, actor=actor)
+
+    def audit_many(self, entries: list[AuditEntry]) -> None:
+        self.audits.extend(entries)
+
+    def enqueue_many(self, records: list[OutboxRecord]) -> None:
+        self.outbox.extend(records)
+
+    def add_import(self, state: ImportState) -> None:
+        self.imports[state.id] = copy.deepcopy(state)
+
+    def get_import(self, tenant_id: str, import_id: str, *, for_update: bool = False) -> ImportState | None:
+        found = self.imports.get(import_id)
+        return None if found is None or found.tenant_id != tenant_id else copy.deepcopy(found)
+
+    def save_import(self, state: ImportState) -> None:
+        self.imports[state.id] = copy.deepcopy(state)
 
     def first_delivery(self, event_id: str, kind: str, at: datetime) -> bool:
         if event_id in self.processed:

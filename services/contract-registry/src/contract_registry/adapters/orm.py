@@ -181,3 +181,20 @@ class ProcessedEventRow(Base):
     event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     topic: Mapped[str] = mapped_column(String(249))
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ImportRow(Base):
+    """A bulk import's progress; its counters move in the same transaction as the contracts of each batch."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))
+    received: Mapped[int] = mapped_column(Integer)
+    created: Mapped[int] = mapped_column(Integer)
+    existing: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    rejections: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

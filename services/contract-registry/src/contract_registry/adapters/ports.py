@@ -5,7 +5,7 @@ production, in-memory fakes (adapters/fakes.py) in the service-layer tests."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -60,6 +60,35 @@ class OutboxRecord:
 
 
 @dataclass(frozen=True)
+class KeyClaim:
+    """An idempotency key an imported record claims for the contract it would create."""
+
+    key: str
+    request_hash: str
+    contract_id: str
+
+
+@dataclass
+class ImportState:
+    """An import (POST /v1/contracts:import and its further parts): what was received and what became of it."""
+
+    id: str
+    tenant_id: str
+    actor: str
+    created_at: datetime
+    updated_at: datetime
+    received: int = 0
+    created: int = 0
+    existing: int = 0  # records imported before (same key, same content): no new contract
+    rejected: int = 0
+    rejections: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_REJECTIONS_KEPT
+
+    @property
+    def pending(self) -> int:
+        return self.received - self.created - self.existing - self.rejected
+
+
+@dataclass(frozen=True)
 class ContractFilter:
     status: str | None = None
     counterparty: str | None = None  # party id
@@ -103,6 +132,28 @@ class ContractRepository(Protocol):
 
     def remember_key(self, tenant_id: str, key: str, *, request_hash: str, contract_id: str, at: datetime) -> None:
         ...
+
+    def claim_keys(self, tenant_id: str, claims: list[KeyClaim], at: datetime) -> set[str]:
+        """Insert the keys not taken yet (waiting for a concurrent transaction holding one); the ones inserted."""
+        ...
+
+    def idempotency_keys(self, tenant_id: str, keys: list[str]) -> dict[str, tuple[str, str]]:
+        """key -> (request hash, contract id) for those of `keys` that are taken."""
+        ...
+
+    def add_many(self, snapshots: list[ContractSnapshot], *, now: datetime, actor: str) -> None:
+        """New contracts in one statement per table (an import's batch)."""
+        ...
+
+    def audit_many(self, entries: list[AuditEntry]) -> None: ...
+
+    def enqueue_many(self, records: list[OutboxRecord]) -> None: ...
+
+    def add_import(self, state: ImportState) -> None: ...
+
+    def get_import(self, tenant_id: str, import_id: str, *, for_update: bool = False) -> ImportState | None: ...
+
+    def save_import(self, state: ImportState) -> None: ...
 
     def first_delivery(self, event_id: str, kind: str, at: datetime) -> bool:
         """Record an inbound ce_id; False when it was processed before."""

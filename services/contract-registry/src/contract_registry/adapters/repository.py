@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -17,11 +17,12 @@ from .orm import (
     ContractRow,
     ContractVersionRow,
     IdempotencyKeyRow,
+    ImportRow,
     ObligationStateRow,
     OutboxRow,
     ProcessedEventRow,
 )
-from .ports import AuditEntry, ContractFilter, ContractHead, ObligationRecord, OutboxRecord
+from .ports import AuditEntry, ContractFilter, ContractHead, ImportState, KeyClaim, ObligationRecord, OutboxRecord
 
 
 class SqlContractRepository:
@@ -104,11 +105,67 @@ class SqlContractRepository:
                  "request_id": r.request_id, "details": r.details} for r in rows]
 
     def enqueue(self, record: OutboxRecord) -> None:
-        r = record.record
-        self.session.add(OutboxRow(id=record.id, tenant_id=record.tenant_id, aggregate_id=record.aggregate_id,
-                                   topic=record.topic, ce_type=record.ce_type, key=r.key.decode(),
-                                   value=r.value.decode(), headers=[[k, v.decode()] for k, v in r.headers],
-                                   created_at=record.created_at))
+        self.session.add(OutboxRow(**_outbox_values(record)))
+
+    # ---- bulk import: one multi-row INSERT per table and batch ------------------------------------
+
+    def claim_keys(self, tenant_id: str, claims: list[KeyClaim], at: datetime) -> set[str]:
+        if not claims:
+            return set()
+        # ON CONFLICT waits for a concurrent transaction holding the same key, then skips it: race-free.
+        taken = self.session.scalars(
+            pg_insert(IdempotencyKeyRow)
+            .values([{"tenant_id": tenant_id, "key": c.key, "request_hash": c.request_hash,
+                      "contract_id": c.contract_id, "status_code": 201, "created_at": at} for c in claims])
+            .on_conflict_do_nothing().returning(IdempotencyKeyRow.key)).all()
+        return set(taken)
+
+    def idempotency_keys(self, tenant_id: str, keys: list[str]) -> dict[str, tuple[str, str]]:
+        if not keys:
+            return {}
+        rows = self.session.execute(select(IdempotencyKeyRow.key, IdempotencyKeyRow.request_hash,
+                                           IdempotencyKeyRow.contract_id)
+                                    .where(IdempotencyKeyRow.tenant_id == tenant_id,
+                                           IdempotencyKeyRow.key.in_(keys))).all()
+        return {key: (request_hash, contract_id) for key, request_hash, contract_id in rows}
+
+    def add_many(self, snapshots: list[ContractSnapshot], *, now: datetime, actor: str) -> None:
+        if not snapshots:
+            return
+        self.session.execute(insert(ContractRow), [{"id": s.contract_id, "tenant_id": s.tenant_id,
+                                                    "created_at": now, **_header(s)} for s in snapshots])
+        self.session.execute(insert(ContractVersionRow), [_version_values(s.contract_id, t, now, actor)
+                                                          for s in snapshots for t in s.versions])
+
+    def audit_many(self, entries: list[AuditEntry]) -> None:
+        if entries:
+            self.session.execute(insert(AuditRow), [
+                {"tenant_id": e.tenant_id, "contract_id": e.contract_id, "action": e.action, "actor": e.actor,
+                 "request_id": e.request_id, "version": e.version, "at": e.at, "details": e.details}
+                for e in entries])
+
+    def enqueue_many(self, records: list[OutboxRecord]) -> None:
+        if records:
+            self.session.execute(insert(OutboxRow), [_outbox_values(r) for r in records])
+
+    def add_import(self, state: ImportState) -> None:
+        self.session.add(ImportRow(id=state.id, tenant_id=state.tenant_id, actor=state.actor,
+                                   received=state.received, created=state.created, existing=state.existing,
+                                   rejected=state.rejected, rejections=state.rejections,
+                                   created_at=state.created_at, updated_at=state.updated_at))
+
+    def get_import(self, tenant_id: str, import_id: str, *, for_update: bool = False) -> ImportState | None:
+        query = select(ImportRow).where(ImportRow.id == import_id, ImportRow.tenant_id == tenant_id)
+        row = self.session.scalars(query.with_for_update() if for_update else query).one_or_none()
+        if row is None:
+            return None
+        return ImportState(row.id, row.tenant_id, row.actor, row.created_at, row.updated_at, row.received,
+                           row.created, row.existing, row.rejected, list(row.rejections))
+
+    def save_import(self, state: ImportState) -> None:
+        row = self.session.get_one(ImportRow, state.id)
+        row.received, row.created, row.existing = state.received, state.created, state.existing
+        row.rejected, row.rejections, row.updated_at = state.rejected, list(state.rejections), state.updated_at
 
     def idempotency_key(self, tenant_id: str, key: str) -> tuple[str, str] | None:
         row = self.session.get(IdempotencyKeyRow, (tenant_id, key))
@@ -169,8 +226,18 @@ def _header(snapshot: ContractSnapshot) -> dict[str, Any]:
 
 
 def _version_row(contract_id: str, terms: ContractTerms, now: datetime, actor: str) -> ContractVersionRow:
-    return ContractVersionRow(
-        contract_id=contract_id, version=terms.version, effective_from=terms.effective_from,
-        effective_date=terms.effective_date, end_date=terms.end_date, currency=terms.currency,
-        total_value=terms.total_value, reason=terms.reason, terms=terms.model_dump(mode="json"),
-        created_at=now, created_by=actor)
+    return ContractVersionRow(**_version_values(contract_id, terms, now, actor))
+
+
+def _version_values(contract_id: str, terms: ContractTerms, now: datetime, actor: str) -> dict[str, Any]:
+    return {"contract_id": contract_id, "version": terms.version, "effective_from": terms.effective_from,
+            "effective_date": terms.effective_date, "end_date": terms.end_date, "currency": terms.currency,
+            "total_value": terms.total_value, "reason": terms.reason, "terms": terms.model_dump(mode="json"),
+            "created_at": now, "created_by": actor}
+
+
+def _outbox_values(record: OutboxRecord) -> dict[str, Any]:
+    r = record.record
+    return {"id": record.id, "tenant_id": record.tenant_id, "aggregate_id": record.aggregate_id,
+            "topic": record.topic, "ce_type": record.ce_type, "key": r.key.decode(), "value": r.value.decode(),
+            "headers": [[k, v.decode()] for k, v in r.headers], "created_at": record.created_at}

@@ -23,6 +23,10 @@ class _Repository(SqlContractRepository):
         super().enqueue(record)
         self.enqueued += 1
 
+    def enqueue_many(self, records: list[OutboxRecord]) -> None:
+        super().enqueue_many(records)
+        self.enqueued += len(records)
+
 
 class SqlUnitOfWork:
     def __init__(self, sessions: sessionmaker[Session], notify_channel: str) -> None:

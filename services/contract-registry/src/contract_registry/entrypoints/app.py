@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 
@@ -16,17 +16,22 @@ from contract_schema.contract import ContractStatus
 from mesh_common.auth import Principal, TokenVerifier, require_scope
 from mesh_common.http_guard import guard
 from mesh_common.ops import ops_router
-from mesh_common.tracing import context_from_headers, tracer
+from mesh_common.tracing import context_from_headers, current_traceparent, tracer
 
+from .. import importer
 from ..bootstrap import AppConfig, bootstrap
+from ..domain import importing
 from ..domain.model import Amendment, ContractDraft, MilestoneCompletion, Renewal, Termination
 from ..service import Registry, etag_matches
 from ..settings import SERVICE
 from .views import (
     CHANGE_ERRORS,
     ERRORS,
+    IMPORT_BODY,
+    IMPORT_ERRORS,
     VIEW,
     ContractPageView,
+    ImportView,
     Problem,
     add_error_handlers,
     caller,
@@ -140,6 +145,30 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
         snapshot, created = registry.complete_obligation(caller(principal, request), contract_id, obligation_id,
                                                          body or MilestoneCompletion())
         return respond(snapshot, 202 if created else 200)
+
+    @app.post("/v1/contracts:import", status_code=202, tags=["imports"], openapi_extra=IMPORT_BODY,
+              responses={202: {"model": ImportView, "description": "accepted; Location = the import"},
+                         **IMPORT_ERRORS})
+    async def import_contracts(request: Request, principal: Annotated[Principal, Depends(WRITE)],
+                               import_id: Annotated[str | None, Query(max_length=64)] = None,
+                               first_line: Annotated[int, Query(ge=1, le=1_000_000_000)] = 1) -> JSONResponse:
+        """NDJSON or CSV, one contract per record; a further part of an import with `import_id`."""
+        kind = importing.media_type(request.headers.get("content-type"))
+        if kind is None:
+            return problem(415, [{"loc": ["header", "Content-Type"], "field": "Content-Type", "type": "media_type",
+                                  "msg": f"send one of {', '.join(importing.MEDIA_TYPES)}"}])
+        records = await asyncio.to_thread(importing.read, await request.body(), kind, first_line)
+        if not records:
+            return problem(422, [{"loc": ["body"], "field": "body", "msg": "no records", "type": "missing"}])
+        who = caller(principal, request)
+        state = await asyncio.to_thread(wiring.importer.begin, who, len(records), import_id)
+        wiring.background(wiring.importer.run, who, state.id, records, current_traceparent())
+        return JSONResponse(importer.view(state), status_code=202, headers={"Location": f"/v1/imports/{state.id}"})
+
+    @app.get("/v1/imports/{import_id}", tags=["imports"], responses={200: {"model": ImportView}, **ERRORS})
+    def get_import(import_id: Annotated[str, Path(max_length=64)],
+                   principal: Annotated[Principal, Depends(READ)]) -> JSONResponse:
+        return JSONResponse(importer.view(wiring.importer.status(principal.tenant, import_id)))
 
     @app.get("/v1/contracts/{contract_id}/audit", tags=["contracts"])
     def audit_log(contract_id: str, principal: Annotated[Principal, Depends(READ)]) -> dict[str, Any]:

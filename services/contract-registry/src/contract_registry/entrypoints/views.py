@@ -3,6 +3,7 @@ mapping of the service's errors to status codes (422 naming the field, 404, 409,
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 from typing import Any
@@ -16,14 +17,15 @@ from mesh_common.auth import Principal
 from mesh_common.http_guard import bad_text, truncate
 
 from ..domain.contracts import InvalidTransition, UnknownObligation
+from ..domain.importing import CSV, NDJSON
 from ..domain.validation import BusinessRuleError, Violation
+from ..importer import ImportNotFound
 from ..service import (
     Caller,
     IdempotencyKeyReused,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
-    snapshot_json,
 )
 
 
@@ -58,6 +60,26 @@ class Problem(BaseModel):
     detail: Any
 
 
+class ImportRejection(BaseModel):
+    line: int
+    detail: list[dict[str, Any]]
+
+
+class ImportView(BaseModel):
+    import_id: str
+    status: str  # running | done
+    received: int
+    accepted: int  # created + existing
+    created: int
+    existing: int  # imported before: no new contract
+    rejected: int
+    pending: int
+    rejections: list[ImportRejection]
+    rejections_kept: int
+    created_at: str
+    updated_at: str
+
+
 VIEW = {"model": ContractView, "description": "the contract; ETag header = its version"}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "body is not parseable JSON (or nested too deeply)"},
@@ -67,6 +89,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem, "description": "body over REGISTRY_MAX_BODY_BYTES"},
     422: {"model": Problem, "description": "invalid input; detail[].field names the field"},
 }
+IMPORT_ERRORS: dict[int | str, dict[str, Any]] = ERRORS | {
+    404: {"model": Problem, "description": "no such import (import_id) for this tenant"},
+    415: {"model": Problem, "description": "Content-Type is neither NDJSON nor CSV"},
+    422: {"model": Problem, "description": "no records, or a bad query parameter; bad records are rejections"},
+}
+_LINES = {"type": "string", "description": "one record per line"}
+IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    NDJSON: {"schema": _LINES | {"description": "one ContractDraft (JSON, optionally `external_id`) per line"}},
+    CSV: {"schema": _LINES | {"description": "a header row (columns: see the README), then one contract per row"}},
+    # The ContractDraft component is in the document through POST /v1/contracts.
+    "application/json": {"schema": {"$ref": "#/components/schemas/ContractDraft"},
+                         "description": "one record, read as a one-line NDJSON body"},
+}}}
 CHANGE_ERRORS: dict[int | str, dict[str, Any]] = ERRORS | {
     409: {"model": Problem, "description": "not allowed in the contract's status"},
     412: {"model": Problem, "description": "If-Match does not match the current version"},
@@ -76,6 +111,11 @@ CHANGE_ERRORS: dict[int | str, dict[str, Any]] = ERRORS | {
 def caller(principal: Principal, request: Request) -> Caller:
     return Caller(subject=principal.subject, tenant=principal.tenant,
                   request_id=(request.headers.get("x-request-id") or str(uuid.uuid4()))[:200])  # column width
+
+
+def snapshot_json(snapshot: ContractSnapshot) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(snapshot.model_dump_json())
+    return body
 
 
 def view(snapshot: ContractSnapshot, decision: dict[str, Any] | None = None,
@@ -115,6 +155,10 @@ def add_error_handlers(app: FastAPI) -> None:
     async def _rules(_: Request, exc: BusinessRuleError) -> JSONResponse:
         return problem(422, [{"loc": ["body", *v.field.split(".")], "field": v.field, "msg": v.message,
                               "type": "business_rule"} for v in exc.violations])
+
+    @app.exception_handler(ImportNotFound)
+    async def _no_import(_: Request, exc: ImportNotFound) -> JSONResponse:
+        return problem(404, f"import {truncate(str(exc))} not found")
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

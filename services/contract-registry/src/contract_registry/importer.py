@@ -1,0 +1,149 @@
+"""Bulk import, the service layer: an import resource, and its records written in batches.
+
+One transaction per batch holds, for every new contract, exactly what a single create writes (the
+contract and version rows, the audit entry, the idempotency key and the outbox record) plus the
+import's counters, so the counters never disagree with what was committed and the outbox guarantee
+is the single create's. Keys are claimed first (`INSERT ... ON CONFLICT DO NOTHING`): a record
+whose key another import holds is not created twice, even when both run at once."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from .adapters.ports import AuditEntry, ImportState, KeyClaim
+from .domain import importing
+from .domain.importing import Candidate, RawRecord, Rejection
+from .service import Caller, NotFound, Registry
+
+log = logging.getLogger(__name__)
+
+MAX_REJECTIONS_KEPT = 1000  # the counters stay exact; the list of reasons is cut here
+
+
+class ImportNotFound(NotFound):
+    pass
+
+
+class Importer:
+    def __init__(self, registry: Registry, batch_size: int = 500) -> None:
+        self.registry = registry
+        self.uow = registry.uow
+        self.clock = registry.clock
+        self.batch_size = batch_size
+
+    def begin(self, caller: Caller, received: int, import_id: str | None = None) -> ImportState:
+        """A new import of `received` records, or a further part of the caller's import `import_id`."""
+        now = self.clock.now()
+        with self.uow() as uow:
+            if import_id is None:
+                state = ImportState(uuid.uuid4().hex, caller.tenant, caller.subject, now, now, received)
+                uow.contracts.add_import(state)
+            else:
+                found = uow.contracts.get_import(caller.tenant, import_id, for_update=True)
+                if found is None:
+                    raise ImportNotFound(import_id)
+                state = found
+                state.received += received
+                state.updated_at = now
+                uow.contracts.save_import(state)
+            uow.commit()
+        return state
+
+    def status(self, tenant: str, import_id: str) -> ImportState:
+        with self.uow() as uow:
+            state = uow.contracts.get_import(tenant, import_id)
+        if state is None:
+            raise ImportNotFound(import_id)
+        return state
+
+    def run(self, caller: Caller, import_id: str, records: list[RawRecord], traceparent: str | None = None) -> None:
+        """Write the records of one part, batch by batch (what the background worker runs)."""
+        for start in range(0, len(records), self.batch_size):
+            self.write_batch(caller, import_id, records[start:start + self.batch_size], traceparent)
+
+    def write_batch(self, caller: Caller, import_id: str, records: list[RawRecord],
+                    traceparent: str | None = None) -> None:
+        now = self.clock.now()
+        checked = [importing.check(r, tenant_id=caller.tenant, contract_id=str(uuid.uuid4()), now=now)
+                   for r in records]
+        try:
+            self._commit(caller, import_id, checked, now, traceparent)
+        except NotFound:
+            raise
+        except Exception:
+            if len(checked) == 1:
+                self._reject_alone(caller, import_id, checked[0], now)
+                return
+            # A record the rules let through but the database refused: find it, keep the others.
+            log.warning("import %s: a batch of %d failed; writing its records one by one", import_id, len(checked),
+                        exc_info=True)
+            for one in checked:
+                try:
+                    self._commit(caller, import_id, [one], now, traceparent)
+                except NotFound:
+                    raise
+                except Exception:
+                    self._reject_alone(caller, import_id, one, now)
+
+    def _reject_alone(self, caller: Caller, import_id: str, one: Candidate | Rejection, now: datetime) -> None:
+        log.exception("import %s: line %d could not be stored", import_id, one.line)
+        self._commit(caller, import_id, [Rejection(one.line, [importing.problem(
+            "body", "could not be stored (see the registry's log)", "storage")])], now, None)
+
+    def _commit(self, caller: Caller, import_id: str, checked: list[Candidate | Rejection], now: datetime,
+                traceparent: str | None) -> None:
+        rejections = [c for c in checked if isinstance(c, Rejection)]
+        first: dict[str, Candidate] = {}
+        repeats: list[Candidate] = []
+        for c in checked:
+            if isinstance(c, Candidate) and c.key in first:
+                repeats.append(c)  # the same record twice in one batch: the first one counts
+            elif isinstance(c, Candidate):
+                first[c.key] = c
+        with self.uow() as uow:
+            repo = uow.contracts
+            claimed = repo.claim_keys(caller.tenant, [KeyClaim(c.key, c.request_hash, c.change.snapshot.contract_id)
+                                                      for c in first.values()], now)
+            new = [c for c in first.values() if c.key in claimed]
+            others = [c for c in first.values() if c.key not in claimed] + repeats
+            known = repo.idempotency_keys(caller.tenant, sorted({c.key for c in others}))
+            existing = 0
+            for c in others:
+                if known[c.key][0] == c.request_hash:
+                    existing += 1
+                else:
+                    rejections.append(Rejection(c.line, [importing.problem(
+                        "external_id", f"{c.key.removeprefix('import:')!r} was imported before with other "
+                        f"content (contract {known[c.key][1]})", "idempotency_key_reused")]))
+            repo.add_many([c.change.snapshot for c in new], now=now, actor=caller.subject)
+            repo.audit_many([_audit(caller, c, import_id, now) for c in new])
+            repo.enqueue_many([r for c in new for r in self.registry.outbox_records(c.change, now, traceparent)])
+            state = repo.get_import(caller.tenant, import_id, for_update=True)
+            if state is None:
+                raise ImportNotFound(import_id)
+            state.created += len(new)
+            state.existing += existing
+            state.rejected += len(rejections)
+            room = max(0, MAX_REJECTIONS_KEPT - len(state.rejections))
+            state.rejections.extend(r.as_json() for r in sorted(rejections, key=lambda r: r.line)[:room])
+            state.updated_at = now
+            repo.save_import(state)
+            uow.commit()
+
+
+def _audit(caller: Caller, c: Candidate, import_id: str, now: datetime) -> AuditEntry:
+    snap = c.change.snapshot
+    return AuditEntry(snap.tenant_id, snap.contract_id, c.change.action, caller.subject, caller.request_id,
+                      snap.current.version, now, {**c.change.details, "import_id": import_id, "line": c.line,
+                                                  "key": c.key})
+
+
+def view(state: ImportState) -> dict[str, object]:
+    """GET /v1/imports/{id}: accepted = created + already imported; pending = received, not yet written."""
+    return {"import_id": state.id, "status": "done" if state.pending == 0 else "running",
+            "received": state.received, "accepted": state.created + state.existing, "created": state.created,
+            "existing": state.existing, "rejected": state.rejected, "pending": state.pending,
+            "rejections": state.rejections, "rejections_kept": MAX_REJECTIONS_KEPT,
+            "created_at": state.created_at.isoformat(), "updated_at": state.updated_at.isoformat()}
