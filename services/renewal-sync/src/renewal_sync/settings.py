@@ -34,6 +34,7 @@ class RenewalSettings(BaseSettings):
     salesforce_client_secret: str = ""
     salesforce_api_version: str = "v60.0"
     salesforce_external_id_field: str = "Contract_Id__c"
+    salesforce_batch_size: int = 200  # records per sObject Collections upsert call (API maximum 200)
     hubspot_token: str = ""
     hubspot_id_property: str = "contract_id"
     hubspot_pipeline: str = "default"

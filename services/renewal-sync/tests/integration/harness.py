@@ -67,6 +67,9 @@ class FakeCrm:
     requests: int = 0
     rate_limited: int = 0  # answer this many upsert calls 429 with Retry-After: `retry_after`
     retry_after: str = "2"
+    # contract id -> per-record error codes to answer, one per call, inside an otherwise successful collection call
+    record_errors: dict[str, list[str]] = field(default_factory=dict)
+    batches: list[int] = field(default_factory=list)  # records per upsert call answered 2xx
     answers: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, status) of each upsert call
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -118,13 +121,13 @@ class FakeCrm:
 
             def do_PATCH(self) -> None:  # noqa: N802
                 body = self._body()
-                prefix = "/services/data/v60.0/sobjects/Opportunity/Contract_Id__c/"
-                if crm.kind == "salesforce" and self.path.startswith(prefix):
-                    return self._upsert(body, self.path[len(prefix):])
+                if crm.kind == "salesforce" and self.path == "/services/data/v60.0/composite/sobjects/Opportunity/" \
+                        "Contract_Id__c":
+                    return self._upsert(body)
                 crm.rejected.append(f"PATCH {self.path}")
                 self._reply(404, [{"errorCode": "NOT_FOUND"}])
 
-            def _upsert(self, raw: bytes, path_id: str | None = None) -> None:
+            def _upsert(self, raw: bytes) -> None:
                 with crm.lock:
                     crm.requests += 1
                     n = crm.requests
@@ -146,16 +149,24 @@ class FakeCrm:
                         crm.rejected.append(f"auth header {self.headers.get('Authorization')!r}")
                         return self._reply(401, {"message": "unauthorized"})
                     body = json.loads(raw)
-                    problem = crm._check_shape(body, path_id)
+                    problem = crm._check_shape(body)
                     if problem:
                         crm.rejected.append(problem)
                         return self._reply(400, {"message": problem})
-                    if crm.kind == "salesforce":
-                        assert path_id is not None
-                        crm.upserts.append(Upsert(path_id, body["Renewal_Stage__c"], body["StageName"],
-                                                  body["CloseDate"], body))
-                        return self._reply(201, {"id": f"006{path_id}", "success": True, "errors": [],
-                                                 "created": True})
+                    crm.batches.append(len(body["records"] if crm.kind == "salesforce" else body["inputs"]))
+                    if crm.kind == "salesforce":  # one UpsertResult per record, in order; a refused one alone
+                        answers: list[dict[str, Any]] = []
+                        for record in body["records"]:
+                            cid = record["Contract_Id__c"]
+                            if crm.record_errors.get(cid):
+                                code = crm.record_errors[cid].pop(0)
+                                answers.append({"id": None, "success": False, "errors": [
+                                    {"statusCode": code, "message": f"{code} (test)", "fields": []}]})
+                                continue
+                            crm.upserts.append(Upsert(cid, record["Renewal_Stage__c"], record["StageName"],
+                                                      record["CloseDate"], record))
+                            answers.append({"id": f"006{cid}", "success": True, "errors": [], "created": True})
+                        return self._reply(200, answers)
                     results = []
                     for item in body["inputs"]:
                         props = item["properties"]
@@ -168,14 +179,20 @@ class FakeCrm:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
-    def _check_shape(self, body: Any, path_id: str | None) -> str | None:
+    def _check_shape(self, body: Any) -> str | None:
         if self.kind == "salesforce":
-            missing = [f for f in ("Name", "StageName", "CloseDate", "Amount", "Renewal_Stage__c") if f not in body]
-            if missing:
-                return f"salesforce payload misses {missing}"
-            if "Contract_Id__c" in body:
-                return "the external id belongs in the URL, not the body"
-            date.fromisoformat(body["CloseDate"])
+            records = body.get("records")
+            if body.get("allOrNone") is not False or not isinstance(records, list) or not 1 <= len(records) <= 200:
+                return "salesforce collection upsert takes allOrNone false and 1..200 records"
+            ids = [r.get("Contract_Id__c") for r in records]
+            if len(set(ids)) != len(ids) or not all(ids):
+                return "every record carries its own external id, once"
+            for record in records:
+                missing = [f for f in ("Name", "StageName", "CloseDate", "Amount", "Renewal_Stage__c")
+                           if f not in record]
+                if missing or record.get("attributes") != {"type": "Opportunity"}:
+                    return f"salesforce record misses {missing} or attributes.type"
+                date.fromisoformat(record["CloseDate"])
             return None
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or not 1 <= len(inputs) <= 100:

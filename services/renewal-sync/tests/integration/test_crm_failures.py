@@ -105,7 +105,7 @@ def test_a_429_retry_after_is_honoured_and_a_later_stage_is_never_overwritten_by
     bus.tick(day(2026, 9, 2))  # 90d queued behind the rate-limited 120d
     wait_for(lambda: crm.stages(cid), timeout=30, message="the upsert after the rate limit")
     answers = list(crm.answers)
-    assert [status for _, status in answers] == [429, 429, 429, 201]
+    assert [status for _, status in answers] == [429, 429, 429, 200]
     gaps = [later - earlier for (earlier, _), (later, _) in zip(answers, answers[1:], strict=False)]
     assert min(gaps) >= 1.95, f"a call came before Retry-After (2 s) ran out: gaps {gaps}"
     assert crm.stages(cid) == ["90d"]  # only the latest state, once
@@ -113,3 +113,37 @@ def test_a_429_retry_after_is_honoured_and_a_later_stage_is_never_overwritten_by
         rows = db.execute(f"SELECT status FROM {service.env['RENEWAL_DB_SCHEMA']}.outbox "
                           "WHERE target = 'crm' AND contract_id = %s ORDER BY id", (cid,)).fetchall()
     assert [r[0] for r in rows] == ["superseded", "sent"]
+
+
+def test_a_record_refused_inside_a_batch_is_retried_or_dead_lettered_alone(launch: Launch, kafka_bootstrap: str,
+                                                                         postgres_url: str) -> None:
+    service, bus, crm = launch("salesforce", flaky=False)
+    assert crm is not None
+    ok, locked, invalid = (unique_name(f"C-rec-{kind}") for kind in ("ok", "locked", "invalid"))
+    crm.record_errors = {locked: ["UNABLE_TO_LOCK_ROW", "UNABLE_TO_LOCK_ROW"],  # transient: retried durably
+                         invalid: ["FIELD_CUSTOM_VALIDATION_EXCEPTION"]}  # permanent: the DLQ at once
+    bus.tick(day(2026, 1, 1))
+    for cid in (ok, locked, invalid):
+        bus.contract(snapshot(cid))
+
+    def held() -> int:
+        with psycopg.connect(postgres_url) as db:
+            row = db.execute(f"SELECT count(*) FROM {service.env['RENEWAL_DB_SCHEMA']}.contract_state "
+                             "WHERE contract_id = ANY(%s)", ([ok, locked, invalid],)).fetchone()
+        return int(row[0]) if row else 0
+
+    wait_for(lambda: held() == 3, timeout=30, message="the three contracts held")
+    bus.tick(day(2026, 8, 3))  # 120d of all three in one tick: one collection call
+    wait_for(lambda: crm.stages(locked) == ["120d"], timeout=30, message="the locked record after its retries")
+    dead = consume_all(kafka_bootstrap, bus.prefix + RENEWAL_OPPORTUNITY.name + ".dlq", 1, timeout=20)
+    assert [d.key() for d in dead] == [invalid.encode()]
+    assert b'"stage":"120d"' in dead[0].value()
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in read_dead_letter(dead[0].headers()).reason
+    red = wait_for(lambda: [a for a in bus.alerts(invalid) if a.alert_type == "renewal.crm_sync_failing"],
+                   timeout=20, message="red alert for the refused record")
+    assert f"renewal-sync redrive --contract {invalid}" in red[0].required_action
+    assert crm.batches == [3, 1, 1]  # the first call carried all three; only the locked record went again
+    assert crm.per_stage(ok) == Counter({"120d": 1}) and crm.per_stage(locked) == Counter({"120d": 1})
+    assert crm.stages(invalid) == []
+    assert not [a for cid in (ok, locked) for a in bus.alerts(cid) if a.alert_type.startswith("renewal.crm")]
+    assert crm.rejected == []

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CRM_UPSERTS = Counter("renewal_crm_upserts_total", "CRM upsert outcomes", ["crm", "result"])
 CRM_SECONDS = Histogram("renewal_crm_upsert_seconds", "CRM upsert time incl. retries", ["crm"])
+CRM_CALLS = Counter("renewal_crm_calls_total", "CRM upsert calls (batches; in-call retries not counted)", ["crm"])
 RELAYED = Counter("renewal_outbox_relayed_total", "Outbox records published to Kafka", ["topic"])
 CRM_FAILING = Gauge("renewal_crm_failing_contracts", "Contracts whose CRM update is waiting after a failure")
 
@@ -138,11 +139,13 @@ class OutboxRelay:
             return bool(rows)
         if time.monotonic() < self._not_before:  # the CRM said when to come back (429 Retry-After)
             return False
-        rows = self.store.pending(CRM, 500)
+        size = max(1, self.crm.max_batch)
+        # A round takes what every concurrent call can carry (16 x 200 with Salesforce): a burst of due
+        # stages goes out in one round instead of queueing behind the Kafka relay between rounds.
+        rows = self.store.pending(CRM, max(500, size * self.cfg.crm_concurrency))
         if not rows:
             return False
         self._sent = []
-        size = max(1, self.crm.max_batch)
         await asyncio.gather(*(self._deliver(rows[i:i + size]) for i in range(0, len(rows), size)))
         self.store.mark_done(self._sent)  # one transaction for the round, not one per call
         if self._sent and self._degraded:
@@ -156,7 +159,8 @@ class OutboxRelay:
         return True
 
     async def _deliver(self, rows: list[PendingRow]) -> None:
-        """One CRM call for `rows` (one row per contract: HubSpot takes up to 100 in a batch upsert)."""
+        """One CRM call for `rows` (one row per contract; Salesforce takes up to 200 in a collection upsert,
+        HubSpot 100 in a batch upsert). A record the CRM refused inside a successful call fails alone."""
         assert self.crm is not None and self._sem is not None
         opps = [RenewalOpportunity.model_validate_json(row.value) for row in rows]
         async with self._sem:
@@ -165,7 +169,7 @@ class OutboxRelay:
                 if self.on_crm_call is not None:
                     for row, opp in zip(rows, opps, strict=True):
                         self.on_crm_call(row, opp)
-                await self.crm.upsert_batch(opps)
+                outcomes = await self.crm.upsert_batch(opps)
             except CircuitOpen as exc:  # the breaker protects a CRM that is down: wait for its trial call
                 for row, opp in zip(rows, opps, strict=True):
                     self._failed(row, opp, exc, permanent=False, circuit_open=True)
@@ -183,13 +187,20 @@ class OutboxRelay:
                 return
             finally:
                 CRM_SECONDS.labels(self.crm.name).observe(time.perf_counter() - started)
-        CRM_UPSERTS.labels(self.crm.name, "ok").inc(len(rows))
-        self._sent.extend(row.id for row in rows)
+                CRM_CALLS.labels(self.crm.name).inc()
+        for row, opp, outcome in zip(rows, opps, outcomes, strict=True):
+            if outcome is None:
+                CRM_UPSERTS.labels(self.crm.name, "ok").inc()
+                self._sent.append(row.id)
+            else:  # the CRM answers; this record was refused: its own retry or DLQ, the same rules
+                log.warning("CRM refused %s inside a batch: %s", row.event_id, outcome)
+                self._failed(row, opp, outcome, permanent=outcome.permanent, crm_down=False)
 
     def _failed(self, row: PendingRow, opp: RenewalOpportunity, exc: BaseException, *, permanent: bool,
-                circuit_open: bool = False) -> None:
+                circuit_open: bool = False, crm_down: bool = True) -> None:
         assert self.crm is not None
-        self._degraded = True
+        # A record refused by a CRM that answers is not an outage: the next success must not resume it early.
+        self._degraded = self._degraded or crm_down
         failing_for = row.failing_for or 0.0
         error = f"{type(exc).__name__}: {exc}"
         if not permanent and failing_for < self.cfg.crm_give_up_after_hours * 3600:
