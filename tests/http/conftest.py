@@ -85,8 +85,11 @@ def registry(postgres_sqlalchemy_url: str) -> Iterator[Service]:
             assert created.status_code == 201, created.text
             body = created.json()
             obligation = (body["in_force"].get("obligations") or [{}])[0].get("obligation_id", "OB-1")
+            imported = httpx.post(url + "/v1/contracts:import", json=draft(), headers=bearer("t1"), timeout=30)
+            assert imported.status_code == 202, imported.text
             yield Service("contract-registry", url, ids={"contract_id": body["contract_id"],
-                                                         "obligation_id": obligation})
+                                                         "obligation_id": obligation,
+                                                         "import_id": imported.json()["import_id"]})
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ SIGNED: dict[str, dict[tuple[str, str], int]] = {
 # A valid request per route, so that another tenant's token gets past validation to the tenant check.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/contracts"): draft(),
+    ("POST", "/v1/contracts:import"): draft(),  # one record (a one-line NDJSON body)
     ("POST", "/v1/contracts/{contract_id}/amendments"): {"effective_from": "2026-05-01", "reason": "uplift",
                                                          "terms": terms()},
     ("POST", "/v1/contracts/{contract_id}/terminate"): {"reason": "test"},
@@ -40,6 +41,7 @@ HEADERS: dict[tuple[str, str], dict[str, str]] = {
 # Routes without a resource id: another tenant acts in its own tenant; what it must not see or do.
 COLLECTIONS: dict[tuple[str, str], int] = {
     ("POST", "/v1/contracts"): 201,  # creates its own contract
+    ("POST", "/v1/contracts:import"): 202,  # starts its own import
     ("GET", "/v1/contracts"): 200,  # lists its own contracts (checked: not t1's)
     ("POST", "/v1/invoices"): 422,  # an invoice naming tenant t1 with t2's token: tenant_id refused
 }
