@@ -24,6 +24,7 @@ from .adapters.db import make_engine, migrate
 from .adapters.kafka import ProjectingConsumer
 from .adapters.ports import ReadModelReader, ReadModelWriter
 from .adapters.store import SqlReader, SqlWriter
+from .domain.risk import load_rules
 from .service import PortfolioService
 from .settings import PortfolioSettings
 
@@ -86,10 +87,11 @@ def bootstrap(config: AppConfig | None = None, *, writer: Callable[[], ReadModel
     if clock is None:
         clock, follower = make_clock(cfg.service, cfg.kafka, group_id=f"{cfg.portfolio.consumer_group}-clock",
                                      topic=cfg.portfolio.topic(CLOCK.name))
+    rules = load_rules(cfg.portfolio.risk_rules)
     if writer is not None and reader is not None:  # the service layer alone, on fakes
-        return Wiring(cfg, PortfolioService(writer, reader, clock), follower=follower)
+        return Wiring(cfg, PortfolioService(writer, reader, clock, rules), follower=follower)
     engine = make_engine(cfg.database_url, cfg.portfolio.db_schema)
-    service = PortfolioService(lambda: SqlWriter(engine), SqlReader(engine), clock)
+    service = PortfolioService(lambda: SqlWriter(engine), SqlReader(engine), clock, rules)
     return Wiring(cfg, service, engine, follower)
 
 

@@ -21,6 +21,7 @@ from contract_schema import (
     Envelope,
     InvoiceValidated,
     NotificationRecorded,
+    Scorecard,
 )
 from contract_schema.obligation import (
     ObligationCancelled,
@@ -37,7 +38,7 @@ from contract_schema.renewal import RenewalDecision, RenewalOpportunity
 from mesh_common.clock import Clock
 
 from .adapters.ports import ReadModelReader, ReadModelWriter
-from .domain import invoices_alerts, panels
+from .domain import invoices_alerts, panels, scorecards
 from .domain.projections import (
     Projection,
     merge,
@@ -47,11 +48,22 @@ from .domain.projections import (
     project_notification,
     project_obligation,
     project_opportunity,
+    project_scorecard,
     project_snapshot,
     project_verdict,
     row_key,
 )
-from .domain.views import AlertView, CompletionView, Filters, InvoiceView, PipelineView, SummaryView, TimelineView
+from .domain.risk import RiskRule
+from .domain.views import (
+    AlertView,
+    CompletionView,
+    Filters,
+    InvoiceView,
+    PipelineView,
+    ScorecardView,
+    SummaryView,
+    TimelineView,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +73,9 @@ class NotFound(LookupError):
 
 
 class PortfolioService:
-    def __init__(self, writer: Callable[[], ReadModelWriter], reader: ReadModelReader, clock: Clock) -> None:
-        self.writer, self.reader, self.clock = writer, reader, clock
+    def __init__(self, writer: Callable[[], ReadModelWriter], reader: ReadModelReader, clock: Clock,
+                 rules: list[RiskRule]) -> None:
+        self.writer, self.reader, self.clock, self.rules = writer, reader, clock, rules
 
     # ---- the write side -----------------------------------------------------------------------------
 
@@ -117,10 +130,17 @@ class PortfolioService:
         return invoices_alerts.alert_board(r.contracts(tenant), r.alerts(tenant), r.deliveries(tenant),
                                            now or self.clock.now(), filters)
 
+    def vendors(self, tenant: str, filters: Filters, now: datetime | None = None) -> ScorecardView:
+        r = self.reader
+        return scorecards.vendor_scorecards(r.contracts(tenant), r.scorecards(tenant), r.obligations(tenant),
+                                            r.invoices(tenant), r.alerts(tenant), r.deliveries(tenant), self.rules,
+                                            now or self.clock.now(), filters)
+
     def summary(self, tenant: str, filters: Filters, now: datetime | None = None) -> SummaryView:
         at = now or self.clock.now()
         return invoices_alerts.summary(self.pipeline(tenant, filters, at.date()), self.completion(tenant, filters, at),
-                                       self.invoices(tenant, filters, at), self.alerts(tenant, filters, at), at)
+                                       self.invoices(tenant, filters, at), self.alerts(tenant, filters, at),
+                                       self.vendors(tenant, filters, at), at)
 
     def timeline(self, tenant: str, contract_id: str) -> TimelineView:
         contract = self.reader.contract(tenant, contract_id)
@@ -155,4 +175,5 @@ HANDLERS: Mapping[type, Projector] = {
     InvoiceValidated: project_verdict,  # verdict, billed vs expected, overpayment prevented
     Alert: project_alert,
     NotificationRecorded: project_notification,  # deliveries, acknowledgements, escalations of an alert
+    Scorecard: project_scorecard,  # a contract's SLA record and credits
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
@@ -10,13 +11,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contract_schema import topics
 from contract_schema.sources import source_of
 
+from .domain.risk import DEFAULT_RULES
+
 SERVICE = "portfolio"
 SOURCE = source_of(SERVICE)  # the portfolio publishes nothing; named for logs and the DLQ headers
 
 # The public topics the read model is built from (catalog topics only; never another service's API or DB).
 INPUTS: tuple[topics.TopicSpec, ...] = (
     topics.CONTRACT_STATE, topics.CONTRACT_EVENTS, topics.OBLIGATION_EVENTS, topics.RENEWAL_OPPORTUNITY,
-    topics.RENEWAL_DECISION, topics.INVOICE_VALIDATED, topics.ALERTS, topics.NOTIFICATIONS,
+    topics.RENEWAL_DECISION, topics.INVOICE_VALIDATED, topics.ALERTS, topics.NOTIFICATIONS, topics.SCORECARD,
 )
 
 
@@ -34,6 +37,7 @@ class PortfolioSettings(BaseSettings):
     dev_login: bool = False  # /login/dev issues a token for the demo stack; never in production
     dev_tenant: str = "tenant-demo"
     token_cookie: str = "portfolio_token"
+    risk_rules: Path = DEFAULT_RULES  # the vendor risk rules (TOML; see risk_rules.toml)
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name

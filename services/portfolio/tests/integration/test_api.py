@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 from portfolio import samples as s
 
 from contract_schema import NotificationKind, Tier, VerdictStatus
+from contract_schema.obligation import Scorecard, ScorecardScope
 from contract_schema.renewal import RenewalDecisionKind
 from mesh_common.dlq import read_dead_letter
 from mesh_testing import consume_all, wait_for
@@ -160,3 +162,22 @@ def test_invoice_alert_and_summary_panels_from_published_events(portfolio: Portf
     assert {r["key"] for r in rows} == {"month:2027-01", "vendor:V-1"}
     open_alerts = list(csv.DictReader(io.StringIO(portfolio.get("/v1/portfolio/alerts.csv", tenant).text)))
     assert [(a["alert_id"], a["escalations"]) for a in open_alerts] == [("A-1", "1")]
+
+
+def test_the_vendor_scorecard_panel_from_published_scorecards(portfolio: Portfolio, tenant: str) -> None:
+    cid = f"C-{tenant}"  # scorecards carry no tenant: they are found through a contract id (a UUID in the mesh)
+    card = Scorecard(scorecard_id=f"acme/{cid}", scope=ScorecardScope.CONTRACT, counterparty_id="acme",
+                     contract_id=cid, window_start=s.TODAY - timedelta(days=365), window_end=s.TODAY,
+                     sla_measurements=10, sla_met=8, credits_earned=Decimal("120"), currency="EUR", updated_at=s.T0)
+    portfolio.publish(s.snapshot(cid, tenant=tenant), card, s.alert("A-1", tenant=tenant, contract_id=cid))
+    view = portfolio.until("/v1/portfolio/vendors", tenant, lambda j: j["counterparties"]
+                           and j["counterparties"][0]["sla_measurements"] == 10
+                           and j["counterparties"][0]["open_red_alerts"] == 1)
+    acme = view["counterparties"][0]
+    assert (acme["sla_attainment"], acme["credits_earned"], acme["level"]) == (
+        "0.8000", [{"currency": "EUR", "amount": "120.00"}], "high")
+    assert acme["reasons"] == ["SLAs met in under 90 % of windows", "a red alert is open",
+                               "SLAs met in under 98 % of windows"]
+    rows = list(csv.DictReader(io.StringIO(portfolio.get("/v1/portfolio/vendors.csv", tenant).text)))
+    assert [(r["counterparty_id"], r["level"]) for r in rows] == [("acme", "high")]
+    assert portfolio.json("/v1/portfolio/vendors", tenant + "-x")["counterparties"] == []

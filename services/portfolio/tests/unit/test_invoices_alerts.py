@@ -10,7 +10,9 @@ from portfolio import samples as s
 from portfolio.domain.invoices_alerts import alert_board, invoice_compliance, summary
 from portfolio.domain.panels import obligation_completion, renewal_pipeline
 from portfolio.domain.projections import merge, project_alert, project_notification, project_verdict
+from portfolio.domain.risk import load_rules
 from portfolio.domain.rows import AlertRow, DeliveryRow, InvoiceRow
+from portfolio.domain.scorecards import vendor_scorecards
 from portfolio.domain.views import Filters
 
 from contract_schema import NotificationKind, Tier, VerdictStatus
@@ -110,8 +112,11 @@ def test_the_summary_names_each_figures_panel_and_keeps_currencies_apart() -> No
     bills = invoice_compliance(contracts, [invoice(s.verdict(status=VerdictStatus.REJECTED, prevented="7"))], s.T0,
                                Filters())
     board = alert_board(contracts, [alert(s.alert())], [], s.T0, Filters())
-    figures = {f.name: (f.value, f.detail) for f in summary(pipe, done, bills, board, s.T0).figures}
+    vendors = vendor_scorecards(contracts, [], [], [], [alert(s.alert()), alert(s.alert("A-2"))], [], load_rules(),
+                                s.T0, Filters())
+    figures = {f.name: (f.value, f.detail) for f in summary(pipe, done, bills, board, vendors, s.T0).figures}
     assert figures["renewal value at risk (EUR)"] == ("100.00", "/v1/portfolio/pipeline")
     assert figures["renewal value at risk (USD)"] == ("50.00", "/v1/portfolio/pipeline")
     assert figures["overpayment prevented this month (EUR)"] == ("7.00", "/v1/portfolio/invoices")
     assert figures["open red alerts"] == ("1", "/v1/portfolio/alerts")
+    assert figures["counterparties at high risk"] == ("1", "/v1/portfolio/vendors")

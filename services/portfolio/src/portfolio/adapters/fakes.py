@@ -16,6 +16,7 @@ from ..domain.rows import (
     InvoiceRow,
     ObligationRow,
     RenewalRow,
+    ScorecardRow,
 )
 from .ports import ReadModelReader, ReadModelWriter
 
@@ -96,6 +97,10 @@ class FakeReader:
     def deliveries(self, tenant: str) -> list[DeliveryRow]:
         mine = {a.alert_id for a in self.alerts(tenant)}
         return [r for r in self._of("deliveries", NO_TENANT) if isinstance(r, DeliveryRow) and r.alert_id in mine]
+
+    def scorecards(self, tenant: str) -> list[ScorecardRow]:
+        mine = {c.contract_id for c in self.contracts(tenant)}
+        return [r for r in self._of("scorecards", NO_TENANT) if isinstance(r, ScorecardRow) and r.contract_id in mine]
 
     def contract(self, tenant: str, contract_id: str) -> ContractRow | None:
         row = self.model.rows.get(("contracts", tenant, contract_id))

@@ -16,6 +16,7 @@ from ..domain.rows import (
     InvoiceRow,
     ObligationRow,
     RenewalRow,
+    ScorecardRow,
 )
 
 
@@ -57,6 +58,10 @@ class ReadModelReader(Protocol):
 
     def deliveries(self, tenant: str) -> list[DeliveryRow]:
         """The deliveries of the tenant's alerts (notifications carry no tenant)."""
+        ...
+
+    def scorecards(self, tenant: str) -> list[ScorecardRow]:
+        """The scorecards of the tenant's contracts (scorecards carry no tenant)."""
         ...
 
     def contract(self, tenant: str, contract_id: str) -> ContractRow | None: ...

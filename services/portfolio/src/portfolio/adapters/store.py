@@ -18,6 +18,7 @@ from ..domain.rows import (
     InvoiceRow,
     ObligationRow,
     RenewalRow,
+    ScorecardRow,
 )
 from .tables import (
     ROW_TABLES,
@@ -30,11 +31,12 @@ from .tables import (
     model_version,
     obligations,
     renewals,
+    scorecards,
 )
 
 ROW_TYPES: dict[str, type[Row]] = {"contracts": ContractRow, "renewals": RenewalRow, "decisions": DecisionRow,
                                    "obligations": ObligationRow, "invoices": InvoiceRow, "alerts": AlertRow,
-                                   "deliveries": DeliveryRow}
+                                   "deliveries": DeliveryRow, "scorecards": ScorecardRow}
 
 
 class SqlWriter:
@@ -113,6 +115,15 @@ class SqlReader:
             data = conn.execute(select(deliveries.c.data).where(deliveries.c.tenant_id == NO_TENANT,
                                                                 deliveries.c.key.in_(mine))).scalars()
             return [DeliveryRow.model_validate(d) for d in data]
+
+    def scorecards(self, tenant: str) -> list[ScorecardRow]:
+        """The scorecards of the tenant's contracts."""
+        mine = select(contracts.c.key).where(contracts.c.tenant_id == tenant)
+        with self.engine.connect() as conn:
+            data = conn.execute(select(scorecards.c.data).where(scorecards.c.tenant_id == NO_TENANT,
+                                                                scorecards.c.data["contract_id"].astext.in_(mine))
+                                .order_by(scorecards.c.key)).scalars()
+            return [ScorecardRow.model_validate(d) for d in data]
 
     def contract(self, tenant: str, contract_id: str) -> ContractRow | None:
         with self.engine.connect() as conn:

@@ -45,7 +45,9 @@ obligations = _rows("obligations")
 invoices = _rows("invoices")
 alerts = _rows("alerts")
 deliveries = _rows("deliveries")  # tenant "-": notifications carry none; read through the tenant's alerts
-ROW_TABLES = {t.name: t for t in (contracts, renewals, decisions, obligations, invoices, alerts, deliveries)}
+scorecards = _rows("scorecards")  # tenant "-": scorecards carry none; read through the tenant's contracts
+ROW_TABLES = {t.name: t for t in (contracts, renewals, decisions, obligations, invoices, alerts, deliveries,
+                                  scorecards)}
 
 model_version = Table(
     "model_version", metadata,

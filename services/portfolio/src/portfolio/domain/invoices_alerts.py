@@ -23,6 +23,7 @@ from .views import (
     PipelineView,
     ReasonCount,
     ReviewItem,
+    ScorecardView,
     SummaryFigure,
     SummaryView,
     VerdictCounts,
@@ -113,7 +114,7 @@ def alert_board(contracts: Iterable[ContractRow], alerts: Iterable[AlertRow], de
 
 
 def summary(pipeline: PipelineView, completion: CompletionView, invoices: InvoiceView, alerts: AlertView,
-            now: datetime) -> SummaryView:
+            vendors: ScorecardView, now: datetime) -> SummaryView:
     """The executive page: money per currency, never summed across currencies."""
     figures = [SummaryFigure(name=f"renewal value at risk ({m.currency})", value=str(m.at_risk),
                              detail="/v1/portfolio/pipeline") for m in pipeline.totals]
@@ -127,5 +128,8 @@ def summary(pipeline: PipelineView, completion: CompletionView, invoices: Invoic
                               detail="/v1/portfolio/invoices") for m in invoices.prevented_this_month]
     figures += [SummaryFigure(name="invoices waiting for review", value=str(len(invoices.review_queue)),
                               detail="/v1/portfolio/invoices"),
-                SummaryFigure(name="open red alerts", value=str(alerts.red_open), detail="/v1/portfolio/alerts")]
+                SummaryFigure(name="open red alerts", value=str(alerts.red_open), detail="/v1/portfolio/alerts"),
+                SummaryFigure(name="counterparties at high risk",
+                              value=str(sum(v.level == "high" for v in vendors.counterparties)),
+                              detail="/v1/portfolio/vendors")]
     return SummaryView(as_of=now, figures=figures)

@@ -31,14 +31,26 @@ from contract_schema.obligation import (
     ObligationEvent,
     ObligationOverdue,
     ObligationWaived,
+    Scorecard,
+    ScorecardScope,
     SlaBreached,
     SlaMeasured,
 )
 from contract_schema.renewal import RenewalDecision, RenewalOpportunity
 
-from .rows import AlertRow, ContractRow, DecisionRow, DeliveryRow, EventEntry, InvoiceRow, ObligationRow, RenewalRow
+from .rows import (
+    AlertRow,
+    ContractRow,
+    DecisionRow,
+    DeliveryRow,
+    EventEntry,
+    InvoiceRow,
+    ObligationRow,
+    RenewalRow,
+    ScorecardRow,
+)
 
-Row = ContractRow | RenewalRow | DecisionRow | ObligationRow | InvoiceRow | AlertRow | DeliveryRow
+Row = ContractRow | RenewalRow | DecisionRow | ObligationRow | InvoiceRow | AlertRow | DeliveryRow | ScorecardRow
 NO_TENANT = "-"  # the tenant column of rows whose events carry none (deliveries: found through their alert)
 
 
@@ -163,6 +175,20 @@ def project_notification(envelope: Envelope, topic: str) -> Projection:
     return Projection(entry(envelope, topic, n.at, f"alert {n.alert_id} {n.kind.value}{where}"), (row,))
 
 
+def project_scorecard(envelope: Envelope, topic: str) -> Projection:
+    """A contract's scorecard becomes a row; a counterparty's (summed over every tenant's contracts with that
+    counterparty, and without a tenant) is kept for the record only: the panel sums the tenant's own."""
+    c = envelope.event
+    assert isinstance(c, Scorecard)
+    summary = f"scorecard {c.window_start}..{c.window_end}: SLA {c.sla_met}/{c.sla_measurements} met"
+    if c.scope is not ScorecardScope.CONTRACT or c.contract_id is None:
+        return Projection(entry(envelope, topic, c.updated_at, summary))
+    row = ScorecardRow(scorecard_id=c.scorecard_id, counterparty_id=c.counterparty_id, contract_id=c.contract_id,
+                       sla_measurements=c.sla_measurements, sla_met=c.sla_met, credits_earned=c.credits_earned,
+                       currency=c.currency, updated_at=c.updated_at)
+    return Projection(entry(envelope, topic, c.updated_at, summary), (row,))
+
+
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     return min(x for x in (a, b) if x is not None) if (a or b) else None
 
@@ -213,7 +239,7 @@ def merge(current: Row | None, new: Row) -> Row:
         assert isinstance(current, DeliveryRow)
         return merge_delivery(current, new)
     at = {ContractRow: "updated_at", RenewalRow: "updated_at", DecisionRow: "decided_at", InvoiceRow: "validated_at",
-          AlertRow: "raised_at"}[type(new)]
+          AlertRow: "raised_at", ScorecardRow: "updated_at"}[type(new)]
     return _newest(current, new, at)
 
 
@@ -227,5 +253,7 @@ def row_key(row: Row) -> tuple[str, str, str]:
         return "alerts", row.tenant_id, row.alert_id
     if isinstance(row, DeliveryRow):
         return "deliveries", NO_TENANT, row.alert_id
+    if isinstance(row, ScorecardRow):
+        return "scorecards", NO_TENANT, row.scorecard_id
     table = {ContractRow: "contracts", RenewalRow: "renewals", DecisionRow: "decisions"}[type(row)]
     return table, row.tenant_id, row.contract_id

@@ -134,3 +134,17 @@ class DeliveryRow(Model):
     acknowledged_at: datetime | None = None
     escalations: tuple[str, ...] = ()
     last_at: datetime
+
+
+class ScorecardRow(Model):
+    """A contract's rolling 12-month scorecard (clm.scorecard.v1, contract scope), latest by updated_at.
+    Scorecards carry no tenant: the row is found through its contract (the registry's ids are UUIDs)."""
+
+    scorecard_id: str
+    counterparty_id: str
+    contract_id: str
+    sla_measurements: int = 0
+    sla_met: int = 0
+    credits_earned: Decimal = Decimal(0)
+    currency: str | None = None
+    updated_at: datetime

@@ -203,3 +203,33 @@ class SummaryView(BaseModel):
 
     as_of: datetime
     figures: list[SummaryFigure]
+
+
+class VendorRisk(BaseModel):
+    counterparty_id: str
+    name: str
+    sla_measurements: int = 0
+    sla_met: int = 0
+    sla_attainment: Decimal | None = Field(default=None, description="SLA windows met / measured")
+    credits_earned: list[MoneyFigure] = Field(default=[], description="service credits, per currency")
+    on_time_rate: Decimal | None = None
+    overdue: int = 0
+    invoices: int = 0
+    rejected_invoice_rate: Decimal | None = None
+    open_red_alerts: int = 0
+    level: str = Field(description="high, medium, low or stable, from the risk rules")
+    reasons: list[str] = Field(description="every rule that holds, highest level first")
+
+
+class RiskRuleView(BaseModel):
+    level: str
+    rule: str
+    reason: str
+
+
+class ScorecardView(BaseModel):
+    """Panel 3: per counterparty, SLA attainment and credits, on-time rate, rejected invoices, red alerts, risk."""
+
+    as_of: datetime
+    counterparties: list[VendorRisk]
+    rules: list[RiskRuleView] = Field(description="the rules the levels come from, as configured")

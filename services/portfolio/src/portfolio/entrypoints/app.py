@@ -31,10 +31,12 @@ from ..domain.views import (
     OpenAlert,
     PipelineRow,
     PipelineView,
+    ScorecardView,
     SummaryFigure,
     SummaryView,
     TimelineItem,
     TimelineView,
+    VendorRisk,
     VerdictCounts,
 )
 from ..service import NotFound, PortfolioService
@@ -126,6 +128,18 @@ def create_app(config: AppConfig | None = None, wiring: Wiring | None = None) ->
         rows = portfolio.alerts(principal.tenant, f, _aware(as_of, "as_of")).open
         return csv_response(rows, "open-alerts.csv", columns=list(OpenAlert.model_fields))
 
+    @app.get("/v1/portfolio/vendors", response_model=ScorecardView, tags=["panels"])
+    def vendors(principal: Caller, f: Filtered, as_of: datetime | None = None) -> ScorecardView:
+        """Per counterparty: SLA attainment and credits, on-time rate, rejected invoices, open red alerts, and the
+        risk level with the rules that hold as its reasons."""
+        return portfolio.vendors(principal.tenant, f, _aware(as_of, "as_of"))
+
+    @app.get("/v1/portfolio/vendors.csv", tags=["panels"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}}})
+    def vendors_csv(principal: Caller, f: Filtered, as_of: datetime | None = None) -> Response:
+        rows = portfolio.vendors(principal.tenant, f, _aware(as_of, "as_of")).counterparties
+        return csv_response(rows, "vendor-scorecards.csv", columns=list(VendorRisk.model_fields))
+
     @app.get("/v1/portfolio/summary", response_model=SummaryView, tags=["panels"])
     def summary(principal: Caller, f: Filtered, as_of: datetime | None = None) -> SummaryView:
         """The executive summary: the few figures of the other panels, each naming its panel."""
@@ -186,10 +200,11 @@ def create_app(config: AppConfig | None = None, wiring: Wiring | None = None) ->
         done = portfolio.completion(principal.tenant, f)
         bills = portfolio.invoices(principal.tenant, f)
         board = portfolio.alerts(principal.tenant, f)
+        vendors = portfolio.vendors(principal.tenant, f)
         peak = max([b.contracts for b in pipe.buckets] + [1])
         query = urlencode({k: v for k, v in f.model_dump().items() if v})
-        return {"pipeline": pipe, "completion": done, "invoices": bills, "alerts": board,
-                "summary": invoices_alerts.summary(pipe, done, bills, board, done.as_of), "peak": peak,
+        return {"pipeline": pipe, "completion": done, "invoices": bills, "alerts": board, "vendors": vendors,
+                "summary": invoices_alerts.summary(pipe, done, bills, board, vendors, done.as_of), "peak": peak,
                 "buckets": BUCKETS, "filters": f, "query": query, "tenant": principal.tenant, "version": version}
 
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
