@@ -15,7 +15,7 @@ def lines_as_the_server_reads_them(text: str, kind: str, part_bytes: int) -> lis
     for part in parts(text, kind, part_bytes):
         records = importing.read(part.body, kind, part.first_line)
         assert len(records) == part.records
-        out += [(r.line, (r.fields or {}).get("title")) for r in records]
+        out += [(r.line, (r.fields or json.loads(r.text or "{}")).get("title")) for r in records]
     return out
 
 

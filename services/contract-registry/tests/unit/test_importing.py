@@ -176,3 +176,11 @@ def test_parts_add_to_one_import_and_another_tenant_cannot_see_it() -> None:
     assert both["import_id"] == first["import_id"] and (both["received"], both["created"]) == (2, 2)
     with pytest.raises(ImportNotFound):
         w.importer.status("t2", first["import_id"])
+
+
+def test_bytes_that_are_not_utf8_reject_their_line_only() -> None:
+    body = ndjson(draft(external_id="ok")) + b'\n{"title": "caf\xe9"}\n' + ndjson(draft(external_id="ok2"))
+    out = checked(body)
+    assert [type(c).__name__ for c in out] == ["Candidate", "Rejection", "Candidate"]
+    bad = out[1]
+    assert isinstance(bad, Rejection) and bad.line == 2 and bad.detail[0]["type"] == "bad_text"
