@@ -1,15 +1,21 @@
-"""Benchmark: contracts created per second through HTTP with the transactional outbox.
+"""Benchmark: contracts created per second through HTTP with the transactional outbox, single creates
+and bulk import.
 
-Prints throughput, p50/p99 request latency and p99 commit -> readable on Kafka, and a baseline
-measured in the same run: the same HTTP creates and inserts (contract, version, audit) without
-outbox rows, NOTIFY or publishing. The ratio shows what the outbox costs.
+Single creates: throughput, p50/p99 request latency and p99 commit -> readable on Kafka, and a
+baseline measured in the same run: the same HTTP creates and inserts (contract, version, audit)
+without outbox rows, NOTIFY or publishing. The ratio shows what the outbox costs.
+Bulk import (POST /v1/contracts:import, NDJSON in parts as `contract-registry import` sends it):
+contracts/s from the first part sent to the last record committed, with the outbox (and the
+in-process relay publishing meanwhile), against the same import without the outbox; plus when the
+last snapshot was readable on Kafka.
 
 Env: BENCH_BOOTSTRAP (Kafka; else one is started), BENCH_DATABASE_URL (PostgreSQL; else one is
-started), BENCH_SCALE (1.0 = 1000 contracts per variant), BENCH_CONCURRENCY (8).
+started), BENCH_SCALE (1.0 = 1000 creates and 10,000 imported contracts per variant), BENCH_CONCURRENCY (8).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import threading
@@ -24,11 +30,14 @@ import httpx
 import uvicorn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from contract_registry.adapters.db import migrate, sqlalchemy_url
-from contract_registry.adapters.ports import AuditEntry, UnitOfWork
+from contract_registry.adapters.ports import OutboxRecord
+from contract_registry.bootstrap import AppConfig
 from contract_registry.domain.contracts import Change
-from contract_registry.entrypoints.app import AppConfig, create_app
+from contract_registry.domain.importing import NDJSON
+from contract_registry.entrypoints.app import create_app
+from contract_registry.entrypoints.import_client import parts
 from contract_registry.examples import draft
-from contract_registry.service import Caller, Registry
+from contract_registry.service import Registry
 from contract_registry.settings import RegistrySettings
 from sqlalchemy import create_engine, text
 
@@ -42,13 +51,15 @@ from mesh_testing.servers import KafkaServer, PostgresServer
 AUTH = AuthSettings(hs256_secret="registry-benchmark-secret-0123456789abcdef")
 
 
-class NoOutboxRegistry(Registry):
-    """Baseline: the same transaction minus the outbox rows and NOTIFY (audit still written)."""
+IMPORT_GOAL, IMPORT_RATIO_GOAL, CREATE_GOAL = 2000.0, 0.8, 500.0  # issue 17
 
-    def _record(self, uow: UnitOfWork, caller: Caller, change: Change, now: datetime) -> None:
-        snap = change.snapshot
-        uow.contracts.audit(AuditEntry(snap.tenant_id, snap.contract_id, change.action, caller.subject,
-                                       caller.request_id, snap.current.version, now, change.details))
+
+class NoOutboxRegistry(Registry):
+    """Baseline: the same transaction minus the outbox rows and NOTIFY (audit still written); for single
+    creates and imports alike, since both take their outbox records from here."""
+
+    def outbox_records(self, change: Change, now: datetime, traceparent: str | None) -> list[OutboxRecord]:
+        return []
 
 
 def pct(values: list[float], p: float) -> float:
@@ -159,9 +170,68 @@ def run_variant(name: str, db_url: str, bootstrap: str, n: int, concurrency: int
             "mean": statistics.mean(latencies) * 1000}
 
 
+def run_import(name: str, db_url: str, bootstrap: str, n: int, with_outbox: bool) -> dict[str, Any]:
+    """Import n distinct contracts over HTTP; contracts/s until the last is committed (and, with the outbox,
+    until the last snapshot is readable on Kafka)."""
+    schema = f"bench_imp_{name}_{uuid.uuid4().hex[:8]}"
+    migrate(db_url, schema)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings = RegistrySettings(db_schema=schema, topic_prefix=prefix, relay_in_process=with_outbox,
+                                consume_in_process=False, expiry_in_process=False)
+    if with_outbox:
+        create_topics(bootstrap, [prefix + s.name for s in CATALOG], partitions=6)
+    config = AppConfig(database_url=db_url, registry=settings, kafka=KafkaSettings(bootstrap_servers=bootstrap),
+                       auth=AUTH)
+    app = create_app(config, registry_cls=Registry if with_outbox else NoOutboxRegistry)
+    text_body = "\n".join(json.dumps(draft(external_id=f"LEGACY-{i}", title=f"Legacy contract {i}"))
+                           for i in range(n)) + "\n"
+    pieces = list(parts(text_body, NDJSON))
+    headers = {"Authorization": "Bearer " + issue_token(AUTH, subject="bench", tenant="bench",
+                                                         scopes=["contracts:write", "contracts:read"]),
+               "Content-Type": NDJSON}
+    on_kafka = 0.0
+    with Server(app) as base_url, httpx.Client(base_url=base_url, headers=headers, timeout=120) as http:
+        started = time.perf_counter()
+        import_id = None
+        for piece in pieces:
+            params: dict[str, Any] = {"first_line": piece.first_line} | ({"import_id": import_id} if import_id else {})
+            resp = http.post("/v1/contracts:import", content=piece.body, params=params)
+            if resp.status_code != 202:
+                raise RuntimeError(f"import refused: {resp.status_code} {resp.text[:300]}")
+            import_id = resp.json()["import_id"]
+        state = wait_for(lambda: (got := http.get(f"/v1/imports/{import_id}").json())["pending"] == 0 and got,
+                         timeout=600, interval=0.02, message="import written")
+        elapsed = time.perf_counter() - started
+        if state["created"] != n:
+            raise RuntimeError(f"imported {state['created']} of {n}: {state['rejections'][:3]}")
+        if with_outbox:
+            wait_for(lambda: topic_total(bootstrap, settings.state_topic) >= n, timeout=600, interval=0.1,
+                     message="every imported snapshot on Kafka")
+            on_kafka = time.perf_counter() - started
+    engine = create_engine(sqlalchemy_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+    return {"name": name, "rate": n / elapsed, "kafka_rate": n / on_kafka if on_kafka else None}
+
+
+def topic_total(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
+    try:
+        parts_ = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts_)
+    finally:
+        consumer.close()
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def main() -> None:
     scale = float(os.environ.get("BENCH_SCALE", "1.0"))
     n = max(50, int(1000 * scale))
+    n_import = max(500, int(10_000 * scale))
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", "8"))
     with ExitStack() as stack:
         bootstrap = os.environ.get("BENCH_BOOTSTRAP")
@@ -175,15 +245,23 @@ def main() -> None:
             stack.callback(pg.stop)
             db_url = pg.url
         db_url = sqlalchemy_url(db_url)
-        print(f"contract-registry benchmark: {n} creates per variant, {concurrency} concurrent HTTP clients")
+        print(f"contract-registry benchmark: {n} creates per variant, {concurrency} concurrent HTTP clients; "
+              f"{n_import} contracts imported per variant")
         base = run_variant("baseline", db_url, bootstrap, n, concurrency, with_outbox=False)
         out = run_variant("outbox", db_url, bootstrap, n, concurrency, with_outbox=True)
+        imp_base = run_import("baseline", db_url, bootstrap, n_import, with_outbox=False)
+        imp = run_import("outbox", db_url, bootstrap, n_import, with_outbox=True)
     for r in (base, out):
         lag = (f", commit->readable on Kafka p50 {r['lag_p50']:.1f} ms p99 {r['lag_p99']:.1f} ms"
                if r["lag_p99"] is not None else "")
         print(f"{r['name']:>9}: {r['rate']:8.1f} creates/s, latency p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms{lag}")
     print(f"ratio outbox/baseline: throughput {out['rate'] / base['rate']:.2f}x, "
           f"p50 latency {out['p50'] / base['p50']:.2f}x, p99 latency {out['p99'] / base['p99']:.2f}x")
+    ratio = imp["rate"] / imp_base["rate"]
+    print(f"   import: {imp['rate']:8.1f} contracts/s with the outbox (all on Kafka: {imp['kafka_rate']:.1f}/s), "
+          f"baseline without it {imp_base['rate']:.1f}/s, ratio {ratio:.2f}")
+    print(f"goals: import >= {IMPORT_GOAL:.0f}/s {met(imp['rate'] >= IMPORT_GOAL)}, ratio >= {IMPORT_RATIO_GOAL} "
+          f"{met(ratio >= IMPORT_RATIO_GOAL)}; single creates >= {CREATE_GOAL:.0f}/s {met(out['rate'] >= CREATE_GOAL)}")
 
 
 if __name__ == "__main__":

@@ -72,13 +72,14 @@ class Importer:
             self._commit(caller, import_id, checked, now, traceparent)
         except NotFound:
             raise
-        except Exception:
+        except Exception as exc:
             if len(checked) == 1:
                 self._reject_alone(caller, import_id, checked[0], now)
                 return
-            # A record the rules let through but the database refused: find it, keep the others.
-            log.warning("import %s: a batch of %d failed; writing its records one by one", import_id, len(checked),
-                        exc_info=True)
+            # A record the rules let through but the database refused: find it, keep the others. (When the
+            # database is down, recording the first rejection fails too and the part stops, still pending.)
+            log.warning("import %s: a batch of %d failed (%s); writing its records one by one", import_id,
+                        len(checked), str(exc).splitlines()[0][:300])
             for one in checked:
                 try:
                     self._commit(caller, import_id, [one], now, traceparent)
@@ -88,7 +89,7 @@ class Importer:
                     self._reject_alone(caller, import_id, one, now)
 
     def _reject_alone(self, caller: Caller, import_id: str, one: Candidate | Rejection, now: datetime) -> None:
-        log.exception("import %s: line %d could not be stored", import_id, one.line)
+        log.warning("import %s: line %d could not be stored", import_id, one.line, exc_info=True)
         self._commit(caller, import_id, [Rejection(one.line, [importing.problem(
             "body", "could not be stored (see the registry's log)", "storage")])], now, None)
 
