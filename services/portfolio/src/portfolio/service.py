@@ -7,6 +7,7 @@ a ValueError, so the consumer dead-letters the record (somebody's mistake, never
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 
@@ -41,6 +42,7 @@ from .adapters.ports import ReadModelReader, ReadModelWriter
 from .domain import invoices_alerts, panels, scorecards
 from .domain.projections import (
     Projection,
+    Row,
     merge,
     project_alert,
     project_contract_event,
@@ -88,22 +90,30 @@ class PortfolioService:
 
     def apply(self, batch: Sequence[Projection]) -> int:
         """One transaction for the whole batch; an event already kept (same source and id) changes nothing.
-        Returns how many events were new."""
+        The rows a batch touches are read once and written once per table. Returns how many events were new."""
         if not batch:
             return 0
-        fresh = 0
         with self.writer() as w:
-            for p in batch:
-                if not w.record(p.entry):
-                    continue
-                fresh += 1
+            new = w.record([p.entry for p in batch])
+            fresh = []
+            for p in batch:  # a record twice in one batch counts once
+                if (ident := (p.entry.source, p.entry.id)) in new:
+                    new.discard(ident)
+                    fresh.append(p)
+            touched: dict[str, list[tuple[str, str, Row]]] = defaultdict(list)
+            for p in fresh:
                 for row in p.rows:
                     table, tenant, key = row_key(row)
-                    w.put(table, tenant, key, merge(w.get(table, tenant, key), row))
+                    touched[table].append((tenant, key, row))
+            for table, rows in touched.items():
+                merged = w.get(table, {(tenant, key) for tenant, key, _ in rows})
+                for tenant, key, row in rows:  # in batch order; the merge does not depend on it anyway
+                    merged[(tenant, key)] = merge(merged.get((tenant, key)), row)
+                w.put(table, merged)
             if fresh:
                 w.changed()
             w.commit()
-        return fresh
+        return len(fresh)
 
     # ---- the panels ---------------------------------------------------------------------------------
 

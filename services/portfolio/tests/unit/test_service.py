@@ -81,3 +81,10 @@ def test_a_notification_is_seen_only_by_the_tenant_whose_alert_it_is() -> None:
                                                                        "NotificationRecorded"}
     assert svc.alerts("tenant-a", Filters()).acknowledged == 0
     assert svc.alerts("tenant-b", Filters()).acknowledged == 1
+
+
+def test_the_same_event_twice_in_one_batch_counts_once() -> None:
+    svc, model = service()
+    p = svc.project(s.envelope(s.scheduled(), "same"), "t")
+    assert svc.apply([p, p]) == 1
+    assert len(model.events) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -43,19 +44,26 @@ class FakeWriter:
                  tb: TracebackType | None) -> None:
         self.events, self.rows, self.bumps = {}, {}, 0  # uncommitted work is dropped
 
-    def record(self, entry: EventEntry) -> bool:
-        key = (entry.source, entry.id)
-        if key in self.model.events or key in self.events:
-            return False
-        self.events[key] = entry
-        return True
+    def record(self, entries: Sequence[EventEntry]) -> set[tuple[str, str]]:
+        new = set()
+        for entry in entries:
+            key = (entry.source, entry.id)
+            if key not in self.model.events and key not in self.events:
+                self.events[key] = entry
+                new.add(key)
+        return new
 
-    def get(self, table: str, tenant: str, key: str) -> Row | None:
-        k = (table, tenant, key)
-        return self.rows.get(k, self.model.rows.get(k))
+    def get(self, table: str, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        out = {}
+        for tenant, key in keys:
+            k = (table, tenant, key)
+            if (row := self.rows.get(k, self.model.rows.get(k))) is not None:
+                out[(tenant, key)] = row
+        return out
 
-    def put(self, table: str, tenant: str, key: str, row: Row) -> None:
-        self.rows[(table, tenant, key)] = row
+    def put(self, table: str, rows: Mapping[tuple[str, str], Row]) -> None:
+        for (tenant, key), row in rows.items():
+            self.rows[(table, tenant, key)] = row
 
     def changed(self) -> None:
         self.bumps += 1

@@ -3,6 +3,7 @@ and read per tenant."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -28,13 +29,15 @@ class ReadModelWriter(Protocol):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
 
-    def record(self, entry: EventEntry) -> bool:
-        """Keep the event; False when its (source, id) is already kept (a redelivery)."""
+    def record(self, entries: Sequence[EventEntry]) -> set[tuple[str, str]]:
+        """Keep the events; returns the (source, id) of those not kept before (the others are redeliveries)."""
         ...
 
-    def get(self, table: str, tenant: str, key: str) -> Row | None: ...
+    def get(self, table: str, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        """The rows held under these (tenant, key)s."""
+        ...
 
-    def put(self, table: str, tenant: str, key: str, row: Row) -> None: ...
+    def put(self, table: str, rows: Mapping[tuple[str, str], Row]) -> None: ...
 
     def changed(self) -> None:
         """Bump the read model's version (the page's live stream watches it)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from ..domain.projections import NO_TENANT, Row
@@ -34,6 +35,7 @@ from .tables import (
     scorecards,
 )
 
+T = TypeVar("T")
 ROW_TYPES: dict[str, type[Row]] = {"contracts": ContractRow, "renewals": RenewalRow, "decisions": DecisionRow,
                                    "obligations": ObligationRow, "invoices": InvoiceRow, "alerts": AlertRow,
                                    "deliveries": DeliveryRow, "scorecards": ScorecardRow}
@@ -54,23 +56,29 @@ class SqlWriter:
             self.tx.rollback()
         self.conn.close()
 
-    def record(self, entry: EventEntry) -> bool:
-        values = entry.model_dump(mode="json")
-        values["occurred_at"] = entry.occurred_at
-        stmt = insert(events).values(**values).on_conflict_do_nothing().returning(events.c.id)
-        return self.conn.execute(stmt).first() is not None
+    def record(self, entries: Sequence[EventEntry]) -> set[tuple[str, str]]:
+        new: set[tuple[str, str]] = set()
+        for chunk in _chunks(entries):
+            values = [e.model_dump(mode="json") | {"occurred_at": e.occurred_at} for e in chunk]
+            stmt = insert(events).values(values).on_conflict_do_nothing().returning(events.c.source, events.c.id)
+            new |= {(r.source, r.id) for r in self.conn.execute(stmt)}
+        return new
 
-    def get(self, table: str, tenant: str, key: str) -> Row | None:
-        t = ROW_TABLES[table]
-        data = self.conn.execute(select(t.c.data).where(t.c.tenant_id == tenant, t.c.key == key)).scalar()
-        return None if data is None else ROW_TYPES[table].model_validate(data)
+    def get(self, table: str, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        t, out = ROW_TABLES[table], dict[tuple[str, str], Row]()
+        for chunk in _chunks(list(keys)):
+            rows = self.conn.execute(select(t.c.tenant_id, t.c.key, t.c.data)
+                                     .where(tuple_(t.c.tenant_id, t.c.key).in_(chunk)))
+            out |= {(r.tenant_id, r.key): ROW_TYPES[table].model_validate(r.data) for r in rows}
+        return out
 
-    def put(self, table: str, tenant: str, key: str, row: Row) -> None:
+    def put(self, table: str, rows: Mapping[tuple[str, str], Row]) -> None:
         t = ROW_TABLES[table]
-        data = row.model_dump(mode="json")
-        stmt = insert(t).values(tenant_id=tenant, key=key, data=data)
-        self.conn.execute(stmt.on_conflict_do_update(index_elements=[t.c.tenant_id, t.c.key],
-                                                     set_={"data": stmt.excluded.data}))
+        for chunk in _chunks(list(rows.items())):
+            stmt = insert(t).values([{"tenant_id": tenant, "key": key, "data": row.model_dump(mode="json")}
+                                     for (tenant, key), row in chunk])
+            self.conn.execute(stmt.on_conflict_do_update(index_elements=[t.c.tenant_id, t.c.key],
+                                                         set_={"data": stmt.excluded.data}))
 
     def changed(self) -> None:
         self.conn.execute(update(model_version).where(model_version.c.id == 1)
@@ -78,6 +86,11 @@ class SqlWriter:
 
     def commit(self) -> None:
         self.tx.commit()
+
+
+def _chunks(items: Sequence[T], size: int = 1000) -> list[Sequence[T]]:
+    """Statements of at most `size` rows (PostgreSQL takes at most 65,535 parameters per statement)."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 class SqlReader:
