@@ -103,6 +103,25 @@ status:
 demo: venv kafka-jars postgres-install
 	$(PY) -m mesh_sim.demo
 
+# Containers with podman (Debian's packages, installed by the scripts): the project's image from the
+# Dockerfile on a Debian base built by debootstrap (cached in .cache/containers), then its size and each
+# process's start-up time in a container. See README "Containers".
+.PHONY: image compose-up compose-down demo-containers
+image: venv kafka-jars postgres-install
+	@bash deploy/containers/image.sh >/dev/null
+	$(PY) deploy/containers/startup.py
+
+# docker-compose.yml under podman-compose with local Kafka/PostgreSQL/collector images, started in order.
+compose-up: venv kafka-jars
+	@bash deploy/containers/compose.sh up
+
+compose-down:
+	@bash deploy/containers/compose.sh down -v
+
+# The demo story against the compose stack (brings it up; `make compose-down` removes it).
+demo-containers: venv kafka-jars
+	@bash deploy/containers/demo.sh
+
 # The fault campaign over the whole mesh (its own broker, cluster and processes on free ports; never the
 # make-up stack): CHAOS_ARGS="--seed 7 --duration 300" to change it. See README "Guarantees, proven".
 CHAOS_ARGS ?= --seed 1 --duration 1200 --all-replicas

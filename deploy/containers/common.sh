@@ -14,7 +14,7 @@ MESH_IMAGE_TAG="${MESH_IMAGE_TAG:-dev}"
 KAFKA_IMAGE="${MESH_KAFKA_IMAGE:-localhost/mesh-kafka:local}"
 POSTGRES_IMAGE="${MESH_POSTGRES_IMAGE:-localhost/mesh-postgres:local}"
 
-log() { echo "containers: $*" >&2; }
+log() { echo "containers: [$(date +%T)] $*" >&2; }
 
 # Debian's podman works on this kind of machine only with runc and the cgroupfs manager, and without
 # the default ulimits (their setrlimit is refused here).

@@ -23,8 +23,8 @@ container() { echo "${PROJECT}_$1_1"; }
 SIMULATORS=(smtp-catcher crm-simulator erp-simulator)
 SERVICES=(contract-registry obligation-engine invoice-validator renewal-sync notifier)
 
-start() {  # services...: created anew (so a changed image or setting applies) without their dependencies
-  compose up -d --no-build --no-deps --force-recreate "$@" >"$CACHE/compose-up.log" 2>&1 \
+start() {  # services...: created and started without their dependencies (this script orders them)
+  compose up -d --no-build --no-deps "$@" >"$CACHE/compose-up.log" 2>&1 \
     || { tail -30 "$CACHE/compose-up.log" >&2; log "podman-compose up $* failed"; exit 1; }
 }
 
@@ -80,6 +80,9 @@ wait_completed() {  # jobs...: each must exit 0
 up() {
   local started=$SECONDS line
   while IFS= read -r line; do export "${line?}"; done < <(bash "$REPO/deploy/containers/stack-images.sh")
+  # Fresh containers every time, so a rebuilt image or a changed setting applies (podman-compose 1.0's
+  # --force-recreate would stop the whole project at every stage); the volumes stay.
+  if [[ -n "$(podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT")" ]]; then down; fi
   start kafka postgres otel-collector
   wait_healthy kafka postgres
   start topics-init migrate
@@ -94,6 +97,8 @@ up() {
 down() {
   install_packages
   compose down "$@" >"$CACHE/compose-down.log" 2>&1 || { tail -30 "$CACHE/compose-down.log" >&2; exit 1; }
+  # podman-compose 1.0 leaves the project's network behind.
+  if [[ "${1:-}" == -v ]]; then podman network rm --force "${PROJECT}_default" >/dev/null 2>&1 || true; fi
   log "stack removed"
 }
 

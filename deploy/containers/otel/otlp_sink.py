@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 from datetime import UTC, datetime
@@ -71,6 +72,8 @@ class Health(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    # PID 1 of a container gets no default signal handling: without this, SIGTERM would be ignored.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     health = ThreadingHTTPServer(("0.0.0.0", 13133), Health)
     threading.Thread(target=health.serve_forever, daemon=True).start()
     print("otlp sink: OTLP/HTTP on :4318, health on :13133", file=sys.stderr, flush=True)
