@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any, cast
 
 from contract_schema import (
     Alert,
@@ -56,6 +58,17 @@ from .domain.projections import (
     row_key,
 )
 from .domain.risk import RiskRule
+from .domain.rows import (
+    AlertRow,
+    ContractRow,
+    DecisionRow,
+    DeliveryRow,
+    EventEntry,
+    InvoiceRow,
+    ObligationRow,
+    RenewalRow,
+    ScorecardRow,
+)
 from .domain.views import (
     AlertView,
     CompletionView,
@@ -72,6 +85,62 @@ log = logging.getLogger(__name__)
 
 class NotFound(LookupError):
     """No such contract for this tenant (another tenant's is not found either)."""
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    pipeline: PipelineView
+    completion: CompletionView
+    invoices: InvoiceView
+    alerts: AlertView
+    vendors: ScorecardView
+    summary: SummaryView
+
+
+class OnceReader:
+    """The reader, each table read at most once per tenant (for a request that shows several panels)."""
+
+    def __init__(self, reader: ReadModelReader) -> None:
+        self._reader = reader
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def _once(self, name: str, tenant: str) -> Any:
+        if (name, tenant) not in self._cache:
+            self._cache[(name, tenant)] = getattr(self._reader, name)(tenant)
+        return self._cache[(name, tenant)]
+
+    def contracts(self, tenant: str) -> list[ContractRow]:
+        return cast(list[ContractRow], self._once("contracts", tenant))
+
+    def renewals(self, tenant: str) -> list[RenewalRow]:
+        return cast(list[RenewalRow], self._once("renewals", tenant))
+
+    def decisions(self, tenant: str) -> list[DecisionRow]:
+        return cast(list[DecisionRow], self._once("decisions", tenant))
+
+    def obligations(self, tenant: str) -> list[ObligationRow]:
+        return cast(list[ObligationRow], self._once("obligations", tenant))
+
+    def invoices(self, tenant: str) -> list[InvoiceRow]:
+        return cast(list[InvoiceRow], self._once("invoices", tenant))
+
+    def alerts(self, tenant: str) -> list[AlertRow]:
+        return cast(list[AlertRow], self._once("alerts", tenant))
+
+    def deliveries(self, tenant: str) -> list[DeliveryRow]:
+        return cast(list[DeliveryRow], self._once("deliveries", tenant))
+
+    def scorecards(self, tenant: str) -> list[ScorecardRow]:
+        return cast(list[ScorecardRow], self._once("scorecards", tenant))
+
+    def contract(self, tenant: str, contract_id: str) -> ContractRow | None:
+        return self._reader.contract(tenant, contract_id)
+
+    def events_of(self, tenant: str, contract_id: str) -> list[EventEntry]:
+        return self._reader.events_of(tenant, contract_id)
+
+    def version(self) -> int:
+        return self._reader.version()
 
 
 class PortfolioService:
@@ -120,37 +189,48 @@ class PortfolioService:
     def today(self) -> date:
         return self.clock.now().date()
 
-    def pipeline(self, tenant: str, filters: Filters, as_of: date | None = None) -> PipelineView:
-        r = self.reader
+    def pipeline(self, tenant: str, filters: Filters, as_of: date | None = None,
+                 r: ReadModelReader | None = None) -> PipelineView:
+        r = r or self.reader
         return panels.renewal_pipeline(r.contracts(tenant), r.renewals(tenant), r.decisions(tenant),
                                        as_of or self.today(), filters)
 
-    def completion(self, tenant: str, filters: Filters, now: datetime | None = None) -> CompletionView:
-        r = self.reader
+    def completion(self, tenant: str, filters: Filters, now: datetime | None = None,
+                   r: ReadModelReader | None = None) -> CompletionView:
+        r = r or self.reader
         return panels.obligation_completion(r.contracts(tenant), r.obligations(tenant), now or self.clock.now(),
                                             filters)
 
-    def invoices(self, tenant: str, filters: Filters, now: datetime | None = None) -> InvoiceView:
-        r = self.reader
+    def invoices(self, tenant: str, filters: Filters, now: datetime | None = None,
+                 r: ReadModelReader | None = None) -> InvoiceView:
+        r = r or self.reader
         return invoices_alerts.invoice_compliance(r.contracts(tenant), r.invoices(tenant), now or self.clock.now(),
                                                   filters)
 
-    def alerts(self, tenant: str, filters: Filters, now: datetime | None = None) -> AlertView:
-        r = self.reader
+    def alerts(self, tenant: str, filters: Filters, now: datetime | None = None,
+               r: ReadModelReader | None = None) -> AlertView:
+        r = r or self.reader
         return invoices_alerts.alert_board(r.contracts(tenant), r.alerts(tenant), r.deliveries(tenant),
                                            now or self.clock.now(), filters)
 
-    def vendors(self, tenant: str, filters: Filters, now: datetime | None = None) -> ScorecardView:
-        r = self.reader
+    def vendors(self, tenant: str, filters: Filters, now: datetime | None = None,
+                r: ReadModelReader | None = None) -> ScorecardView:
+        r = r or self.reader
         return scorecards.vendor_scorecards(r.contracts(tenant), r.scorecards(tenant), r.obligations(tenant),
                                             r.invoices(tenant), r.alerts(tenant), r.deliveries(tenant), self.rules,
                                             now or self.clock.now(), filters)
 
+    def dashboard(self, tenant: str, filters: Filters, now: datetime | None = None) -> Dashboard:
+        """Every panel from one read of each table (the page and the summary need them all)."""
+        at, r = now or self.clock.now(), OnceReader(self.reader)
+        pipe, done = self.pipeline(tenant, filters, at.date(), r), self.completion(tenant, filters, at, r)
+        bills, board = self.invoices(tenant, filters, at, r), self.alerts(tenant, filters, at, r)
+        vendors = self.vendors(tenant, filters, at, r)
+        return Dashboard(pipe, done, bills, board, vendors,
+                         invoices_alerts.summary(pipe, done, bills, board, vendors, at))
+
     def summary(self, tenant: str, filters: Filters, now: datetime | None = None) -> SummaryView:
-        at = now or self.clock.now()
-        return invoices_alerts.summary(self.pipeline(tenant, filters, at.date()), self.completion(tenant, filters, at),
-                                       self.invoices(tenant, filters, at), self.alerts(tenant, filters, at),
-                                       self.vendors(tenant, filters, at), at)
+        return self.dashboard(tenant, filters, now).summary
 
     def timeline(self, tenant: str, contract_id: str) -> TimelineView:
         contract = self.reader.contract(tenant, contract_id)

@@ -57,12 +57,13 @@ class SqlWriter:
         self.conn.close()
 
     def record(self, entries: Sequence[EventEntry]) -> set[tuple[str, str]]:
-        new: set[tuple[str, str]] = set()
-        for chunk in _chunks(entries):
-            values = [e.model_dump(mode="json") | {"occurred_at": e.occurred_at} for e in chunk]
-            stmt = insert(events).values(values).on_conflict_do_nothing().returning(events.c.source, events.c.id)
-            new |= {(r.source, r.id) for r in self.conn.execute(stmt)}
-        return new
+        if not entries:
+            return set()
+        # executemany: SQLAlchemy batches the rows into multi-row INSERTs itself ("insertmanyvalues") from one
+        # cached statement; a .values([...]) statement would be compiled anew for every batch.
+        values = [e.model_dump(mode="json") | {"occurred_at": e.occurred_at} for e in entries]
+        stmt = insert(events).on_conflict_do_nothing().returning(events.c.source, events.c.id)
+        return {(r.source, r.id) for r in self.conn.execute(stmt, values)}
 
     def get(self, table: str, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         t, out = ROW_TABLES[table], dict[tuple[str, str], Row]()
@@ -73,12 +74,13 @@ class SqlWriter:
         return out
 
     def put(self, table: str, rows: Mapping[tuple[str, str], Row]) -> None:
+        if not rows:
+            return
         t = ROW_TABLES[table]
-        for chunk in _chunks(list(rows.items())):
-            stmt = insert(t).values([{"tenant_id": tenant, "key": key, "data": row.model_dump(mode="json")}
-                                     for (tenant, key), row in chunk])
-            self.conn.execute(stmt.on_conflict_do_update(index_elements=[t.c.tenant_id, t.c.key],
-                                                         set_={"data": stmt.excluded.data}))
+        stmt = insert(t)
+        upsert = stmt.on_conflict_do_update(index_elements=[t.c.tenant_id, t.c.key], set_={"data": stmt.excluded.data})
+        self.conn.execute(upsert, [{"tenant_id": tenant, "key": key, "data": row.model_dump(mode="json")}
+                                   for (tenant, key), row in rows.items()])
 
     def changed(self) -> None:
         self.conn.execute(update(model_version).where(model_version.c.id == 1)

@@ -20,7 +20,6 @@ from mesh_common.http_guard import guard
 from mesh_common.ops import ops_router
 
 from ..bootstrap import AppConfig, Wiring, bootstrap
-from ..domain import invoices_alerts
 from ..domain.views import (
     BUCKETS,
     AlertView,
@@ -196,16 +195,12 @@ def create_app(config: AppConfig | None = None, wiring: Wiring | None = None) ->
 
     def _context(principal: Principal, f: Filters) -> dict[str, Any]:
         version = portfolio.version()  # read first: a change after it makes the stream send the page again
-        pipe = portfolio.pipeline(principal.tenant, f)
-        done = portfolio.completion(principal.tenant, f)
-        bills = portfolio.invoices(principal.tenant, f)
-        board = portfolio.alerts(principal.tenant, f)
-        vendors = portfolio.vendors(principal.tenant, f)
-        peak = max([b.contracts for b in pipe.buckets] + [1])
+        d = portfolio.dashboard(principal.tenant, f)
+        peak = max([b.contracts for b in d.pipeline.buckets] + [1])
         query = urlencode({k: v for k, v in f.model_dump().items() if v})
-        return {"pipeline": pipe, "completion": done, "invoices": bills, "alerts": board, "vendors": vendors,
-                "summary": invoices_alerts.summary(pipe, done, bills, board, vendors, done.as_of), "peak": peak,
-                "buckets": BUCKETS, "filters": f, "query": query, "tenant": principal.tenant, "version": version}
+        return {"pipeline": d.pipeline, "completion": d.completion, "invoices": d.invoices, "alerts": d.alerts,
+                "vendors": d.vendors, "summary": d.summary, "peak": peak, "buckets": BUCKETS, "filters": f,
+                "query": query, "tenant": principal.tenant, "version": version}
 
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     def dashboard(request: Request, principal: Caller, f: Filtered) -> HTMLResponse:
