@@ -27,8 +27,9 @@ from .adapters.inbound import InboundConsumer
 from .adapters.ports import UnitOfWork
 from .adapters.relay import OutboxRelay
 from .adapters.unit_of_work import SqlUnitOfWork
-from .importer import Importer
-from .service import Registry
+from .domain.importing import RawRecord
+from .importer import Checked, Importer
+from .service import Caller, Registry
 from .settings import RegistrySettings
 
 log = logging.getLogger("contract_registry")
@@ -49,24 +50,39 @@ class Wiring:
     registry: Registry
     engine: Engine | None = None
     importer: Importer = field(init=False)
-    # One thread writes the imports' records, part after part: the work is CPU-bound (GIL), and one
-    # writer keeps a long import from starving the API's own requests of the database.
-    import_worker: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="registry-import"))
+    # Two threads, each taking the parts in order: one checks a part's records (CPU) while the other writes
+    # the part before (mostly waiting on PostgreSQL). One of each keeps a long import from starving the
+    # API's own requests.
+    import_checker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="registry-import-check"))
+    import_writer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="registry-import-write"))
     # What start() runs beside the API, by name ("relay", "inbound", "expiry"); tests look at them.
     running: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.importer = Importer(self.registry, self.config.registry.import_batch_size)
 
-    def background(self, fn: Callable[..., None], *args: Any) -> Future[None]:
-        """Run an import part on the import worker; a failure is logged (the import then stays pending)."""
-        def logged() -> None:
+    def import_part(self, caller: Caller, import_id: str, records: list[RawRecord],
+                    traceparent: str | None) -> Future[None]:
+        """Check, then write, one part of an import in the background. A failure is logged; the part's
+        records then stay pending (re-sending the file is safe: it is idempotent)."""
+        def write(batches: list[Checked]) -> None:
             try:
-                fn(*args)
+                for batch in batches:
+                    self.importer.write(caller, import_id, batch, traceparent)
             except Exception:
-                log.exception("an import part failed; its records stay pending (re-send the file: it is idempotent)")
-        return self.import_worker.submit(logged)
+                log.exception("import %s: a part failed; its records stay pending", import_id)
+
+        def check() -> None:
+            try:
+                batches = self.importer.check(caller, records)
+            except Exception:
+                log.exception("import %s: a part failed; its records stay pending", import_id)
+                return
+            self.import_writer.submit(write, batches)
+
+        return self.import_checker.submit(check)
 
     def start(self) -> None:
         """Migrations (REGISTRY_MIGRATE_ON_START), then the relay, the inbound consumer and the expiry
@@ -92,8 +108,9 @@ class Wiring:
             log.info("expired or auto-renewed %d contracts", changed)
 
     def stop(self) -> None:
-        # The part being written finishes; queued parts are dropped and stay pending (ADR 0014).
-        self.import_worker.shutdown(wait=True, cancel_futures=True)
+        # The part in hand finishes; queued parts are dropped and stay pending (ADR 0014).
+        self.import_checker.shutdown(wait=True, cancel_futures=True)
+        self.import_writer.shutdown(wait=True, cancel_futures=True)
         expiry: Ticker | None = self.running.pop("expiry", None)
         if expiry is not None:
             expiry.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from .adapters.ports import AuditEntry, ImportState, KeyClaim
@@ -24,6 +25,14 @@ MAX_REJECTIONS_KEPT = 1000  # the counters stay exact; the list of reasons is cu
 
 class ImportNotFound(NotFound):
     pass
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A batch after the rules: each record's contract to create, or its rejection."""
+
+    now: datetime
+    results: list[Candidate | Rejection]
 
 
 class Importer:
@@ -59,15 +68,22 @@ class Importer:
         return state
 
     def run(self, caller: Caller, import_id: str, records: list[RawRecord], traceparent: str | None = None) -> None:
-        """Write the records of one part, batch by batch (what the background worker runs)."""
-        for start in range(0, len(records), self.batch_size):
-            self.write_batch(caller, import_id, records[start:start + self.batch_size], traceparent)
+        """Check and write the records of one part, batch by batch."""
+        for batch in self.check(caller, records):
+            self.write(caller, import_id, batch, traceparent)
 
-    def write_batch(self, caller: Caller, import_id: str, records: list[RawRecord],
-                    traceparent: str | None = None) -> None:
-        now = self.clock.now()
-        checked = [importing.check(r, tenant_id=caller.tenant, contract_id=str(uuid.uuid4()), now=now)
-                   for r in records]
+    def check(self, caller: Caller, records: list[RawRecord]) -> list[Checked]:
+        """The rules on every record (CPU only), in batches of `batch_size`."""
+        out = []
+        for start in range(0, len(records), self.batch_size):
+            now = self.clock.now()
+            out.append(Checked(now, [importing.check(r, tenant_id=caller.tenant, contract_id=str(uuid.uuid4()),
+                                                     now=now) for r in records[start:start + self.batch_size]]))
+        return out
+
+    def write(self, caller: Caller, import_id: str, batch: Checked, traceparent: str | None = None) -> None:
+        """One transaction for the batch; a batch the database refuses is written record by record."""
+        now, checked = batch.now, batch.results
         try:
             self._commit(caller, import_id, checked, now, traceparent)
         except NotFound:

@@ -162,7 +162,7 @@ def create_app(config: AppConfig | None = None, registry_cls: type[Registry] = R
             return problem(422, [{"loc": ["body"], "field": "body", "msg": "no records", "type": "missing"}])
         who = caller(principal, request)
         state = await asyncio.to_thread(wiring.importer.begin, who, len(records), import_id)
-        wiring.background(wiring.importer.run, who, state.id, records, current_traceparent())
+        wiring.import_part(who, state.id, records, current_traceparent())
         return JSONResponse(importer.view(state), status_code=202, headers={"Location": f"/v1/imports/{state.id}"})
 
     @app.get("/v1/imports/{import_id}", tags=["imports"], responses={200: {"model": ImportView}, **ERRORS})
