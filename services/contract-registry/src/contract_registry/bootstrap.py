@@ -70,13 +70,13 @@ class Wiring:
         def write(batches: list[Checked]) -> None:
             try:
                 for batch in batches:
-                    self.importer.write(caller, import_id, batch, traceparent)
+                    self.importer.write(caller, import_id, batch)
             except Exception:
                 log.exception("import %s: a part failed; its records stay pending", import_id)
 
         def check() -> None:
             try:
-                batches = self.importer.check(caller, records)
+                batches = self.importer.check(caller, records, traceparent)
             except Exception:
                 log.exception("import %s: a part failed; its records stay pending", import_id)
                 return

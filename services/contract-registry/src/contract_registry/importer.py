@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from .adapters.ports import AuditEntry, ImportState, KeyClaim
+from .adapters.ports import AuditEntry, ImportState, KeyClaim, OutboxRecord
 from .domain import importing
 from .domain.importing import Candidate, RawRecord, Rejection
 from .service import Caller, NotFound, Registry
@@ -33,6 +33,8 @@ class Checked:
 
     now: datetime
     results: list[Candidate | Rejection]
+    # Each candidate's outbox records by line, encoded here rather than in the writer's transaction.
+    outbox: dict[int, list[OutboxRecord]]
 
 
 class Importer:
@@ -69,23 +71,25 @@ class Importer:
 
     def run(self, caller: Caller, import_id: str, records: list[RawRecord], traceparent: str | None = None) -> None:
         """Check and write the records of one part, batch by batch."""
-        for batch in self.check(caller, records):
-            self.write(caller, import_id, batch, traceparent)
+        for batch in self.check(caller, records, traceparent):
+            self.write(caller, import_id, batch)
 
-    def check(self, caller: Caller, records: list[RawRecord]) -> list[Checked]:
-        """The rules on every record (CPU only), in batches of `batch_size`."""
+    def check(self, caller: Caller, records: list[RawRecord], traceparent: str | None = None) -> list[Checked]:
+        """The rules on every record and the good ones' outbox records (CPU only), in batches of `batch_size`."""
         out = []
         for start in range(0, len(records), self.batch_size):
             now = self.clock.now()
-            out.append(Checked(now, [importing.check(r, tenant_id=caller.tenant, contract_id=str(uuid.uuid4()),
-                                                     now=now) for r in records[start:start + self.batch_size]]))
+            results = [importing.check(r, tenant_id=caller.tenant, contract_id=str(uuid.uuid4()), now=now)
+                       for r in records[start:start + self.batch_size]]
+            out.append(Checked(now, results, {c.line: self.registry.outbox_records(c.change, now, traceparent)
+                                              for c in results if isinstance(c, Candidate)}))
         return out
 
-    def write(self, caller: Caller, import_id: str, batch: Checked, traceparent: str | None = None) -> None:
+    def write(self, caller: Caller, import_id: str, batch: Checked) -> None:
         """One transaction for the batch; a batch the database refuses is written record by record."""
-        now, checked = batch.now, batch.results
+        now, checked, outbox = batch.now, batch.results, batch.outbox
         try:
-            self._commit(caller, import_id, checked, now, traceparent)
+            self._commit(caller, import_id, checked, now, outbox)
         except NotFound:
             raise
         except Exception as exc:
@@ -98,7 +102,7 @@ class Importer:
                         len(checked), str(exc).splitlines()[0][:300])
             for one in checked:
                 try:
-                    self._commit(caller, import_id, [one], now, traceparent)
+                    self._commit(caller, import_id, [one], now, outbox)
                 except NotFound:
                     raise
                 except Exception:
@@ -107,10 +111,10 @@ class Importer:
     def _reject_alone(self, caller: Caller, import_id: str, one: Candidate | Rejection, now: datetime) -> None:
         log.warning("import %s: line %d could not be stored", import_id, one.line, exc_info=True)
         self._commit(caller, import_id, [Rejection(one.line, [importing.problem(
-            "body", "could not be stored (see the registry's log)", "storage")])], now, None)
+            "body", "could not be stored (see the registry's log)", "storage")])], now, {})
 
     def _commit(self, caller: Caller, import_id: str, checked: list[Candidate | Rejection], now: datetime,
-                traceparent: str | None) -> None:
+                outbox: dict[int, list[OutboxRecord]]) -> None:
         rejections = [c for c in checked if isinstance(c, Rejection)]
         first: dict[str, Candidate] = {}
         repeats: list[Candidate] = []
@@ -136,7 +140,7 @@ class Importer:
                         f"content (contract {known[c.key][1]})", "idempotency_key_reused")]))
             repo.add_many([c.change.snapshot for c in new], now=now, actor=caller.subject)
             repo.audit_many([_audit(caller, c, import_id, now) for c in new])
-            repo.enqueue_many([r for c in new for r in self.registry.outbox_records(c.change, now, traceparent)])
+            repo.enqueue_many([r for c in new for r in outbox[c.line]])
             state = repo.get_import(caller.tenant, import_id, for_update=True)
             if state is None:
                 raise ImportNotFound(import_id)

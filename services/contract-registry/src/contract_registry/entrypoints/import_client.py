@@ -21,7 +21,7 @@ import httpx
 from ..domain.importing import CSV, NDJSON
 
 MAX_PENDING = 20_000
-DEFAULT_PART_BYTES = 512 * 1024  # well under the registry's 1 MiB body limit
+DEFAULT_PART_BYTES = 960 * 1024  # under the registry's 1 MiB body limit, with room for a long last line
 
 
 @dataclass(frozen=True)
