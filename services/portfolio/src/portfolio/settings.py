@@ -34,6 +34,9 @@ class PortfolioSettings(BaseSettings):
     batch_size: Annotated[int, Field(ge=1)] = 500  # records per read-model transaction
     poll_timeout: Annotated[float, Field(gt=0)] = 0.1
     live_poll_seconds: Annotated[float, Field(gt=0)] = 0.25  # how often the page's event stream looks for changes
+    # An event stream ends after this long and the browser reconnects at once: an open stream would otherwise
+    # hold a stopping server (uvicorn waits for open responses) until the page goes away.
+    stream_seconds: Annotated[float, Field(gt=0)] = 20.0
     dev_login: bool = False  # /login/dev issues a token for the demo stack; never in production
     dev_tenant: str = "tenant-demo"
     token_cookie: str = "portfolio_token"

@@ -92,7 +92,7 @@ class Portfolio:
 
 def config(db_url: str, schema: str, bootstrap: str, prefix: str, **overrides: Any) -> AppConfig:
     settings = PortfolioSettings(db_schema=schema, topic_prefix=prefix, consumer_group=f"{prefix}portfolio",
-                                 poll_timeout=0.05, live_poll_seconds=0.1, **overrides)
+                                 poll_timeout=0.05, live_poll_seconds=0.1, stream_seconds=2, **overrides)
     return AppConfig(database_url=db_url, portfolio=settings, kafka=KafkaSettings(bootstrap_servers=bootstrap),
                      auth=AUTH, clock=ManualClock(samples.T0))
 

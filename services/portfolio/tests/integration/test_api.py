@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -181,3 +182,13 @@ def test_the_vendor_scorecard_panel_from_published_scorecards(portfolio: Portfol
     rows = list(csv.DictReader(io.StringIO(portfolio.get("/v1/portfolio/vendors.csv", tenant).text)))
     assert [(r["counterparty_id"], r["level"]) for r in rows] == [("acme", "high")]
     assert portfolio.json("/v1/portfolio/vendors", tenant + "-x")["counterparties"] == []
+
+
+def test_the_event_stream_sends_the_model_version_and_ends_by_itself(portfolio: Portfolio, tenant: str) -> None:
+    started = time.monotonic()
+    with httpx.stream("GET", portfolio.base_url + "/v1/portfolio/stream", timeout=10,
+                      headers={"Authorization": f"Bearer {token(tenant)}"}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[0] == "retry: 500" and lines[1].startswith("data: ") and int(lines[1][6:]) >= 0
+    assert time.monotonic() - started < 8  # stream_seconds=2 in these tests

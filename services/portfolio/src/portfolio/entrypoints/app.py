@@ -175,10 +175,13 @@ def create_app(config: AppConfig | None = None, wiring: Wiring | None = None) ->
     @app.get("/v1/portfolio/stream", tags=["live"], response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}})
     async def stream(request: Request, _principal: Caller) -> StreamingResponse:
-        """Server-Sent Events: `data: <version>` whenever the read model changed (the page then reloads its panels)."""
+        """Server-Sent Events: `data: <version>` at once and whenever the read model changed (the page then fetches
+        its panels again). A stream ends after PORTFOLIO_STREAM_SECONDS; EventSource reconnects by itself."""
         async def events() -> AsyncIterator[str]:
             last, idle = -1, 0.0
-            while not await request.is_disconnected():
+            ends = asyncio.get_running_loop().time() + settings.stream_seconds
+            yield "retry: 500\n\n"  # reconnect half a second after the stream ends
+            while not await request.is_disconnected() and asyncio.get_running_loop().time() < ends:
                 version = await asyncio.to_thread(portfolio.version)
                 if version != last:
                     last, idle = version, 0.0
