@@ -7,7 +7,8 @@ without outbox rows, NOTIFY or publishing. The ratio shows what the outbox costs
 Bulk import (POST /v1/contracts:import, NDJSON in parts as `contract-registry import` sends it):
 contracts/s from the first part sent to the last record committed, with the outbox (and the
 in-process relay publishing meanwhile), against the same import without the outbox; plus when the
-last snapshot was readable on Kafka.
+last snapshot was readable on Kafka; and the import with the outbox but no relay until it is committed
+(what writing the outbox rows costs, apart from publishing them on the same machine).
 
 Env: BENCH_BOOTSTRAP (Kafka; else one is started), BENCH_DATABASE_URL (PostgreSQL; else one is
 started), BENCH_SCALE (1.0 = 1000 creates and 10,000 imported contracts per variant), BENCH_CONCURRENCY (8),
@@ -175,24 +176,20 @@ def run_variant(name: str, db_url: str, bootstrap: str, n: int, concurrency: int
 
 
 def run_import(name: str, db_url: str, bootstrap: str, n: int, with_outbox: bool,
-               relay_process: bool = False) -> dict[str, Any]:
+               relay_after: bool = False) -> dict[str, Any]:
     """Import n distinct contracts over HTTP; contracts/s until the last is committed (and, with the outbox,
-    until the last snapshot is readable on Kafka). `relay_process`: the relay runs as `contract-registry
-    relay` beside the API (REGISTRY_RELAY_IN_PROCESS=false), not as a thread in it."""
+    until the last snapshot is readable on Kafka). `relay_after`: no relay while the import runs (the API
+    with REGISTRY_RELAY_IN_PROCESS=false); `contract-registry relay` starts when it is committed. That
+    splits the outbox's cost on this box into writing the rows and publishing them meanwhile."""
     schema = f"bench_imp_{name}_{uuid.uuid4().hex[:8]}"
     migrate(db_url, schema)
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = RegistrySettings(db_schema=schema, topic_prefix=prefix,
-                                relay_in_process=with_outbox and not relay_process,
+                                relay_in_process=with_outbox and not relay_after,
                                 consume_in_process=False, expiry_in_process=False)
     relay: subprocess.Popen[bytes] | None = None
     if with_outbox:
         create_topics(bootstrap, [prefix + s.name for s in CATALOG], partitions=6)
-    if with_outbox and relay_process:
-        relay = subprocess.Popen([sys.executable, "-m", "contract_registry.entrypoints.cli", "relay"],
-                                 env={**os.environ, "DATABASE_URL": db_url, "REGISTRY_DB_SCHEMA": schema,
-                                      "REGISTRY_TOPIC_PREFIX": prefix, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                                      "MESH_LOG_LEVEL": "WARNING"})
     config = AppConfig(database_url=db_url, registry=settings, kafka=KafkaSettings(bootstrap_servers=bootstrap),
                        auth=AUTH)
     app = create_app(config, registry_cls=Registry if with_outbox else NoOutboxRegistry)
@@ -217,6 +214,11 @@ def run_import(name: str, db_url: str, bootstrap: str, n: int, with_outbox: bool
         elapsed = time.perf_counter() - started
         if state["created"] != n:
             raise RuntimeError(f"imported {state['created']} of {n}: {state['rejections'][:3]}")
+        if with_outbox and relay_after:
+            relay = subprocess.Popen([sys.executable, "-m", "contract_registry.entrypoints.cli", "relay"],
+                                     env={**os.environ, "DATABASE_URL": db_url, "REGISTRY_DB_SCHEMA": schema,
+                                          "REGISTRY_TOPIC_PREFIX": prefix, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                                          "MESH_LOG_LEVEL": "WARNING"})
         if with_outbox:
             wait_for(lambda: topic_total(bootstrap, settings.state_topic) >= n, timeout=600, interval=0.1,
                      message="every imported snapshot on Kafka")
@@ -269,7 +271,7 @@ def main() -> None:
         # per-round ratios and the best rate of each variant are what a round of noise cannot fake.
         rounds = [(run_import("baseline", db_url, bootstrap, n_import, with_outbox=False),
                    run_import("outbox", db_url, bootstrap, n_import, with_outbox=True),
-                   run_import("outbox_relay_proc", db_url, bootstrap, n_import, with_outbox=True, relay_process=True))
+                   run_import("outbox_relay_after", db_url, bootstrap, n_import, with_outbox=True, relay_after=True))
                   for _ in range(int(os.environ.get("BENCH_IMPORT_ROUNDS", "3")))]
     for r in (base, out):
         lag = (f", commit->readable on Kafka p50 {r['lag_p50']:.1f} ms p99 {r['lag_p99']:.1f} ms"
@@ -280,15 +282,16 @@ def main() -> None:
     for i, (b, o, p) in enumerate(rounds, 1):
         print(f"   import round {i}: {o['rate']:8.1f} contracts/s with the outbox (all on Kafka: "
               f"{o['kafka_rate']:.1f}/s), {b['rate']:.1f}/s without it, ratio {o['rate'] / b['rate']:.2f}; "
-              f"relay as its own process {p['rate']:.1f}/s (on Kafka {p['kafka_rate']:.1f}/s), "
-              f"ratio {p['rate'] / b['rate']:.2f}")
+              f"no relay during the import {p['rate']:.1f}/s (then all on Kafka at {p['kafka_rate']:.1f}/s "
+              f"overall), ratio {p['rate'] / b['rate']:.2f}")
     imp = max((o for _, o, _ in rounds), key=lambda r: r["rate"])
     imp_base = max((b for b, _, _ in rounds), key=lambda r: r["rate"])
     ratio = statistics.median(o["rate"] / b["rate"] for b, o, _ in rounds)
     proc_ratio = statistics.median(p["rate"] / b["rate"] for b, _, p in rounds)
     print(f"   import: {imp['rate']:8.1f} contracts/s with the outbox (best round; all on Kafka: "
           f"{imp['kafka_rate']:.1f}/s), baseline without it {imp_base['rate']:.1f}/s (best), "
-          f"ratio {ratio:.2f} (median of rounds); relay as its own process: ratio {proc_ratio:.2f}")
+          f"ratio {ratio:.2f} (median of rounds); no relay during the import: "
+          f"{max(p['rate'] for _, _, p in rounds):.1f}/s (best), ratio {proc_ratio:.2f} (median)")
     print(f"goals: import >= {IMPORT_GOAL:.0f}/s {met(imp['rate'] >= IMPORT_GOAL)}, ratio >= {IMPORT_RATIO_GOAL} "
           f"{met(ratio >= IMPORT_RATIO_GOAL)}; single creates >= {CREATE_GOAL:.0f}/s {met(out['rate'] >= CREATE_GOAL)}")
 
