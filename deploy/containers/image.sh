@@ -29,6 +29,8 @@ for name in PIP_INDEX_URL PIP_EXTRA_INDEX_URL UV_INDEX_URL UV_EXTRA_INDEX_URL UV
   [[ -n "${!name:-}" ]] && envs+=(--env "$name=${!name}")
 done
 
+# Each rebuild leaves the previous image untagged; the newest ones stay as the layer cache.
+podman image prune --force --filter until=24h >/dev/null 2>&1 || true
 started=$(date +%s)
 podman build --quiet --network host --layers --build-arg "PYTHON_IMAGE=$base" "${mounts[@]}" "${envs[@]}" \
   -f "$context/Dockerfile" -t "$ref" "$context" >"$CACHE/build.log" 2>&1 \
