@@ -25,7 +25,7 @@ class RenewalSettings(BaseSettings):
     batch_size: int = 500
     # How soon a crashed replica's partitions move to another one (the broker's minimum is 6000).
     session_timeout_ms: int = 10000
-    poll_timeout: float = 0.1  # seconds; also bounds how late a due stage is noticed
+    poll_timeout: float = 0.05  # seconds; also bounds how late a due stage is noticed (an idle poll costs ~40 us)
 
     crm: str = Field(default="none", pattern="^(none|salesforce|hubspot)$")
     crm_base_url: str = "http://127.0.0.1:8800"

@@ -10,7 +10,7 @@ so a retry or a restart never creates a second opportunity.
 `upsert_batch` raises DeliveryError when the call as a whole failed (every record of it failed) and
 otherwise returns one outcome per record, in order: None (upserted) or that record's DeliveryError.
 Retries, Retry-After and the circuit breaker are mesh_common.delivery's; adapters only build
-requests, map fields and read the per-record results (docs/adr/0013-crm-batched-upserts.md).
+requests, map fields and read the per-record results (docs/adr/0016-crm-batched-upserts.md).
 """
 
 from __future__ import annotations

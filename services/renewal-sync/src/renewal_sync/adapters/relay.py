@@ -109,7 +109,8 @@ class OutboxRelay:
                 await self.crm.aclose()
 
     def relay_kafka(self) -> bool:
-        rows = self.store.pending(KAFKA, 2000)
+        # Slices of 500: a CRM update that falls due meanwhile waits for one slice's acknowledgements, not 2,000.
+        rows = self.store.pending(KAFKA, 500)
         if not rows:
             return False
         failed: list[int] = []
