@@ -17,7 +17,7 @@ from contract_schema.contract import ContractSnapshot, ContractStatus
 from contract_schema.invoice import InvoiceValidated, LineVerdict, VerdictStatus
 from contract_schema.topics import INVOICE_RECEIVED
 from mesh_chaos.bodies import contract_body
-from mesh_chaos.campaign import render
+from mesh_chaos.campaign import quiesce, render
 from mesh_chaos.checker import Checker, p99, same_verdict
 from mesh_chaos.flood import INBOUND, malformed
 from mesh_chaos.history import Seen
@@ -111,3 +111,42 @@ def test_a_verdict_given_with_a_termination_that_raced_the_invoice_is_not_diverg
     # A termination published only after the verdict was read cannot explain it.
     late = _verdict_violations(terminated, [(1.0, active), (4.0, terminated)], decided_at=3.0)
     assert len(late) == 1 and late[0].startswith("divergent: invoice INV-R"), late
+
+
+class _SettlingHistory:
+    """A history whose broker answers and whose records stopped, but whose engine group rebalances for
+    `rebalancing` polls and then reads a backlog (its offsets move) for `catching_up` polls."""
+
+    def __init__(self, rebalancing: int, catching_up: int) -> None:
+        self.polls = 0
+        self.rebalancing, self.catching_up = rebalancing, catching_up
+
+    def broker_answers(self) -> bool:
+        return True
+
+    def last_read(self) -> float:
+        return 0.0
+
+    def on(self, topic: str) -> list[Seen]:
+        return []
+
+    def group_offsets(self, groups: list[str]) -> dict[str, tuple[tuple[str, int, int], ...] | None]:
+        self.polls += 1
+        if self.polls <= self.rebalancing:
+            return {g: None for g in groups}
+        offset = min(self.polls, self.rebalancing + self.catching_up)
+        return {g: (("clm.contract.events.v1", 0, offset),) for g in groups}
+
+
+def test_quiescence_waits_for_a_rebalancing_group_and_its_backlog_not_just_for_silence() -> None:
+    history = _SettlingHistory(rebalancing=5, catching_up=5)
+    workload = SimpleNamespace(pending_verdicts=lambda: 0)
+    settled = quiesce(workload, history, ["obligation-engine"], bound=5.0, window=0.05, poll=0.01)  # type: ignore[arg-type]
+    assert settled is not None
+    assert history.polls > 10, f"settled after {history.polls} polls, while the group still rebalanced or read"
+
+
+def test_quiescence_gives_up_on_a_group_that_never_stabilises() -> None:
+    history = _SettlingHistory(rebalancing=10**9, catching_up=0)
+    workload = SimpleNamespace(pending_verdicts=lambda: 0)
+    assert quiesce(workload, history, ["obligation-engine"], bound=0.3, window=0.05, poll=0.01) is None  # type: ignore[arg-type]

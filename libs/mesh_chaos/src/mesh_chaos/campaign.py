@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def run(opts: Options) -> Outcome:
         nemesis.join()
         if flood is not None:
             flood.join(300)
-        settled = quiesce(workload, history, opts.quiesce)
+        settled = quiesce(workload, history, mesh.consumer_groups(), opts.quiesce)
         report = Checker(mesh, history, workload, nemesis.faults, flood).run()
         for problem in bypass + routed(mesh)[1]:  # and after them (restarted processes, reconnections)
             report.add("network", "broken", problem)
@@ -166,29 +167,37 @@ def routed(mesh: Mesh) -> tuple[dict[str, list[int]], list[str]]:
     return peers, problems
 
 
-def quiesce(workload: Workload, history: History, bound: float) -> float | None:
-    """Seconds until every invoice has a verdict and no record arrived for 10 s while the broker was
-    answering (a broker that is down or restarting is silent too, and the services' records wait in
-    their producers until it is back); None past `bound`. Red alerts not yet delivered nor dead-lettered
-    are waited for too, up to `bound` (a notifier waiting for an SMTP circuit to let a trial through is
-    silent as well); those still waiting then are the notifications check's to report."""
+def quiesce(workload: Workload, history: History, groups: Sequence[str], bound: float,
+            window: float = 10.0, poll: float = 1.0) -> float | None:
+    """Seconds until every invoice has a verdict, no record arrived for 10 s while the broker was answering,
+    and every service's consumer group was Stable with its committed offsets unchanged for those 10 s; None
+    past `bound`. Silence alone is not enough: a broker that is down is silent (the services' records wait
+    in their producers), and so is a consumer group stuck in a rebalance after kills, or a service still
+    reading a backlog between two commits. Red alerts not yet delivered nor dead-lettered are waited for
+    too, up to `bound` (a notifier waiting for an SMTP circuit to let a trial through is silent as well);
+    those still waiting then are the notifications check's to report."""
     start = time.monotonic()
     up_since: float | None = None
     settled_at: float | None = None
+    offsets: dict[str, Any] = {}
+    moved_at = start
     while time.monotonic() - start < bound:
         now = time.monotonic()
         if not history.broker_answers():
             up_since = None
         elif up_since is None:
             up_since = now
-        quiet_since = max(history.last_read(), up_since or now)
-        if workload.pending_verdicts() == 0 and up_since is not None and now - quiet_since > 10:
+        latest = history.group_offsets(groups)
+        if latest != offsets or None in latest.values():
+            offsets, moved_at = latest, now
+        quiet_since = max(history.last_read(), up_since or now, moved_at)
+        if workload.pending_verdicts() == 0 and up_since is not None and now - quiet_since > window:
             settled_at = settled_at if settled_at is not None else round(now - start, 1)
             if not unhandled_red_alerts(history):
                 return round(now - start, 1)
         else:
             settled_at = None
-        time.sleep(1.0)  # poll interval
+        time.sleep(poll)
     return settled_at
 
 

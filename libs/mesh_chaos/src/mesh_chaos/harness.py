@@ -228,6 +228,10 @@ class Mesh:
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True, timeout=120)
         return os.pathsep.join(str(p) for p in sorted(target.glob("*/*/src")))
 
+    def consumer_groups(self) -> list[str]:
+        """The services' consumer groups: each service's group id is its name (the settings' default)."""
+        return sorted({p.service for p in self.procs.values() if p.service in SERVICES})
+
     def wait_healthy(self, services: tuple[str, ...] | list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         waiting = [p for p in self.procs.values() if p.service in services and p.popen is not None]

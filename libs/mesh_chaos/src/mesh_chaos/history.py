@@ -12,12 +12,12 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from contract_schema.base import Event
@@ -114,6 +114,24 @@ class History:
         except Exception:  # KafkaException while it is down or restarting
             return False
         return True
+
+    def group_offsets(self, groups: Sequence[str]) -> dict[str, tuple[tuple[str, int, int], ...] | None]:
+        """Each consumer group's committed offsets, or None while the group is not Stable (rebalancing, or no
+        member): a group stuck in a rebalance is as silent as one with nothing left to do."""
+        result: dict[str, tuple[tuple[str, int, int], ...] | None] = {}
+        try:
+            described = self._probe.describe_consumer_groups(list(groups), request_timeout=5)
+            for group in groups:
+                if described[group].result().state != ConsumerGroupState.STABLE:
+                    result[group] = None
+                    continue
+                committed = self._probe.list_consumer_group_offsets(
+                    [ConsumerGroupTopicPartitions(group)], request_timeout=5)[group].result()
+                result[group] = tuple(sorted((tp.topic, tp.partition, tp.offset)
+                                             for tp in committed.topic_partitions or ()))
+        except Exception:  # the broker away or the coordinator moving: not settled
+            return {group: None for group in groups}
+        return result
 
     def on(self, topic: str) -> list[Seen]:
         with self._lock:

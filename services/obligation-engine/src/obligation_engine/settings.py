@@ -25,7 +25,9 @@ class EngineSettings(BaseSettings):
     http_enabled: bool = True  # /healthz /readyz /metrics on MESH_HTTP_HOST:MESH_HTTP_PORT
     clock_id: str = "mesh"  # which ClockAdvanced events to follow when MESH_CLOCK=topic
     tick_interval: Annotated[float, Field(gt=0)] = 0.1  # seconds between due-index checks (wall time)
-    session_timeout: Annotated[float, Field(gt=1)] = 60.0  # a killed worker's partitions move after this long
+    # A killed worker, and every member after a broker restart, holds the group for this long before its
+    # partitions move (docs/adr/0017): short, so kills and restarts stall the engine seconds, not a minute.
+    session_timeout: Annotated[float, Field(gt=1)] = 20.0
     commit_interval: Annotated[float, Field(gt=0)] = 2.8  # seconds between offset commits (Faust's default)
 
     erp_base_url: str | None = None
