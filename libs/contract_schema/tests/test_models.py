@@ -91,3 +91,26 @@ def test_round_money_uses_the_currency_minor_unit() -> None:
     assert cs.round_money(Decimal("10.015"), "EUR") == Decimal("10.02")
     assert cs.round_money(Decimal("1234.5"), "JPY") == Decimal("1234")
     assert cs.round_money(Decimal("1.0005"), "KWD") == Decimal("1.000")
+
+
+def test_rate_card_line_written_before_tier_modes_decodes_as_volume() -> None:
+    data = snapshot().model_dump(mode="json")
+    for version in data["versions"]:
+        for line in version["rate_card"]:
+            del line["tier_mode"]
+    decoded = cs.ContractSnapshot.model_validate(data)
+    assert decoded.current.rate_card[0].tier_mode is cs.TierMode.VOLUME
+    assert decoded == snapshot()
+
+
+def test_graduated_tier_mode_and_band_split_round_trip() -> None:
+    line = snapshot().current.rate_card[0].model_copy(update={"tier_mode": cs.TierMode.GRADUATED})
+    assert cs.RateCardLine.model_validate(line.model_dump(mode="json")).tier_mode is cs.TierMode.GRADUATED
+    band = cs.PricedBand(from_quantity=Decimal(0), to_quantity=Decimal(100), quantity=Decimal(100),
+                         unit_price=Decimal("50.00"), amount=Decimal("5000.00"))
+    verdict_line = cs.LineVerdict(line_no=1, status=cs.VerdictStatus.APPROVED, item_code="X",
+                                  billed_unit_price=Decimal(50), billed_amount=Decimal(5000), bands=(band,))
+    assert cs.LineVerdict.model_validate(verdict_line.model_dump(mode="json")).bands == (band,)
+    older = verdict_line.model_dump(mode="json")
+    del older["bands"]
+    assert cs.LineVerdict.model_validate(older).bands == ()

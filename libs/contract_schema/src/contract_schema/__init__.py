@@ -24,9 +24,10 @@ from .contract import (
     SlaComparison,
     SlaTerms,
     TierBasis,
+    TierMode,
     VolumeTier,
 )
-from .invoice import InvoiceLine, InvoiceReceived, InvoiceValidated, LineVerdict, VerdictStatus
+from .invoice import InvoiceLine, InvoiceReceived, InvoiceValidated, LineVerdict, PricedBand, VerdictStatus
 from .money import MINOR_UNITS, minor_unit, round_money
 from .obligation import (
     DeliverableAccepted,
@@ -68,9 +69,9 @@ __all__ = [
     "NotificationRecorded", "ObligationCancelled", "ObligationCompleted", "ObligationDefinition",
     "ObligationDueSoon", "ObligationEscalated", "ObligationEvent", "ObligationKind", "ObligationOverdue",
     "ObligationScheduled", "ObligationState", "ObligationWaived", "OpportunityStatus", "Origin", "Party",
-    "PerformanceEvent", "Person", "RateCardLine", "Record", "ReleaseMilestoneBilling", "RenewalDecision",
+    "PerformanceEvent", "Person", "PricedBand", "RateCardLine", "Record", "ReleaseMilestoneBilling", "RenewalDecision",
     "RenewalDecisionKind", "RenewalOpportunity", "RenewalStage", "Scorecard", "ScorecardScope",
     "SlaBreached", "SlaComparison", "SlaMeasured", "SlaMeasurement", "SlaRecord", "SlaTerms", "Tier",
-    "TierBasis", "TopicSpec", "VerdictStatus", "VolumeTier", "decode", "encode", "minor_unit",
+    "TierBasis", "TierMode", "TopicSpec", "VerdictStatus", "VolumeTier", "decode", "encode", "minor_unit",
     "round_money",
 ]

@@ -41,6 +41,17 @@ class TierBasis(StrEnum):
     CUMULATIVE = "cumulative"
 
 
+class TierMode(StrEnum):
+    """How tiers price a quantity (docs/adr/0018).
+
+    volume: the band the quantity reaches prices every unit. graduated: each unit is priced by the
+    band it falls in, so a quantity crossing bands is split across them.
+    """
+
+    VOLUME = "volume"
+    GRADUATED = "graduated"
+
+
 class VolumeTier(Model):
     """Price for quantities in [from_quantity, to_quantity); to_quantity None means no upper bound."""
 
@@ -67,6 +78,8 @@ class RateCardLine(Model):
     valid_to: date | None = None
     tiers: tuple[VolumeTier, ...] = ()
     tier_basis: TierBasis = TierBasis.PER_INVOICE
+    # Absent on lines written before tier modes existed: they keep the volume pricing they had.
+    tier_mode: TierMode = TierMode.VOLUME
     escalations: tuple[Escalation, ...] = ()
     discount_percent: Percent = Decimal(0)
     not_to_exceed: NonNegativeAmount | None = None

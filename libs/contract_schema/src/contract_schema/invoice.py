@@ -66,6 +66,20 @@ class VerdictStatus(StrEnum):
     NEEDS_REVIEW = "needs-review"
 
 
+class PricedBand(Model):
+    """The part of a graduated line priced in one tier band [from_quantity, to_quantity).
+
+    The bounds are the band's, on the tier basis's axis (per invoice, or cumulative since the first
+    approved invoice); `quantity` is how many of this line's units fell in it.
+    """
+
+    from_quantity: Quantity
+    to_quantity: Quantity | None = None
+    quantity: Quantity
+    unit_price: Amount
+    amount: Amount
+
+
 class LineVerdict(Model):
     line_no: int
     status: VerdictStatus
@@ -77,6 +91,8 @@ class LineVerdict(Model):
     variance: Amount = Decimal(0)
     reason_codes: tuple[str, ...] = ()
     message: str = ""
+    # How the expected amount of a graduated line splits across tier bands; empty for other lines.
+    bands: tuple[PricedBand, ...] = ()
 
 
 class InvoiceValidated(Event):
