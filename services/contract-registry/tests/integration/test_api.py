@@ -163,6 +163,11 @@ RULES = [
     ("tiers gap", {"rate_card": _rate_card(l0__tiers__1__from_quantity="150")},
      "terms.rate_card[0].tiers[1].from_quantity"),
     ("currency mismatch", {"rate_card": _rate_card(l1__currency="USD")}, "terms.rate_card[1].currency"),
+    ("tiers duplicate lower bound", {"rate_card": _rate_card(l0__tiers__1__from_quantity="0")},
+     "terms.rate_card[0].tiers[1].from_quantity"),
+    ("tier of zero width", {"rate_card": _rate_card(l0__tiers__0__to_quantity="0")},
+     "terms.rate_card[0].tiers[0].to_quantity"),
+    ("graduated without tiers", {"rate_card": _rate_card(l1__tier_mode="graduated")}, "terms.rate_card[1].tier_mode"),
 ]
 
 
@@ -172,6 +177,24 @@ def test_each_business_rule_gives_422_naming_the_field(db_client: TestClient, ru
     resp = db_client.post("/v1/contracts", json=draft(terms=terms(**change)), headers=W)
     assert resp.status_code == 422, resp.text
     assert [d["field"] for d in resp.json()["detail"]] == [field]
+
+
+def test_tier_mode_is_accepted_and_versioned_with_amendments(db_client: TestClient) -> None:
+    cid = create(db_client)["contract_id"]
+    assert db_client.get(f"/v1/contracts/{cid}", headers=R).json()["in_force"]["rate_card"][0]["tier_mode"] == "volume"
+    resp = db_client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"1"'},
+                          json={"effective_from": "2026-05-01", "reason": "graduated pricing",
+                                "terms": terms(rate_card=_rate_card(l0__tier_mode="graduated"))})
+    assert resp.status_code == 200, resp.text
+    now = db_client.get(f"/v1/contracts/{cid}", params={"as_of": "2026-05-01"}, headers=R).json()
+    old = db_client.get(f"/v1/contracts/{cid}", params={"as_of": "2026-04-30"}, headers=R).json()
+    assert (now["version"], now["in_force"]["rate_card"][0]["tier_mode"]) == (2, "graduated")
+    assert (old["version"], old["in_force"]["rate_card"][0]["tier_mode"]) == (1, "volume")
+    bad = db_client.post(f"/v1/contracts/{cid}/amendments", headers={**W, "If-Match": '"2"'},
+                         json={"effective_from": "2026-06-01", "reason": "typo",
+                               "terms": terms(rate_card=_rate_card(l0__tier_mode="stepped"))})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"][-4:] == ["terms", "rate_card", 0, "tier_mode"]
 
 
 def test_amendment_effective_before_the_version_it_amends_is_422(db_client: TestClient) -> None:

@@ -17,6 +17,7 @@ from contract_schema.contract import (
     ContractSnapshot,
     ContractStatus,
     ContractTerminated,
+    TierMode,
 )
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -53,6 +54,31 @@ def test_amend_adds_a_version_and_summarises_changed_fields() -> None:
     assert change.snapshot.tags == ("it",)
     assert change.snapshot.terms_on(date(2026, 3, 15)).version == 1  # type: ignore[union-attr]
     assert change.snapshot.terms_on(date(2026, 4, 1)).version == 2  # type: ignore[union-attr]
+
+
+def test_a_tier_mode_amendment_is_a_new_version_and_the_old_one_keeps_volume() -> None:
+    graduated = terms()
+    graduated["rate_card"][0]["tier_mode"] = "graduated"
+    amendment = Amendment.model_validate({"effective_from": "2026-04-01", "reason": "graduated pricing",
+                                          "terms": graduated})
+    change = contracts.amend(_active(), amendment, now=NOW)
+    assert isinstance(change.event, ContractAmended)
+    [changed] = change.event.changes
+    assert changed.field == "rate_card"
+    assert [line["tier_mode"] for line in changed.old] == ["volume", "volume"]  # type: ignore[union-attr]
+    assert [line["tier_mode"] for line in changed.new] == ["graduated", "volume"]  # type: ignore[union-attr]
+    before, after = (change.snapshot.terms_on(date(2026, d, 1)) for d in (3, 4))
+    assert before is not None and before.rate_card[0].tier_mode is TierMode.VOLUME
+    assert after is not None and after.rate_card[0].tier_mode is TierMode.GRADUATED
+
+
+def test_an_amendment_with_incoherent_tiers_is_rejected_naming_the_band() -> None:
+    broken = terms()
+    broken["rate_card"][0]["tiers"][1]["from_quantity"] = "0"
+    amendment = Amendment.model_validate({"effective_from": "2026-04-01", "reason": "x", "terms": broken})
+    with pytest.raises(BusinessRuleError) as err:
+        contracts.amend(_active(), amendment, now=NOW)
+    assert [v.field for v in err.value.violations] == ["terms.rate_card[0].tiers[1].from_quantity"]
 
 
 def test_amend_effective_before_current_version_is_rejected() -> None:

@@ -8,6 +8,7 @@ import pytest
 from contract_registry.domain.model import TermsInput
 from contract_registry.domain.validation import Violation, validate_amendment, validate_terms
 from contract_registry.examples import terms
+from pydantic import ValidationError
 
 from contract_schema.contract import ContractTerms
 
@@ -90,6 +91,56 @@ def test_tier_after_an_unbounded_tier_overlaps() -> None:
     t = terms()
     t["rate_card"][0]["tiers"] = [{"from_quantity": "0", "unit_price": "1"}, {"from_quantity": "5", "unit_price": "1"}]
     assert fields(validate_terms(_terms(rate_card=t["rate_card"]))) == ["terms.rate_card[0].tiers[1].from_quantity"]
+
+
+def _with_tiers(*bands: tuple[str, str | None], mode: str = "graduated") -> ContractTerms:
+    t = terms()
+    t["rate_card"][0]["tier_mode"] = mode
+    t["rate_card"][0]["tiers"] = [{"from_quantity": lo, "to_quantity": hi, "unit_price": "1"} for lo, hi in bands]
+    return _terms(rate_card=t["rate_card"])
+
+
+def test_graduated_tiers_that_cover_from_zero_pass() -> None:
+    checked = _with_tiers(("0", "100"), ("100", None))
+    assert validate_terms(checked) == []
+    assert checked.rate_card[0].tier_mode == "graduated"
+
+
+def test_a_zero_width_band_names_its_upper_bound() -> None:
+    v = validate_terms(_with_tiers(("0", "100"), ("100", "100"), ("100", None)))
+    assert fields(v) == ["terms.rate_card[0].tiers[1].to_quantity"]
+    assert "zero width" in v[0].message
+
+
+def test_a_band_of_negative_width_names_its_upper_bound() -> None:
+    v = validate_terms(_with_tiers(("0", "100"), ("100", "50")))
+    assert fields(v) == ["terms.rate_card[0].tiers[1].to_quantity"]
+    assert "negative width" in v[0].message
+
+
+def test_duplicate_lower_bounds() -> None:
+    v = validate_terms(_with_tiers(("0", "100"), ("0", None)))
+    assert fields(v) == ["terms.rate_card[0].tiers[1].from_quantity"]
+    assert "duplicate lower bound" in v[0].message
+
+
+def test_tiers_out_of_order() -> None:
+    v = validate_terms(_with_tiers(("100", None), ("0", "100"), mode="volume"))
+    assert fields(v) == ["terms.rate_card[0].tiers[1].from_quantity"]
+    assert "out of order" in v[0].message
+
+
+def test_graduated_without_tiers_names_tier_mode() -> None:
+    v = validate_terms(_with_tiers())
+    assert fields(v) == ["terms.rate_card[0].tier_mode"]
+
+
+def test_an_unknown_tier_mode_is_a_schema_error_naming_it() -> None:
+    t = terms()
+    t["rate_card"][0]["tier_mode"] = "stepped"
+    with pytest.raises(ValidationError) as info:
+        _terms(rate_card=t["rate_card"])
+    assert [e["loc"] for e in info.value.errors()] == [("rate_card", 0, "tier_mode")]
 
 
 def test_currency_mismatch_between_contract_and_rate_card() -> None:

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from contract_schema.contract import ContractTerms, RateCardLine
+from contract_schema.contract import ContractTerms, RateCardLine, TierMode
 
 
 @dataclass(frozen=True)
@@ -107,19 +107,35 @@ def _line_rules(line: RateCardLine, currency: str, path: str) -> list[Violation]
 
 
 def _tier_rules(line: RateCardLine, path: str) -> list[Violation]:
-    """Tiers, in the order given, must cover [0, ∞) or [0, last bound) without gaps or overlaps."""
+    """Tiers, in increasing order, must cover [0, ∞) or [0, last bound) without gaps or overlaps.
+
+    Bands are half-open, [from_quantity, to_quantity): a band's upper bound is the next one's lower
+    bound (docs/adr/0018). The first broken rule is reported: what follows a broken band is noise.
+    """
     tiers = line.tiers
     if not tiers:
+        if line.tier_mode is TierMode.GRADUATED:
+            return [Violation(f"{path}.tier_mode", "graduated pricing needs tiers; the line has none")]
         return []
+    for j, tier in enumerate(tiers):
+        if tier.to_quantity is not None and tier.to_quantity <= tier.from_quantity:
+            width = "zero" if tier.to_quantity == tier.from_quantity else "negative"
+            return [Violation(f"{path}.tiers[{j}].to_quantity",
+                              f"to_quantity {tier.to_quantity} is not above from_quantity {tier.from_quantity} "
+                              f"(a band of {width} width)")]
+    for j, tier in enumerate(tiers[1:], start=1):
+        same = next((k for k in range(j) if tiers[k].from_quantity == tier.from_quantity), None)
+        if same is not None:
+            return [Violation(f"{path}.tiers[{j}].from_quantity",
+                              f"duplicate lower bound: tier {j} starts at {tier.from_quantity} like tier {same}")]
+        if tier.from_quantity < tiers[j - 1].from_quantity:
+            return [Violation(f"{path}.tiers[{j}].from_quantity",
+                              f"tiers out of order: tier {j} starts at {tier.from_quantity}, below tier {j - 1} "
+                              f"which starts at {tiers[j - 1].from_quantity}; list them by increasing from_quantity")]
     if tiers[0].from_quantity != 0:
         return [Violation(f"{path}.tiers[0].from_quantity",
                           f"the first tier starts at {tiers[0].from_quantity}, not at zero")]
-    for j, tier in enumerate(tiers):
-        if tier.to_quantity is not None and tier.to_quantity <= tier.from_quantity:
-            return [Violation(f"{path}.tiers[{j}].to_quantity",
-                              f"to_quantity {tier.to_quantity} is not above from_quantity {tier.from_quantity}")]
-        if j == 0:
-            continue
+    for j, tier in enumerate(tiers[1:], start=1):
         prev = tiers[j - 1]
         if prev.to_quantity is None:
             return [Violation(f"{path}.tiers[{j}].from_quantity",
