@@ -18,14 +18,14 @@ from contract_schema import (
     InvoiceLine,
     InvoiceReceived,
     ObligationDefinition,
+    PricedBand,
     RateCardLine,
     TierBasis,
 )
 from contract_schema.money import minor_unit, round_money
 
 from .model import Finding, Reason, Severity, SlaCredit
-
-PRICE_PLACES = Decimal("0.000001")  # expected unit prices keep 6 decimals; amounts round to the currency
+from .tiers import price_on, tier_price
 
 
 def _money(amount: Decimal, currency: str) -> str:
@@ -152,22 +152,9 @@ def find_rate_line(terms: ContractTerms, line: InvoiceLine) -> tuple[RateCardLin
     return rate, None
 
 
-def tier_price(rate: RateCardLine, tier_quantity: Decimal) -> Decimal:
-    """The list price for the volume reached; the line's own price when no tier covers it."""
-    for tier in rate.tiers:
-        if tier.from_quantity <= tier_quantity and (tier.to_quantity is None or tier_quantity < tier.to_quantity):
-            return tier.unit_price
-    return rate.unit_price
-
-
 def expected_unit_price(rate: RateCardLine, on: date, tier_quantity: Decimal) -> Decimal:
-    """Rate-card price x escalations in effect on `on` (compounded) x volume tier x (1 - discount)."""
-    price = tier_price(rate, tier_quantity)
-    for escalation in sorted(rate.escalations, key=lambda e: e.effective_date):
-        if escalation.effective_date <= on:
-            price = price * (1 + escalation.percent / 100)
-    price = price * (1 - rate.discount_percent / 100)
-    return price.quantize(PRICE_PLACES)
+    """Volume mode: rate-card price x escalations in effect on `on` (compounded) x volume tier x (1 - discount)."""
+    return price_on(rate, tier_price(rate, tier_quantity), on)
 
 
 def tier_quantity(rate: RateCardLine, invoice_quantity: Decimal, billed_before: Decimal) -> Decimal:
@@ -300,6 +287,7 @@ class LineResult:
     expected_unit: Decimal | None = None
     expected_amount: Decimal | None = None
     rate_line_id: str | None = None
+    bands: tuple[PricedBand, ...] = ()  # a graduated line's split across tier bands
 
     @property
     def severity(self) -> Severity:

@@ -12,11 +12,13 @@ from contract_schema import (
     InvoiceReceived,
     InvoiceValidated,
     LineVerdict,
+    TierBasis,
+    TierMode,
     VerdictStatus,
 )
 from contract_schema.money import round_money
 
-from . import rules
+from . import rules, tiers
 from .model import BillingState, Finding, ObligationView, Reason, Severity
 from .rules import LineResult
 
@@ -56,6 +58,7 @@ def validate_invoice(invoice: InvoiceReceived, contract: ContractSnapshot, *, ob
         if line.amount >= 0 and not line.milestone_ref:
             invoice_qty[line.item_code] += line.quantity
 
+    invoice_pos: dict[str, Decimal] = defaultdict(Decimal)  # graduated per-invoice: units placed so far
     billed_by_line = dict(billing.billed_by_line)
     qty_by_line = dict(billing.quantity_by_line)
     billed_total = billing.billed_total
@@ -91,7 +94,7 @@ def validate_invoice(invoice: InvoiceReceived, contract: ContractSnapshot, *, ob
                 already_billed=line.milestone_ref in milestones, currency=currency)
             if milestone is not None and milestone.amount is not None:
                 r.expected_amount = milestone.amount
-                r.expected_unit = (milestone.amount / line.quantity).quantize(rules.PRICE_PLACES) \
+                r.expected_unit = (milestone.amount / line.quantity).quantize(tiers.PRICE_PLACES) \
                     if line.quantity else milestone.amount
             if found is not None:
                 r.findings.append(found)
@@ -102,10 +105,23 @@ def validate_invoice(invoice: InvoiceReceived, contract: ContractSnapshot, *, ob
                 continue
             assert rate is not None
             r.rate_line_id = rate.line_id
-            basis = rules.tier_quantity(rate, invoice_qty[line.item_code], qty_by_line.get(rate.line_id, Decimal(0)))
-            r.expected_unit = rules.expected_unit_price(rate, line.service_date, basis)
-            r.expected_amount = round_money(r.expected_unit * line.quantity, currency)
-            price = rules.check_price(line, r.expected_unit, rate, currency)
+            if rate.tier_mode is TierMode.GRADUATED:
+                # The line's units follow those already counted on the tier axis: earlier lines of the
+                # item on this invoice, plus (cumulative) what invoices not rejected billed before.
+                start = (qty_by_line.get(rate.line_id, Decimal(0)) if rate.tier_basis is TierBasis.CUMULATIVE
+                         else invoice_pos[rate.line_id])
+                r.bands = tiers.graduated_split(rate, start=start, quantity=line.quantity, on=line.service_date,
+                                                currency=currency)
+                r.expected_amount = tiers.split_amount(r.bands)
+                r.expected_unit = tiers.blended_unit_price(rate, r.bands, start=start, on=line.service_date)
+                price = tiers.check_graduated(line, r.bands, rate, currency)
+            else:
+                basis = rules.tier_quantity(rate, invoice_qty[line.item_code],
+                                            qty_by_line.get(rate.line_id, Decimal(0)))
+                r.expected_unit = rules.expected_unit_price(rate, line.service_date, basis)
+                r.expected_amount = round_money(r.expected_unit * line.quantity, currency)
+                price = rules.check_price(line, r.expected_unit, rate, currency)
+            invoice_pos[rate.line_id] += line.quantity
             if price is not None:
                 r.findings.append(price)
             if not r.rejected:
@@ -190,7 +206,7 @@ def _verdict(invoice: InvoiceReceived, contract: ContractSnapshot | None, result
         line_verdicts.append(LineVerdict(
             line_no=line.line_no, status=_STATUS[line_sev], item_code=line.item_code,
             billed_unit_price=line.unit_price, billed_amount=line.amount, expected_unit_price=r.expected_unit,
-            expected_amount=expected, variance=variance,
+            expected_amount=expected, variance=variance, bands=r.bands,
             reason_codes=tuple(dict.fromkeys(f.code.value for f in r.findings)),
             message=" ".join(f.message for f in r.findings) or "Matches the contract.",
         ))
