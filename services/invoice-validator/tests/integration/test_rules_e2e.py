@@ -14,7 +14,10 @@ from contract_schema import (
     ObligationKind,
     Origin,
     SlaBreached,
+    TierBasis,
+    TierMode,
     VerdictStatus,
+    VolumeTier,
 )
 from mesh_common.signing import verify
 from mesh_testing import unique_name, wait_for
@@ -173,3 +176,37 @@ def test_big_rejection_raises_red_alert_and_every_verdict_is_signed_to_ap(valida
         return [(h, b) for h, b in webhook.received if big.invoice_id.encode() in b]
     headers, body = wait_for(delivered, timeout=20)[0]
     verify("ap-secret", body, headers.get("X-Mesh-Signature"))  # raises when the signature is wrong
+
+
+def test_graduated_tiers_price_each_band_at_its_rate(validator: Running) -> None:
+    """Bands [0, 100) and [100, ∞) (half-open, docs/adr/0018) on a graduated line."""
+    def graduated(low: str, high: str, basis: TierBasis) -> ContractSnapshot:
+        bands = (VolumeTier(from_quantity=Decimal(0), to_quantity=Decimal(100), unit_price=Decimal(low)),
+                 VolumeTier(from_quantity=Decimal(100), unit_price=Decimal(high)))
+        line = s.rate_line(unit_price=low, tiers=bands, tier_mode=TierMode.GRADUATED, tier_basis=basis)
+        return contract(validator, versions=(s.terms(rate_card=(line,)),))
+
+    def amount(quantity: str, total: str) -> s.InvoiceLine:
+        unit = (Decimal(total) / Decimal(quantity)).quantize(Decimal("0.000001"))
+        return s.line(quantity=quantity, unit_price=str(unit), amount=total)
+
+    # The issue's example: 120 units cost 100 x 50.00 + 20 x 45.00 = 5,900.00, or 5,400.00 at the volume price.
+    issue = graduated("50.00", "45.00", TierBasis.PER_INVOICE)
+    at_split = validator.verdict(bill(validator, issue, amount("120", "5900.00")).invoice_id)
+    assert (at_split.status, at_split.reason_codes) == (VerdictStatus.APPROVED, ())
+    assert [(b.quantity, b.unit_price, b.amount) for b in at_split.lines[0].bands] == [
+        (100, Decimal(50), Decimal("5000.00")), (20, Decimal(45), Decimal("900.00"))]
+    at_volume = validator.verdict(bill(validator, issue, s.line(quantity="120", unit_price="45.00")).invoice_id)
+    assert (at_volume.status, at_volume.reason_codes) == (VerdictStatus.APPROVED, ("PRICE_BELOW_CONTRACT",))
+    assert at_volume.lines[0].variance == Decimal("-500.00")
+
+    # Overage pricing, cumulative: 90 units billed first fill [0, 100), so 30 more are 10 x 45.00 + 20 x 50.00.
+    overage = graduated("45.00", "50.00", TierBasis.CUMULATIVE)
+    assert codes(validator, bill(validator, overage, s.line(quantity="90", unit_price="45.00"))) == \
+        (VerdictStatus.APPROVED, ())
+    volume_priced = validator.verdict(bill(validator, overage, s.line(quantity="30", unit_price="50.00")).invoice_id)
+    assert (volume_priced.status, volume_priced.reason_codes) == (VerdictStatus.REJECTED, ("PRICE_ABOVE_CONTRACT",))
+    assert volume_priced.prevented_overpayment == Decimal("50.00")
+    graduated_priced = validator.verdict(bill(validator, overage, amount("30", "1450.00")).invoice_id)
+    assert (graduated_priced.status, graduated_priced.reason_codes) == (VerdictStatus.APPROVED, ())
+    assert [(b.from_quantity, b.quantity) for b in graduated_priced.lines[0].bands] == [(0, 10), (100, 20)]
