@@ -167,3 +167,11 @@ def test_amendment_effective_before_the_version_it_amends() -> None:
 @pytest.mark.parametrize("effective_from", ["2026-02-01", "2026-05-01"])
 def test_amendment_on_or_after_the_previous_version_is_fine(effective_from: str) -> None:
     assert validate_amendment(_terms(), _terms(version=2, effective_from=effective_from)) == []
+
+
+def test_a_negative_band_bound_is_a_schema_error_naming_it() -> None:
+    t = terms()
+    t["rate_card"][0]["tiers"][1]["from_quantity"] = "-5"
+    with pytest.raises(ValidationError) as info:
+        _terms(rate_card=t["rate_card"])
+    assert [e["loc"] for e in info.value.errors()] == [("rate_card", 0, "tiers", 1, "from_quantity")]
