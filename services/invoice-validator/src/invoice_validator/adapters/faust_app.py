@@ -13,7 +13,7 @@ from typing import Any
 import faust
 
 from contract_schema.topics import TopicSpec
-from mesh_common.faust_kafka import faust_broker, faust_credentials
+from mesh_common.faust_kafka import faust_broker, faust_credentials, wait_for_the_broker_at_start
 from mesh_common.settings import KafkaSettings
 
 from ..settings import ValidatorSettings
@@ -50,6 +50,7 @@ def changelog_topics(settings: ValidatorSettings) -> list[TopicSpec]:
 
 def build_app(settings: ValidatorSettings, kafka: KafkaSettings) -> tuple[faust.App, Path]:
     """The Faust app, and the directory of its local data."""
+    wait_for_the_broker_at_start()  # started during a broker outage: wait, do not exit
     data_dir = settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-")
     store = settings.store
     if store.startswith("rocksdb") and importlib.util.find_spec("rocksdict") is None:

@@ -19,7 +19,7 @@ from contract_schema import Event, encode
 from contract_schema.topics import topic_for
 from mesh_common.clock import Clock
 from mesh_common.dlq import dead_letter_record
-from mesh_common.faust_kafka import faust_broker, faust_credentials, partition_for
+from mesh_common.faust_kafka import faust_broker, faust_credentials, partition_for, wait_for_the_broker_at_start
 from mesh_common.ops import DEAD_LETTERED
 from mesh_common.settings import KafkaSettings
 from mesh_common.tracing import current_traceparent
@@ -56,6 +56,7 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
 
 
 def build_app(settings: EngineSettings, kafka: KafkaSettings) -> faust.App:
+    wait_for_the_broker_at_start()  # started during a broker outage: wait, do not exit
     return faust.App(
         settings.app_id, broker=faust_broker(kafka), broker_credentials=faust_credentials(kafka),
         store="memory://",
